@@ -1,0 +1,265 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Rama.Proxy.Net;
+
+/// <summary>
+/// A TCP socket exposed as a duplex pipe (Kestrel's socket transport shape): a receive loop fills
+/// <see cref="Input"/> and a send loop drains <see cref="Output"/>. Both pipes are bounded
+/// (<see cref="SocketConnectionOptions"/>), so a slow peer back-pressures the other side instead
+/// of growing memory. Completing <see cref="Output"/> sends FIN (half-close) after the data.
+/// </summary>
+public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly Pipe _input;
+    private readonly Pipe _output;
+    private readonly CancellationTokenSource _closed = new();
+    private readonly SocketConnectionOptions _options;
+    private Task? _receiving;
+    private Task? _sending;
+    private string? _closeReason;
+    private int _disposed;
+
+    public SocketConnection(Socket socket, SocketConnectionOptions? options = null)
+    {
+        _socket = socket;
+        _options = options ?? SocketConnectionOptions.Default;
+        var pool = System.Buffers.MemoryPool<byte>.Shared;
+        _input = new Pipe(new PipeOptions(pool, PipeScheduler.ThreadPool, PipeScheduler.Inline,
+            _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, useSynchronizationContext: false));
+        _output = new Pipe(new PipeOptions(pool, PipeScheduler.Inline, PipeScheduler.ThreadPool,
+            _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, useSynchronizationContext: false));
+        LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
+        RemoteEndPoint = socket.RemoteEndPoint as IPEndPoint;
+    }
+
+    public PipeReader Input => _input.Reader;
+
+    public PipeWriter Output => _output.Writer;
+
+    public IPEndPoint? LocalEndPoint { get; }
+
+    public IPEndPoint? RemoteEndPoint { get; }
+
+    /// <summary>Cancelled when the connection is aborted or closed.</summary>
+    public CancellationToken ConnectionClosed => _closed.Token;
+
+    /// <summary>Why the connection closed; the first reason recorded wins.</summary>
+    public string? CloseReason => Volatile.Read(ref _closeReason);
+
+    /// <summary>Records a close reason unless one is already recorded.</summary>
+    public bool TrySetCloseReason(string reason) => Interlocked.CompareExchange(ref _closeReason, reason, null) is null;
+
+    /// <summary>Starts the receive and send loops. Called once by whoever created the connection.</summary>
+    public void Start()
+    {
+        _receiving = ReceiveLoopAsync();
+        _sending = SendLoopAsync();
+    }
+
+    private async Task ReceiveLoopAsync()
+    {
+        var writer = _input.Writer;
+        Exception? error = null;
+        try
+        {
+            while (true)
+            {
+                if (_options.WaitForDataBeforeAllocatingBuffer)
+                {
+                    // Zero-byte read: an idle connection holds no buffer (Kestrel does the same).
+                    await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                }
+
+                var memory = writer.GetMemory(_options.MinimumReadSize);
+                var read = await _socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                if (read == 0)
+                {
+                    TrySetCloseReason("peer closed");
+                    break;
+                }
+
+                writer.Advance(read);
+                var flush = await writer.FlushAsync().ConfigureAwait(false);
+                if (flush.IsCompleted || flush.IsCanceled)
+                {
+                    break;
+                }
+            }
+        }
+        catch (SocketException ex) when (IsNormalClose(ex.SocketErrorCode))
+        {
+            TrySetCloseReason("peer reset");
+            error = new ConnectionResetException(ex.Message, ex);
+        }
+        catch (ObjectDisposedException)
+        {
+            TrySetCloseReason("closed locally");
+        }
+        catch (SocketException ex)
+        {
+            TrySetCloseReason($"receive failed: {ex.SocketErrorCode}");
+            error = new ConnectionResetException(ex.Message, ex);
+        }
+        finally
+        {
+            await writer.CompleteAsync(error).ConfigureAwait(false);
+        }
+    }
+
+    private async Task SendLoopAsync()
+    {
+        var reader = _output.Reader;
+        try
+        {
+            while (true)
+            {
+                var result = await reader.ReadAsync().ConfigureAwait(false);
+                if (result.IsCanceled)
+                {
+                    break;
+                }
+
+                var buffer = result.Buffer;
+                foreach (var segment in buffer)
+                {
+                    var remaining = segment;
+                    while (!remaining.IsEmpty)
+                    {
+                        var sent = await _socket.SendAsync(remaining, SocketFlags.None).ConfigureAwait(false);
+                        remaining = remaining[sent..];
+                    }
+                }
+
+                reader.AdvanceTo(buffer.End);
+                if (result.IsCompleted)
+                {
+                    // Half-close: everything written has been sent; tell the peer we are done.
+                    _socket.Shutdown(SocketShutdown.Send);
+                    break;
+                }
+            }
+        }
+        catch (SocketException ex) when (IsNormalClose(ex.SocketErrorCode))
+        {
+            TrySetCloseReason("peer reset");
+        }
+        catch (ObjectDisposedException)
+        {
+            TrySetCloseReason("closed locally");
+        }
+        catch (SocketException ex)
+        {
+            TrySetCloseReason($"send failed: {ex.SocketErrorCode}");
+        }
+        catch (InvalidOperationException)
+        {
+            // reader completed by DisposeAsync while a read was pending
+        }
+        finally
+        {
+            await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    internal static bool IsNormalClose(SocketError error) => error is SocketError.ConnectionReset or SocketError.ConnectionAborted
+        or SocketError.Shutdown or SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotConnected
+        or SocketError.Disconnecting;
+
+    /// <summary>Closes at once (RST), whatever is buffered. Safe to call many times and from any thread.</summary>
+    public void Abort(string reason)
+    {
+        TrySetCloseReason(reason);
+        try
+        {
+            _socket.LingerState = new LingerOption(true, 0);
+        }
+        catch (SocketException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        _socket.Dispose();
+        CancelClosed();
+        _input.Writer.CancelPendingFlush();
+        _output.Reader.CancelPendingRead();
+    }
+
+    private void CancelClosed()
+    {
+        try
+        {
+            _closed.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>
+    /// Graceful close: flushes what was written, sends FIN, waits a bounded time for the send to
+    /// finish, then releases the socket.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        TrySetCloseReason("closed locally");
+        await _output.Writer.CompleteAsync().ConfigureAwait(false);
+        if (_sending is not null)
+        {
+            try
+            {
+                await _sending.WaitAsync(_options.CloseTimeout).ConfigureAwait(false);
+            }
+            catch (TimeoutException)
+            {
+                TrySetCloseReason("close timed out");
+            }
+        }
+
+        _socket.Dispose();
+        CancelClosed();
+        if (_receiving is not null)
+        {
+            await _receiving.ConfigureAwait(false);
+        }
+
+        await _input.Reader.CompleteAsync().ConfigureAwait(false);
+        if (_sending is not null)
+        {
+            _output.Reader.CancelPendingRead();
+            await _sending.ConfigureAwait(false);
+        }
+
+        _closed.Dispose();
+    }
+}
+
+/// <summary>Buffering and close settings of a socket connection.</summary>
+public sealed record SocketConnectionOptions
+{
+    public static readonly SocketConnectionOptions Default = new();
+
+    /// <summary>Bytes buffered per direction before back-pressure applies. Default 64 KiB (Kestrel's MaxRequestBufferSize is 1 MiB; a relay needs far less to saturate loopback).</summary>
+    public long MaxBufferedBytes { get; init; } = 64 * 1024;
+
+    /// <summary>Smallest buffer asked of the pool for one receive. Default 4 KiB (one pool segment).</summary>
+    public int MinimumReadSize { get; init; } = 4096;
+
+    /// <summary>Wait for data with a zero-byte read so idle connections hold no buffer. Default on (Kestrel's default).</summary>
+    public bool WaitForDataBeforeAllocatingBuffer { get; init; } = true;
+
+    /// <summary>How long a graceful close waits for buffered output to reach the peer. Default 5 s.</summary>
+    public TimeSpan CloseTimeout { get; init; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>The peer reset or aborted the connection: normal, logged at Debug.</summary>
+public sealed class ConnectionResetException(string message, Exception? inner = null) : IOException(message, inner);

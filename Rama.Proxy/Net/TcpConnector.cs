@@ -1,0 +1,147 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace Rama.Proxy.Net;
+
+/// <summary>Why an outbound connection could not be made: an expected outcome, a value, not an exception.</summary>
+public enum ConnectError
+{
+    None,
+    /// <summary>The target actively refused (RST to our SYN).</summary>
+    Refused,
+    /// <summary>The name does not resolve.</summary>
+    NameNotResolved,
+    /// <summary>No answer within the connect timeout.</summary>
+    TimedOut,
+    HostUnreachable,
+    NetworkUnreachable,
+    /// <summary>Our own policy forbids this destination.</summary>
+    NotAllowed,
+    Failed,
+}
+
+/// <summary>The result of a dial: a started connection, or why not.</summary>
+public readonly record struct ConnectResult(SocketConnection? Connection, ConnectError Error, string? Detail)
+{
+    public bool IsSuccess => Connection is not null;
+
+    public static ConnectResult Failure(ConnectError error, string detail) => new(null, error, detail);
+}
+
+/// <summary>Dials TCP targets.</summary>
+public interface ITcpConnector
+{
+    ValueTask<ConnectResult> ConnectAsync(HostPort target, CancellationToken cancellationToken);
+}
+
+/// <summary>Options of <see cref="TcpConnector"/>.</summary>
+public sealed record TcpConnectorOptions
+{
+    /// <summary>Longest a TCP connect (all addresses together) may take. Default 10 s (haproxy's commonly configured <c>timeout connect</c> is 5 s, nginx's proxy_connect_timeout 60 s; 10 s is a middle ground for a forward proxy).</summary>
+    public TimeSpan ConnectTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Disable Nagle on outbound sockets. Default on: a proxy forwards what it has at once.</summary>
+    public bool NoDelay { get; init; } = true;
+
+    /// <summary>Optional egress policy: return false to refuse dialing an address.</summary>
+    public Func<IPAddress, bool>? AllowDestination { get; init; }
+
+    public SocketConnectionOptions Connection { get; init; } = SocketConnectionOptions.Default;
+}
+
+/// <summary>Direct TCP connector: resolve, then try each address in turn within one connect timeout.</summary>
+public sealed partial class TcpConnector : ITcpConnector
+{
+    private readonly IDnsResolver _dns;
+    private readonly TcpConnectorOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+
+    public TcpConnector(IDnsResolver? dns = null, TcpConnectorOptions? options = null, TimeProvider? time = null, ILogger<TcpConnector>? logger = null)
+    {
+        _dns = dns ?? new DnsResolver();
+        _options = options ?? new TcpConnectorOptions();
+        _time = time ?? TimeProvider.System;
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+    }
+
+    public async ValueTask<ConnectResult> ConnectAsync(HostPort target, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.ConnectTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        IPAddress[] addresses;
+        try
+        {
+            addresses = await _dns.ResolveAsync(target.Host, linked.Token).ConfigureAwait(false);
+        }
+        catch (TimeoutException ex)
+        {
+            LogConnectFailed(_logger, target.ToString(), ConnectError.NameNotResolved, ex.Message);
+            return ConnectResult.Failure(ConnectError.NameNotResolved, ex.Message);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return ConnectResult.Failure(ConnectError.TimedOut, $"resolving {target.Host} timed out");
+        }
+
+        if (addresses.Length == 0)
+        {
+            LogConnectFailed(_logger, target.ToString(), ConnectError.NameNotResolved, "no addresses");
+            return ConnectResult.Failure(ConnectError.NameNotResolved, $"{target.Host} does not resolve");
+        }
+
+        var last = ConnectResult.Failure(ConnectError.Failed, "no usable address");
+        foreach (var address in addresses)
+        {
+            if (_options.AllowDestination is { } allow && !allow(address))
+            {
+                last = ConnectResult.Failure(ConnectError.NotAllowed, $"{address} is not an allowed destination");
+                continue;
+            }
+
+            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = _options.NoDelay };
+            try
+            {
+                await socket.ConnectAsync(new IPEndPoint(address, target.Port), linked.Token).ConfigureAwait(false);
+                var connection = new SocketConnection(socket, _options.Connection);
+                connection.Start();
+                return new ConnectResult(connection, ConnectError.None, null);
+            }
+            catch (SocketException ex)
+            {
+                socket.Dispose();
+                last = ConnectResult.Failure(Classify(ex.SocketErrorCode), $"{address}:{target.Port}: {ex.SocketErrorCode}");
+            }
+            catch (OperationCanceledException)
+            {
+                socket.Dispose();
+                if (cancellationToken.IsCancellationRequested)
+                {
+                    throw;
+                }
+
+                last = ConnectResult.Failure(ConnectError.TimedOut,
+                    $"{target} did not answer within {_options.ConnectTimeout.TotalSeconds:0.###} s");
+                break;
+            }
+        }
+
+        LogConnectFailed(_logger, target.ToString(), last.Error, last.Detail ?? "");
+        return last;
+    }
+
+    private static ConnectError Classify(SocketError error) => error switch
+    {
+        SocketError.ConnectionRefused => ConnectError.Refused,
+        SocketError.TimedOut => ConnectError.TimedOut,
+        SocketError.HostUnreachable or SocketError.HostDown or SocketError.HostNotFound => ConnectError.HostUnreachable,
+        SocketError.NetworkUnreachable or SocketError.NetworkDown => ConnectError.NetworkUnreachable,
+        SocketError.AccessDenied => ConnectError.NotAllowed,
+        _ => ConnectError.Failed,
+    };
+
+    [LoggerMessage(EventId = 1100, Level = LogLevel.Debug, Message = "Connect to {Target} failed: {Error} ({Detail})")]
+    private static partial void LogConnectFailed(ILogger logger, string target, ConnectError error, string detail);
+}

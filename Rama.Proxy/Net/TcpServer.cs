@@ -1,0 +1,210 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+
+namespace Rama.Proxy.Net;
+
+/// <summary>Options of a <see cref="TcpServer"/>.</summary>
+public sealed record TcpServerOptions
+{
+    /// <summary>Listen backlog. Default 512 (Kestrel's default).</summary>
+    public int Backlog { get; init; } = 512;
+
+    /// <summary>Disable Nagle on accepted sockets. Default on.</summary>
+    public bool NoDelay { get; init; } = true;
+
+    public SocketConnectionOptions Connection { get; init; } = SocketConnectionOptions.Default;
+}
+
+/// <summary>
+/// A bound TCP endpoint: the accept loop and the per-connection pipelines (a tracked Task each, not
+/// a thread). Lifecycle: <see cref="Bind"/>, <see cref="Start"/>, <see cref="Unbind"/> (stop
+/// accepting; new connections are refused by the kernel), <see cref="DrainAsync"/> (in-flight
+/// connections finish), <see cref="AbortAll"/> (the rest are closed).
+/// </summary>
+public sealed partial class TcpServer : IAsyncDisposable
+{
+    private static long s_nextConnectionId;
+    private readonly Socket _listenSocket;
+    private readonly TcpServerOptions _options;
+    private readonly ILogger _logger;
+    private readonly GracefulShutdown _shutdown = new();
+    private readonly ConcurrentDictionary<long, SocketConnection> _connections = new();
+    private Task _acceptLoop = Task.CompletedTask;
+    private int _unbound;
+
+    private TcpServer(Socket listenSocket, TcpServerOptions options, ILogger logger)
+    {
+        _listenSocket = listenSocket;
+        _options = options;
+        _logger = logger;
+        LocalEndPoint = (IPEndPoint)listenSocket.LocalEndPoint!;
+    }
+
+    /// <summary>The bound address (with the real port when 0 was asked for).</summary>
+    public IPEndPoint LocalEndPoint { get; }
+
+    /// <summary>Connections accepted and not yet closed.</summary>
+    public int OpenConnections => _shutdown.ActiveGuards;
+
+    public long AcceptedConnections { get; private set; }
+
+    public bool IsBound => Volatile.Read(ref _unbound) == 0;
+
+    /// <summary>Binds and listens; throws <see cref="SocketException"/> when the address is in use or not local.</summary>
+    public static TcpServer Bind(IPEndPoint endPoint, TcpServerOptions? options = null, ILogger? logger = null)
+    {
+        options ??= new TcpServerOptions();
+        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            if (endPoint.AddressFamily == AddressFamily.InterNetworkV6 && endPoint.Address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(endPoint);
+            socket.Listen(options.Backlog);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+
+        return new TcpServer(socket, options, logger ?? NullLogger.Instance);
+    }
+
+    /// <summary>Starts accepting; each connection runs <paramref name="service"/> then is closed gracefully.</summary>
+    public void Start(IService<ConnectionContext, Unit> service) => _acceptLoop = AcceptLoopAsync(service);
+
+    private async Task AcceptLoopAsync(IService<ConnectionContext, Unit> service)
+    {
+        while (true)
+        {
+            Socket socket;
+            try
+            {
+                socket = await _listenSocket.AcceptAsync().ConfigureAwait(false);
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.OperationAborted or SocketError.Interrupted || !IsBound)
+            {
+                return;
+            }
+            catch (SocketException ex)
+            {
+                // ECONNABORTED and friends: a client gave up while queued; keep accepting.
+                LogAcceptError(_logger, LocalEndPoint.ToString(), ex.SocketErrorCode);
+                continue;
+            }
+
+            if (!IsBound)
+            {
+                socket.Dispose();
+                return;
+            }
+
+            AcceptedConnections++;
+            socket.NoDelay = _options.NoDelay;
+            var guard = _shutdown.Guard();
+            _ = RunConnectionAsync(socket, service, guard);
+        }
+    }
+
+    private async Task RunConnectionAsync(Socket socket, IService<ConnectionContext, Unit> service, ShutdownGuard guard)
+    {
+        await Task.Yield(); // keep the accept loop accepting
+        var id = Interlocked.Increment(ref s_nextConnectionId);
+        var connection = new SocketConnection(socket, _options.Connection);
+        _connections[id] = connection;
+        try
+        {
+            connection.Start();
+            var context = new ConnectionContext(id, connection, _shutdown.ShutdownRequested) { RemoteEndPoint = connection.RemoteEndPoint };
+            LogConnectionOpened(_logger, id, connection.RemoteEndPoint?.ToString() ?? "?", LocalEndPoint.ToString());
+            await service.ServeAsync(context, connection.ConnectionClosed).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            connection.TrySetCloseReason("cancelled");
+        }
+        catch (IOException ex)
+        {
+            connection.TrySetCloseReason("io error: " + ex.Message);
+        }
+        catch (Exception ex)
+        {
+            connection.TrySetCloseReason("pipeline fault: " + ex.GetType().Name);
+            LogPipelineFault(_logger, ex, id);
+        }
+        finally
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            _connections.TryRemove(id, out _);
+            LogConnectionClosed(_logger, id, connection.CloseReason ?? "closed");
+            guard.Dispose();
+        }
+    }
+
+    /// <summary>Stops accepting and closes the listening socket. Connections in flight continue; they are told to finish via <see cref="ConnectionContext.ShutdownRequested"/>.</summary>
+    public async Task UnbindAsync()
+    {
+        if (Interlocked.Exchange(ref _unbound, 1) != 0)
+        {
+            return;
+        }
+
+        _listenSocket.Dispose();
+        _shutdown.RequestShutdown();
+        await _acceptLoop.ConfigureAwait(false);
+        LogUnbound(_logger, LocalEndPoint.ToString(), OpenConnections);
+    }
+
+    /// <summary>Waits for in-flight connections; true if all finished within <paramref name="timeout"/>.</summary>
+    public Task<bool> DrainAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _shutdown.WaitForIdleAsync(timeout, cancellationToken);
+
+    /// <summary>Closes every open connection at once; returns how many were open.</summary>
+    public int AbortAll(string reason)
+    {
+        var count = 0;
+        foreach (var (_, connection) in _connections)
+        {
+            connection.Abort(reason);
+            count++;
+        }
+
+        return count;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await UnbindAsync().ConfigureAwait(false);
+        AbortAll("server disposed");
+        await _shutdown.WaitForIdleAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        _shutdown.Dispose();
+    }
+
+    [LoggerMessage(EventId = 1000, Level = LogLevel.Debug, Message = "Connection {ConnectionId} from {Remote} on {Local}")]
+    private static partial void LogConnectionOpened(ILogger logger, long connectionId, string remote, string local);
+
+    [LoggerMessage(EventId = 1001, Level = LogLevel.Debug, Message = "Connection {ConnectionId} closed: {Reason}")]
+    private static partial void LogConnectionClosed(ILogger logger, long connectionId, string reason);
+
+    [LoggerMessage(EventId = 1002, Level = LogLevel.Error, Message = "Connection {ConnectionId}: pipeline fault")]
+    private static partial void LogPipelineFault(ILogger logger, Exception exception, long connectionId);
+
+    [LoggerMessage(EventId = 1003, Level = LogLevel.Warning, Message = "Accept on {Local} failed: {Error}")]
+    private static partial void LogAcceptError(ILogger logger, string local, SocketError error);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Information, Message = "Unbound {Local}; {Open} connections in flight")]
+    private static partial void LogUnbound(ILogger logger, string local, int open);
+}
