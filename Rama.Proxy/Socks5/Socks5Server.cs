@@ -1,0 +1,232 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.IO.Pipelines;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Socks5;
+
+/// <summary>Options of the SOCKS5 server.</summary>
+public sealed record Socks5ServerOptions
+{
+    /// <summary>Longest the whole negotiation (greeting, auth, request) may take. Default 10 s (dante's negotiate timeout is 30 s; a real client needs milliseconds).</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    public void Validate()
+    {
+        if (HandshakeTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("Socks5 HandshakeTimeout must be positive", nameof(HandshakeTimeout));
+        }
+    }
+}
+
+/// <summary>The target a SOCKS5 client asked for, in the connection's extensions.</summary>
+public sealed record Socks5Target(HostPort Target, Socks5Command Command);
+
+/// <summary>
+/// RFC 1928 SOCKS5 server (CONNECT; BIND and UDP ASSOCIATE answered 0x07) with RFC 1929
+/// username/password authentication.
+/// </summary>
+public static class Socks5Server
+{
+    public static IService<ConnectionContext, Unit> Create(
+        Socks5ServerOptions options,
+        ITcpConnector connector,
+        IProxyAuthenticator authenticator,
+        ILoggerFactory? loggerFactory = null,
+        TimeProvider? time = null)
+    {
+        options.Validate();
+        return new Socks5Service(options, connector, authenticator,
+            (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System);
+    }
+}
+
+internal sealed partial class Socks5Service(
+    Socks5ServerOptions options,
+    ITcpConnector connector,
+    IProxyAuthenticator authenticator,
+    ILogger logger,
+    TimeProvider time) : IService<ConnectionContext, Unit>
+{
+    private delegate Socks5ParseStatus Parser<T>(ReadOnlySequence<byte> input, out SequencePosition consumed, out T value);
+
+    public async ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var transport = connection.Transport;
+        SocketConnection? upstream = null;
+        Socks5Request request;
+        using (var handshake = new CancellationTokenSource(options.HandshakeTimeout, time))
+        using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, handshake.Token))
+        {
+            try
+            {
+                // RFC 1928 §3: method selection.
+                var (status, methods) = await ReadAsync<byte[]>(transport.Input, Socks5Protocol.TryParseGreeting, linked.Token).ConfigureAwait(false);
+                if (status != Socks5ParseStatus.Done)
+                {
+                    return Reject(connection, $"greeting: {status}");
+                }
+
+                var method = ChooseMethod(methods);
+                await WriteAsync(transport.Output, [Socks5Protocol.Version, (byte)method], linked.Token).ConfigureAwait(false);
+                if (method == Socks5AuthMethod.NoAcceptableMethods)
+                {
+                    return Reject(connection, "no acceptable authentication method");
+                }
+
+                if (method == Socks5AuthMethod.UsernamePassword)
+                {
+                    // RFC 1929 §2: any non-zero status means failure, and the server closes the connection.
+                    var (authStatus, credentials) = await ReadAsync<(string User, string Password)>(transport.Input, ParseUserPass, linked.Token).ConfigureAwait(false);
+                    if (authStatus != Socks5ParseStatus.Done)
+                    {
+                        return Reject(connection, $"auth message: {authStatus}");
+                    }
+
+                    var user = authenticator.IsRequired ? authenticator.Authenticate(credentials.User, credentials.Password) : new ProxyUser(credentials.User);
+                    await WriteAsync(transport.Output, [Socks5Protocol.AuthVersion, user is null ? (byte)0x01 : (byte)0x00], linked.Token).ConfigureAwait(false);
+                    if (user is null)
+                    {
+                        LogAuthFailed(logger, connection.Id, credentials.User);
+                        return Reject(connection, "authentication failed");
+                    }
+
+                    connection.Extensions.Set(user);
+                }
+
+                // RFC 1928 §4: the request.
+                (status, request) = await ReadAsync<Socks5Request>(transport.Input, Socks5Protocol.TryParseRequest, linked.Token).ConfigureAwait(false);
+                switch (status)
+                {
+                    case Socks5ParseStatus.Done:
+                        break;
+                    case Socks5ParseStatus.UnsupportedAddressType:
+                        await ReplyAsync(transport.Output, Socks5Reply.AddressTypeNotSupported, linked.Token).ConfigureAwait(false);
+                        return Reject(connection, "address type not supported");
+                    case Socks5ParseStatus.Malformed:
+                        await ReplyAsync(transport.Output, Socks5Reply.GeneralFailure, linked.Token).ConfigureAwait(false);
+                        return Reject(connection, "malformed request");
+                    default:
+                        return Reject(connection, $"request: {status}");
+                }
+
+                connection.Extensions.Set(new Socks5Target(request.Target, request.Command));
+                if (request.Command != Socks5Command.Connect)
+                {
+                    await ReplyAsync(transport.Output, Socks5Reply.CommandNotSupported, linked.Token).ConfigureAwait(false);
+                    return Reject(connection, $"command {request.Command} not supported");
+                }
+
+                var result = await connector.ConnectAsync(request.Target, linked.Token).ConfigureAwait(false);
+                if (!result.IsSuccess)
+                {
+                    var reply = Socks5Protocol.ToReply(result.Error);
+                    await ReplyAsync(transport.Output, reply, linked.Token).ConfigureAwait(false);
+                    LogConnectFailed(logger, connection.Id, request.Target.ToString(), result.Error, reply);
+                    return Reject(connection, $"connect {request.Target}: {result.Error}");
+                }
+
+                upstream = result.Connection!;
+                await WriteAsync(transport.Output, Socks5Protocol.FormatReply(Socks5Reply.Succeeded, upstream.LocalEndPoint), linked.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (handshake.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                if (upstream is not null)
+                {
+                    await upstream.DisposeAsync().ConfigureAwait(false);
+                }
+
+                return Reject(connection, "handshake timeout");
+            }
+        }
+
+        await using (upstream.ConfigureAwait(false))
+        {
+            // Bytes the client sent after the request are already in the pipe: the relay forwards them.
+            var moved = await Relay.RunAsync(transport, upstream, cancellationToken).ConfigureAwait(false);
+            connection.TrySetCloseReason("tunnel closed");
+            LogTunnel(logger, connection.Id, connection.Extensions.Get<ProxyUser>()?.Name ?? "-", request.Target.ToString(),
+                moved.ClientToTarget, moved.TargetToClient, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+        }
+
+        return Unit.Value;
+    }
+
+    private static Socks5ParseStatus ParseUserPass(ReadOnlySequence<byte> input, out SequencePosition consumed, out (string, string) value)
+    {
+        var status = Socks5Protocol.TryParseUserPass(input, out consumed, out var user, out var password);
+        value = (user, password);
+        return status;
+    }
+
+    private Socks5AuthMethod ChooseMethod(byte[] offered)
+    {
+        // Prefer username/password whenever offered: even an open proxy reads the username (it carries routing labels).
+        if (Array.IndexOf(offered, (byte)Socks5AuthMethod.UsernamePassword) >= 0)
+        {
+            return Socks5AuthMethod.UsernamePassword;
+        }
+
+        if (!authenticator.IsRequired && Array.IndexOf(offered, (byte)Socks5AuthMethod.NoAuthentication) >= 0)
+        {
+            return Socks5AuthMethod.NoAuthentication;
+        }
+
+        return Socks5AuthMethod.NoAcceptableMethods;
+    }
+
+    private static async ValueTask<(Socks5ParseStatus Status, T Value)> ReadAsync<T>(PipeReader input, Parser<T> parse, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var status = parse(buffer, out var consumed, out var value);
+            if (status == Socks5ParseStatus.NeedMore)
+            {
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted)
+                {
+                    return (Socks5ParseStatus.NeedMore, value);
+                }
+
+                continue;
+            }
+
+            input.AdvanceTo(status == Socks5ParseStatus.Done ? consumed : buffer.Start, status == Socks5ParseStatus.Done ? consumed : buffer.End);
+            return (status, value);
+        }
+    }
+
+    private static async ValueTask WriteAsync(PipeWriter output, byte[] bytes, CancellationToken cancellationToken)
+    {
+        await output.WriteAsync(bytes, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static ValueTask ReplyAsync(PipeWriter output, Socks5Reply reply, CancellationToken cancellationToken) =>
+        WriteAsync(output, Socks5Protocol.FormatReply(reply, null), cancellationToken);
+
+    private Unit Reject(ConnectionContext connection, string reason)
+    {
+        connection.TrySetCloseReason("socks5: " + reason);
+        LogRejected(logger, connection.Id, reason);
+        return Unit.Value;
+    }
+
+    [LoggerMessage(EventId = 3000, Level = LogLevel.Debug, Message = "SOCKS5 connection {ConnectionId} closed: {Reason}")]
+    private static partial void LogRejected(ILogger logger, long connectionId, string reason);
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "SOCKS5 connection {ConnectionId}: authentication failed for user '{User}'")]
+    private static partial void LogAuthFailed(ILogger logger, long connectionId, string user);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Debug, Message = "SOCKS5 connection {ConnectionId}: connect to {Target} failed ({Error}), replied {Reply}")]
+    private static partial void LogConnectFailed(ILogger logger, long connectionId, string target, ConnectError error, Socks5Reply reply);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "socks5 {ConnectionId} user={User} CONNECT {Target} up={Up} down={Down} ms={Elapsed:0.0}")]
+    private static partial void LogTunnel(ILogger logger, long connectionId, string user, string target, long up, long down, double elapsed);
+}
