@@ -5,6 +5,8 @@ using System.Net.Sockets;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 
+using Rama.Testing;
+
 namespace Rama.Proxy.Tests.Net;
 
 public sealed class CoreTests

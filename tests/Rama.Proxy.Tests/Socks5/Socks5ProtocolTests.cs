@@ -2,7 +2,7 @@ using System.Buffers;
 using FsCheck;
 using FsCheck.Fluent;
 using Rama.Proxy.Socks5;
-using Rama.Proxy.Tests.Net;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Socks5;
 

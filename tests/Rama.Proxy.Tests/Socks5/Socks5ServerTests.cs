@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 using Rama.Proxy.Socks5;
-using Rama.Proxy.Tests.Net;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Socks5;
 

@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using System.Text;
 
-namespace Rama.Proxy.Tests.Net;
+namespace Rama.Testing;
 
 /// <summary>A minimal HTTP/1.1 origin on raw sockets: answers each request head with a fixed body and closes.</summary>
 internal static class TinyHttpOrigin

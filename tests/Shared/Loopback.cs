@@ -4,7 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Rama.Proxy.Tests.Net;
+namespace Rama.Testing;
 
 /// <summary>A raw TCP origin on 127.0.0.1:0 running a handler per connection; counts connections.</summary>
 internal sealed class RawOrigin : IAsyncDisposable

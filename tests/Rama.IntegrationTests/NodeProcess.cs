@@ -1,0 +1,196 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.RegularExpressions;
+
+namespace Rama.IntegrationTests;
+
+/// <summary>A real rama-node process: started with arguments, read through its console output, stopped with SIGTERM.</summary>
+internal sealed partial class NodeProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly TaskCompletionSource<int> _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private NodeProcess(Process process) => _process = process;
+
+    public IReadOnlyList<IPEndPoint> Endpoints { get; private set; } = [];
+
+    public IPEndPoint Endpoint => Endpoints[0];
+
+    public int Pid => _process.Id;
+
+    public string Output => string.Join('\n', _lines);
+
+    public Task<int> Exited => _exited.Task;
+
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Rama.sln")))
+            {
+                dir = dir.Parent;
+            }
+
+            return dir?.FullName ?? throw new InvalidOperationException("Rama.sln not found above " + AppContext.BaseDirectory);
+        }
+    }
+
+    /// <summary>The node built alongside these tests (same configuration).</summary>
+    public static string NodeDll(string project = "Rama.Node", string assembly = "rama-node")
+    {
+        var configuration = AppContext.BaseDirectory.Contains("/Release/", StringComparison.Ordinal) ? "Release" : "Debug";
+        var path = Path.Combine(RepoRoot, project, "bin", configuration, "net10.0", assembly + ".dll");
+        return File.Exists(path) ? path : throw new FileNotFoundException("build the solution first", path);
+    }
+
+    /// <summary>Starts a node and waits until it says what it listens on (or exits).</summary>
+    public static async Task<NodeProcess> StartAsync(IEnumerable<string> args, IDictionary<string, string>? environment = null,
+        string? workingDirectory = null, bool expectListening = true, string project = "Rama.Node", string assembly = "rama-node")
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = workingDirectory ?? Path.GetTempPath(),
+        };
+        psi.ArgumentList.Add(NodeDll(project, assembly));
+        foreach (var arg in args)
+        {
+            psi.ArgumentList.Add(arg);
+        }
+
+        psi.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        psi.Environment["Logging__Console__FormatterName"] = "simple";
+        foreach (var (key, value) in environment ?? new Dictionary<string, string>())
+        {
+            psi.Environment[key] = value;
+        }
+
+        var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        var node = new NodeProcess(process);
+        var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var endpoints = new List<IPEndPoint>();
+        void OnLine(string? line)
+        {
+            if (line is null)
+            {
+                return;
+            }
+
+            node._lines.Enqueue(line);
+            var match = ListeningLine().Match(line);
+            if (match.Success)
+            {
+                lock (endpoints)
+                {
+                    endpoints.Add(IPEndPoint.Parse(match.Groups[1].Value));
+                }
+            }
+
+            if (line.Contains("Rama node ready", StringComparison.Ordinal))
+            {
+                listening.TrySetResult();
+            }
+        }
+
+        process.OutputDataReceived += (_, e) => OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => OnLine(e.Data);
+        process.Exited += (_, _) =>
+        {
+            process.WaitForExit(); // flush the output events
+            node._exited.TrySetResult(process.ExitCode);
+            listening.TrySetResult();
+        };
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        if (expectListening)
+        {
+            await listening.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            if (node._exited.Task.IsCompleted)
+            {
+                throw new InvalidOperationException($"node exited with {node._exited.Task.Result}:\n{node.Output}");
+            }
+
+            lock (endpoints)
+            {
+                node.Endpoints = [.. endpoints];
+            }
+        }
+
+        return node;
+    }
+
+    [GeneratedRegex(@"listening on (\S+:\d+)")]
+    private static partial Regex ListeningLine();
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    /// <summary>Sends SIGTERM (what docker stop and systemd send).</summary>
+    public void Terminate() => _ = kill(_process.Id, 15);
+
+    /// <summary>Sends SIGINT (Ctrl+C).</summary>
+    public void Interrupt() => _ = kill(_process.Id, 2);
+
+    /// <summary>Resident set size now and its high-water mark, from /proc (bytes).</summary>
+    public (long Rss, long Peak) Memory()
+    {
+        long rss = 0, peak = 0;
+        foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                rss = ParseKb(line);
+            }
+            else if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            {
+                peak = ParseKb(line);
+            }
+        }
+
+        return (rss, peak);
+
+        static long ParseKb(string line) =>
+            long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture) * 1024;
+    }
+
+    /// <summary>Waits for an output line containing <paramref name="text"/>.</summary>
+    public async Task<string> WaitForLineAsync(string text, TimeSpan within)
+    {
+        var deadline = DateTime.UtcNow + within;
+        while (DateTime.UtcNow < deadline)
+        {
+            var line = _lines.FirstOrDefault(l => l.Contains(text, StringComparison.Ordinal));
+            if (line is not null)
+            {
+                return line;
+            }
+
+            await Task.Delay(25);
+        }
+
+        throw new TimeoutException($"no line with '{text}' within {within}:\n{Output}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            Terminate();
+            if (await Task.WhenAny(_exited.Task, Task.Delay(TimeSpan.FromSeconds(30))) != _exited.Task)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+        }
+
+        _process.Dispose();
+    }
+}
