@@ -1,0 +1,101 @@
+using System.Net;
+using Rama.Proxy.Core;
+using Rama.Proxy.Net;
+using Rama.Proxy.Stacks;
+
+namespace Rama.Node;
+
+/// <summary>
+/// The node's options, bound from the "Rama" configuration section (appsettings.json, the
+/// <c>--config</c> file, environment variables such as <c>Rama__Listen__0</c>) and then from the
+/// command line, which wins.
+/// </summary>
+public sealed class NodeOptions
+{
+    public const string Section = "Rama";
+
+    /// <summary>The embedded default endpoint: loopback only.</summary>
+    public const string DefaultListen = "127.0.0.1:8080";
+
+    /// <summary>Endpoints serving HTTP proxy and SOCKS5 on the same port (<c>ip:port</c>, port 0 = pick one).</summary>
+    public List<string> Listen { get; set; } = [];
+
+    /// <summary>Proxy users as <c>user:password</c>; empty means no auth (allowed on loopback only).</summary>
+    public List<string> Auth { get; set; } = [];
+
+    /// <summary>Allow listening on a non-loopback address without auth.</summary>
+    public bool AllowOpenProxy { get; set; }
+
+    /// <summary>How long shutdown waits for connections in flight before closing them. Default 20 s: with the other shutdown phases it fits a 30 s SIGKILL grace period (docker stop's default is 10 s: set --drain-timeout 5 there).</summary>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(20);
+
+    /// <summary>Protocol limits and timeouts of the proxy stack.</summary>
+    public ForwardProxyOptions Proxy { get; set; } = new();
+
+    /// <summary>The parsed endpoints.</summary>
+    public IReadOnlyList<IPEndPoint> Endpoints { get; private set; } = [];
+
+    /// <summary>Checks everything and returns the problems, one sentence each (empty = valid).</summary>
+    public List<string> Validate()
+    {
+        var problems = new List<string>();
+        if (Listen.Count == 0)
+        {
+            Listen.Add(DefaultListen);
+        }
+
+        var endpoints = new List<IPEndPoint>();
+        foreach (var text in Listen)
+        {
+            if (HostPort.TryParse(text, 0, out var hp) && hp.Value.Address is { } address)
+            {
+                endpoints.Add(new IPEndPoint(address, hp.Value.Port));
+            }
+            else if (text.EndsWith(":0", StringComparison.Ordinal) && IPAddress.TryParse(text.AsSpan(0, text.Length - 2).Trim('[', ']'), out var any))
+            {
+                endpoints.Add(new IPEndPoint(any, 0));
+            }
+            else
+            {
+                problems.Add($"--listen '{text}' is not an ip:port (use 127.0.0.1:8080, [::1]:8080; port 0 picks a free port)");
+            }
+        }
+
+        foreach (var credential in Auth)
+        {
+            if (credential.IndexOf(':', StringComparison.Ordinal) <= 0)
+            {
+                problems.Add($"--auth '{credential}' must be user:password");
+            }
+        }
+
+        if (DrainTimeout < TimeSpan.Zero || DrainTimeout > TimeSpan.FromHours(1))
+        {
+            problems.Add($"--drain-timeout {DrainTimeout.TotalSeconds} s is outside 0..3600 s");
+        }
+
+        try
+        {
+            Proxy.Validate();
+        }
+        catch (ArgumentException ex)
+        {
+            problems.Add(ex.Message);
+        }
+
+        if (Auth.Count == 0 && !AllowOpenProxy)
+        {
+            foreach (var endpoint in endpoints.Where(e => !IPAddress.IsLoopback(e.Address)))
+            {
+                problems.Add($"refusing to listen on {endpoint} without --auth: that would be an open proxy reachable from the network. " +
+                             "Add --auth user:password, or pass --allow-open-proxy if you really mean it.");
+            }
+        }
+
+        Endpoints = endpoints;
+        return problems;
+    }
+
+    public IProxyAuthenticator CreateAuthenticator() =>
+        Auth.Count == 0 ? StaticProxyAuthenticator.None : new StaticProxyAuthenticator(Auth.Select(StaticProxyAuthenticator.ParseCredential));
+}

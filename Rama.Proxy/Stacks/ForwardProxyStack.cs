@@ -1,0 +1,65 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
+using Rama.Proxy.Socks5;
+
+namespace Rama.Proxy.Stacks;
+
+/// <summary>Everything a forward-proxy endpoint needs, in one validated record.</summary>
+public sealed record ForwardProxyOptions
+{
+    public HttpProxyOptions Http { get; init; } = new();
+
+    public Socks5ServerOptions Socks5 { get; init; } = new();
+
+    public TcpConnectorOptions Connector { get; init; } = new();
+
+    public DnsResolverOptions Dns { get; init; } = new();
+
+    /// <summary>How long a new connection may stay silent before we know its protocol. Default: the HTTP header timeout.</summary>
+    public TimeSpan? FirstBytesTimeout { get; init; }
+
+    public void Validate()
+    {
+        Http.Limits.Validate();
+        Socks5.Validate();
+        if (Connector.ConnectTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("ConnectTimeout must be positive", nameof(Connector));
+        }
+    }
+}
+
+/// <summary>
+/// The stack of a forward-proxy port: peek at the first byte, then SOCKS5 (0x05) or HTTP/1.1 (an
+/// ASCII letter starting a method token) on the same port; anything else is closed. Built once,
+/// shared by every connection.
+/// </summary>
+public static class ForwardProxyStack
+{
+    public static IService<ConnectionContext, Unit> Create(
+        ForwardProxyOptions options,
+        IProxyAuthenticator authenticator,
+        ILoggerFactory? loggerFactory = null,
+        TimeProvider? time = null)
+    {
+        options.Validate();
+        loggerFactory ??= NullLoggerFactory.Instance;
+        time ??= TimeProvider.System;
+        var connector = new TcpConnector(new DnsResolver(options.Dns), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
+        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time);
+        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time);
+        return new PeekRouter(
+            [
+                PeekRoute.FirstByte("socks5", b => b == Socks5Protocol.Version, socks5),
+                // RFC 9110 §9: a method is a token; every registered method starts with a letter.
+                PeekRoute.FirstByte("http", b => char.IsAsciiLetter((char)b), http),
+            ],
+            fallback: null,
+            options.FirstBytesTimeout ?? options.Http.Limits.HeaderTimeout,
+            time,
+            loggerFactory.CreateLogger("Rama.Proxy.Net.PeekRouter"));
+    }
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test of the repository on a fresh Debian machine: installs the real peers the tests
+# drive (curl, ...), builds, then runs unit, functional and integration tests. CI runs exactly this.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Real clients and peers the tests use (Debian package : command).
+peers=(curl:curl)
+missing=()
+for entry in "${peers[@]}"; do
+  command -v "${entry#*:}" >/dev/null 2>&1 || missing+=("${entry%%:*}")
+done
+if ((${#missing[@]})); then
+  echo "==> installing test peers: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+echo "==> build"
+dotnet build Rama.sln -c Debug -nologo -clp:ErrorsOnly
+
+# One test project at a time: the machine has 2 cores and the integration tests time real transfers.
+status=0
+for project in tests/Rama.Actors.Tests tests/Rama.Proxy.Tests tests/Rama.IntegrationTests; do
+  echo "==> test $project"
+  dotnet test "$project" -c Debug --no-build -nologo --logger "console;verbosity=normal" --blame-hang-timeout 5m || status=1
+done
+exit $status
