@@ -58,6 +58,8 @@ internal sealed partial class ActorCell : IActorContext
 
     internal bool IsTerminated => _mailbox.IsClosed;
 
+    internal long MailboxRuns => _mailbox.Runs;
+
     internal bool HasUnstashed => _unstashed is { Count: > 0 };
 
     internal SupervisorStrategy SupervisorStrategy =>
@@ -146,6 +148,7 @@ internal sealed partial class ActorCell : IActorContext
         finally
         {
             t_current = previous;
+            _currentEnvelope = default;
         }
     }
 
@@ -200,6 +203,7 @@ internal sealed partial class ActorCell : IActorContext
         finally
         {
             t_current = previous;
+            _currentEnvelope = default;
         }
     }
 

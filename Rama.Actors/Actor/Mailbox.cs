@@ -22,6 +22,7 @@ internal sealed class Mailbox : IThreadPoolWorkItem
     private readonly int _throughput;
     private ActorCell _cell = null!;
     private int _scheduled;
+    private long _runs;
     private int _closed;
 
     // Written only on the mailbox's own run; read by producers deciding whether to schedule.
@@ -36,6 +37,9 @@ internal sealed class Mailbox : IThreadPoolWorkItem
     public bool IsClosed => Volatile.Read(ref _closed) != 0;
 
     public bool IsSuspended => _suspendCount > 0;
+
+    /// <summary>How many runs have started (diagnostics and tests).</summary>
+    public long Runs => Volatile.Read(ref _runs);
 
     private bool CanProcessUserMessages => _suspendCount == 0 && !_awaitingTask;
 
@@ -104,6 +108,7 @@ internal sealed class Mailbox : IThreadPoolWorkItem
 
     public void Execute()
     {
+        Volatile.Write(ref _runs, _runs + 1);
         try
         {
             ProcessSystemMessages();

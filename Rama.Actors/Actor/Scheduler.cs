@@ -101,9 +101,14 @@ internal sealed class TimeProviderScheduler(TimeProvider timeProvider) : ISchedu
         {
             if (Interlocked.Exchange(ref _cancelled, 1) == 0)
             {
-                Volatile.Read(ref _timer)?.Dispose();
-                owner._scheduled.TryRemove(this, out _);
+                Release();
             }
+        }
+
+        private void Release()
+        {
+            Volatile.Read(ref _timer)?.Dispose();
+            owner._scheduled.TryRemove(this, out _);
         }
 
         private void Fire()
@@ -115,7 +120,7 @@ internal sealed class TimeProviderScheduler(TimeProvider timeProvider) : ISchedu
 
             if (!repeating)
             {
-                Cancel();
+                Release();
             }
 
             action();
