@@ -111,3 +111,25 @@ public sealed class ActorSystemTests : TestKit.TestKit
         Assert.Throws<InvalidOperationException>(() => Sys.ActorOf(Props.Create<EchoActor>()));
     }
 }
+
+public sealed class GuardianEscalationTests
+{
+    private sealed class Failing : ReceiveActor
+    {
+        public Failing() => ReceiveAny(_ => throw new InvalidOperationException("top-level failure"));
+    }
+
+    [Fact]
+    public async Task A_failure_escalated_past_user_stops_the_guardian_and_terminates_the_system()
+    {
+        await using var system = ActorSystem.Create("escalating", new ActorSystemSettings
+        {
+            GuardianSupervisorStrategy = new OneForOneStrategy(_ => Directive.Escalate),
+        });
+        var actor = system.ActorOf(Props.Create<Failing>());
+
+        actor.Tell("fail");
+
+        await system.WhenTerminated.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+}

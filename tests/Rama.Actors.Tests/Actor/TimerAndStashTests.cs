@@ -9,7 +9,7 @@ public sealed class TimerAndStashTests : TestKit.TestKit
         public TimedActor(IActorRef probe)
         {
             Receive<string>(s => s == "single", _ => Timers.StartSingleTimer("key", "tick", TimeSpan.FromMilliseconds(50)));
-            Receive<string>(s => s == "slow-single", _ => Timers.StartSingleTimer("key", "tick", TimeSpan.FromMilliseconds(300)));
+            Receive<string>(s => s == "slow-single", _ => Timers.StartSingleTimer("key", "tick", TimeSpan.FromSeconds(1)));
             Receive<string>(s => s == "periodic", _ => Timers.StartPeriodicTimer("key", "tick", TimeSpan.FromMilliseconds(30)));
             Receive<string>(s => s == "cancel", _ =>
             {
@@ -65,7 +65,7 @@ public sealed class TimerAndStashTests : TestKit.TestKit
         ExpectMsg("restarted");
         actor.Tell("active?");
         ExpectMsg("active: False");
-        ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(1200));
     }
 
     [Fact]
@@ -80,9 +80,9 @@ public sealed class TimerAndStashTests : TestKit.TestKit
         ExpectMsg("active: True");
         Sys.Stop(actor);
 
-        // A timer left running would send to the dead actor: a dead letter within 300 ms.
+        // A timer left running would send to the dead actor: a dead letter within 1 s.
         ExpectTerminated(actor);
-        ExpectNoMsg(TimeSpan.FromMilliseconds(500));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(1200));
     }
 
     private sealed class Door : ReceiveActor, IWithUnboundedStash
