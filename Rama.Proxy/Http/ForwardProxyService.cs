@@ -288,10 +288,12 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     private static partial void LogUpstreamBodyFailed(ILogger logger, string target, string detail);
 
     /// <summary>One request/response over one origin connection; owns the connection until the response body completes.</summary>
-#pragma warning disable CA1001 // _uploadCancel is disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
+#pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
     private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key)
     {
         private readonly CancellationTokenSource _uploadCancel = new();
+        private readonly CancellationTokenSource _uploadFailed = new();
+        private Exception? _uploadError;
         private Task<long> _upload = Task.FromResult(0L);
         private long _bodyBytesSent;
 
@@ -316,25 +318,37 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 }
 
                 using var timeout = new CancellationTokenSource(owner._options.UpstreamResponseHeaderTimeout, owner._time);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken, _uploadFailed.Token);
                 try
                 {
                     head = await ReadResponseHeadAsync(linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (_uploadFailed.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    // The client's body broke (bad chunk, reset) before the origin answered: the client's fault
+                    // is answered to the client (400 via the server), the origin connection is dropped.
+                    var failure = await AbandonAsync(ForwardError.UpstreamClosed, "request body failed").ConfigureAwait(false);
+                    if (_uploadError is { } error)
+                    {
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+                    }
+
+                    return failure;
                 }
                 catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
                     return await AbandonAsync(ForwardError.UpstreamTimedOut, "no response head in time").ConfigureAwait(false);
                 }
             }
-            catch (HttpCodecException ex)
+            catch (HttpCodecException ex) when (!ReferenceEquals(ex, _uploadError))
             {
                 return await AbandonAsync(ForwardError.UpstreamProtocolError, ex.Message).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is IOException or InvalidOperationException)
+            catch (Exception ex) when (ex is IOException or InvalidOperationException && !ReferenceEquals(ex, _uploadError))
             {
                 return await AbandonAsync(ForwardError.UpstreamClosed, ex.Message).ConfigureAwait(false);
             }
-            catch
+            catch (Exception ex) when (!ReferenceEquals(ex, _uploadError))
             {
                 await AbandonAsync(ForwardError.UpstreamClosed, "cancelled").ConfigureAwait(false);
                 throw;
@@ -369,7 +383,16 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var chunked = request.BodyFraming == BodyFraming.Chunked;
             var length = chunked ? -1 : request.ContentLength;
             var counting = new CountingReader(request.Body, this);
-            return await Http1Writer.CopyBodyAsync(counting, upstream.Output, chunked, length, linked.Token).ConfigureAwait(false);
+            try
+            {
+                return await Http1Writer.CopyBodyAsync(counting, upstream.Output, chunked, length, linked.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is HttpCodecException or IOException && !_uploadCancel.IsCancellationRequested)
+            {
+                _uploadError = ex;
+                await _uploadFailed.CancelAsync().ConfigureAwait(false);
+                throw;
+            }
         }
 
         private async ValueTask<ResponseHead?> ReadResponseHeadAsync(CancellationToken cancellationToken)
@@ -446,6 +469,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             finally
             {
                 _uploadCancel.Dispose();
+                _uploadFailed.Dispose();
             }
         }
 

@@ -28,6 +28,7 @@ public sealed class TestOrigin : IAsyncDisposable
     private readonly ConcurrentBag<TcpClient> _clients = [];
     private readonly Task _accepting;
     private int _connections;
+    private int _disposed;
 
     public TestOrigin(OriginHandler? handler = null)
     {
@@ -178,8 +179,25 @@ public sealed class TestOrigin : IAsyncDisposable
         }
     }
 
+    /// <summary>Closes every accepted connection (FIN), as an origin's idle timeout would.</summary>
+    public Task DropConnectionsAsync()
+    {
+        foreach (var c in _clients)
+        {
+            c.Client.Shutdown(SocketShutdown.Both);
+            c.Dispose();
+        }
+
+        return Task.CompletedTask;
+    }
+
     public async ValueTask DisposeAsync()
     {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
         await _stop.CancelAsync();
         _listener.Stop();
         foreach (var c in _clients)
