@@ -278,10 +278,22 @@ internal sealed partial class Http1Connection : IDisposable
         if (!keepAlive)
         {
             _connection.TrySetCloseReason("connection: close");
-            await CloseAsync(lingering || _input.TryRead(out _)).ConfigureAwait(false);
+            await CloseAsync(lingering || HasBufferedInput()).ConfigureAwait(false);
         }
 
         return keepAlive;
+    }
+
+    // Bytes the client already sent past this request (pipelined): closing on them would reset the connection.
+    private bool HasBufferedInput()
+    {
+        if (!_input.TryRead(out var result))
+        {
+            return false;
+        }
+
+        _input.AdvanceTo(result.Buffer.Start);
+        return !result.Buffer.IsEmpty;
     }
 
     private async ValueTask SendContinueAsync(CancellationToken cancellationToken)

@@ -1,6 +1,5 @@
 using System.IO.Pipelines;
 using Rama.Proxy.Core;
-using Rama.Proxy.Net;
 
 namespace Rama.Proxy.Http;
 

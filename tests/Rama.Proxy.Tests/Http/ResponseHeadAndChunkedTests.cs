@@ -169,46 +169,14 @@ public class ResponseHeadAndChunkedTests
         Http1Writer.WriteChunk(pipe.Writer, ReadOnlySequence<byte>.Empty);
         Http1Writer.WriteLastChunk(pipe.Writer);
         await pipe.Writer.CompleteAsync();
-        var body = new Http1BodyReader(pipe.Reader, BodyFraming.Chunked, -1, Limits);
-        var decoded = new MemoryStream();
-        while (true)
-        {
-            var r = await body.ReadAsync();
-            foreach (var s in r.Buffer)
-            {
-                decoded.Write(s.Span);
-            }
-
-            body.AdvanceTo(r.Buffer.End);
-            if (r.IsCompleted)
-            {
-                break;
-            }
-        }
-
-        Assert.Equal(payload, decoded.ToArray());
+        var decoded = await ReadAllAsync(new Http1BodyReader(pipe.Reader, BodyFraming.Chunked, -1, Limits));
+        Assert.Equal(payload, decoded);
     }
 
     internal static async Task<(string Body, string After)> ReadBodyAsync(PipeReader input, BodyFraming framing, long length)
     {
         var body = new Http1BodyReader(input, framing, length, Limits);
-        var collected = new MemoryStream();
-        for (var reads = 0; ; reads++)
-        {
-            Assert.True(reads < 100_000, "the body reader loops");
-            var result = await body.ReadAsync();
-            foreach (var segment in result.Buffer)
-            {
-                collected.Write(segment.Span);
-            }
-
-            body.AdvanceTo(result.Buffer.End);
-            if (result.IsCompleted)
-            {
-                break;
-            }
-        }
-
+        var collected = await ReadAllAsync(body);
         Assert.True(body.IsEnd);
         await body.CompleteAsync();
         var rest = new MemoryStream();
@@ -226,6 +194,26 @@ public class ResponseHeadAndChunkedTests
             }
         }
 
-        return (Encoding.Latin1.GetString(collected.ToArray()), Encoding.Latin1.GetString(rest.ToArray()));
+        return (Encoding.Latin1.GetString(collected), Encoding.Latin1.GetString(rest.ToArray()));
+    }
+
+    private static async Task<byte[]> ReadAllAsync(PipeReader body)
+    {
+        var collected = new MemoryStream();
+        for (var reads = 0; ; reads++)
+        {
+            Assert.True(reads < 100_000, "the body reader loops");
+            var result = await body.ReadAsync();
+            foreach (var segment in result.Buffer)
+            {
+                collected.Write(segment.Span);
+            }
+
+            body.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted)
+            {
+                return collected.ToArray();
+            }
+        }
     }
 }
