@@ -1,0 +1,531 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Http;
+
+/// <summary>Why forwarding did not produce the origin's answer: expected outcomes, as values (YARP's ForwarderError).</summary>
+public enum ForwardError
+{
+    None,
+    /// <summary>The target could not be dialled (refused, unreachable, name does not resolve): 502.</summary>
+    ConnectFailed,
+    /// <summary>The dial timed out: 504.</summary>
+    ConnectTimedOut,
+    /// <summary>Our egress policy forbids the target: 403.</summary>
+    NotAllowed,
+    /// <summary>The origin's answer was not HTTP/1.1: 502.</summary>
+    UpstreamProtocolError,
+    /// <summary>The origin closed or reset before a response head: 502.</summary>
+    UpstreamClosed,
+    /// <summary>No response head within the upstream timeout: 504.</summary>
+    UpstreamTimedOut,
+    /// <summary>The client sent a target this proxy does not serve: 400.</summary>
+    BadTarget,
+}
+
+/// <summary>
+/// The forward proxy as a request service (RFC 9110 §7.6, RFC 9112 §3.2.2/§3.2.3): CONNECT opens a
+/// tunnel; an absolute-form request is forwarded in origin-form over a pooled connection; anything
+/// else is refused with 400 (a reverse proxy is another service).
+/// </summary>
+internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time)
+    : Core.IService<HttpRequest, HttpResponse>
+{
+    private readonly byte[]? _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
+    private readonly HttpProxyOptions _options = options;
+    private readonly Http1ConnectionPool _pool = pool;
+    private readonly ILogger _logger = logger;
+    private readonly TimeProvider _time = time;
+
+    public ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        if (request.IsConnect)
+        {
+            return ConnectAsync(request, cancellationToken);
+        }
+
+        if (request.TargetForm != RequestTargetForm.Absolute)
+        {
+            return ValueTask.FromResult(Fail(request, ForwardError.BadTarget, "this is a forward proxy: send an absolute-form target or CONNECT"));
+        }
+
+        if (!TrySplitAbsoluteTarget(request.Target, out var target, out var authority, out var pathAndQuery))
+        {
+            return ValueTask.FromResult(Fail(request, ForwardError.BadTarget, "only http:// targets with a valid authority are forwarded"));
+        }
+
+        return ForwardAsync(request, target, authority, pathAndQuery, cancellationToken);
+    }
+
+    // ---- CONNECT ------------------------------------------------------------------------------
+
+    private async ValueTask<HttpResponse> ConnectAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        if (!HostPort.TryParse(request.Target, 0, out var target))
+        {
+            return Fail(request, ForwardError.BadTarget, "CONNECT needs host:port");
+        }
+
+        var dial = await connector.ConnectAsync(target.Value, cancellationToken).ConfigureAwait(false);
+        if (!dial.IsSuccess)
+        {
+            return DialFailed(request, dial);
+        }
+
+        var upstream = dial.Connection!;
+
+        // Safety net: if the 200 never reaches the client (it went away), the tunnel's target is closed with it.
+        var closeWithClient = cancellationToken.Register(static state => ((SocketConnection)state!).Abort("client connection closed"), upstream);
+        return new HttpResponse(200)
+        {
+            Reason = "Connection established",
+            OnUpgrade = async (client, token) =>
+            {
+                try
+                {
+                    // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
+                    var moved = await Relay.RunAsync(client, upstream, token).ConfigureAwait(false);
+                    LogTunnelClosed(_logger, target.Value.ToString(), moved.ClientToTarget, moved.TargetToClient);
+                }
+                finally
+                {
+                    await closeWithClient.DisposeAsync().ConfigureAwait(false);
+                    await upstream.DisposeAsync().ConfigureAwait(false);
+                }
+            },
+        };
+    }
+
+    // ---- absolute-form forwarding -------------------------------------------------------------
+
+    private async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string authority, string pathAndQuery, CancellationToken cancellationToken)
+    {
+        var headers = BuildUpstreamHeaders(request, authority);
+        var key = Http1ConnectionPool.Key(target);
+        var retryable = HttpMethods.IsIdempotent(request.Method);
+        while (true)
+        {
+            var upstream = _pool.TryTake(key);
+            var reused = upstream is not null;
+            if (upstream is null)
+            {
+                var dial = await connector.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
+                if (!dial.IsSuccess)
+                {
+                    return DialFailed(request, dial);
+                }
+
+                upstream = dial.Connection!;
+            }
+
+            var exchange = new UpstreamExchange(this, request, upstream, key);
+            var outcome = await exchange.SendAsync(pathAndQuery, headers, cancellationToken).ConfigureAwait(false);
+            if (outcome.Response is not null)
+            {
+                return outcome.Response;
+            }
+
+            // RFC 9110 §9.2.2 / RFC 9112 §9.3.1: a pooled connection the origin closed before
+            // answering; retry on a fresh one only if idempotent and no body byte was sent.
+            if (outcome.Error == ForwardError.UpstreamClosed && reused && retryable && exchange.BodyBytesSent == 0)
+            {
+                LogRetry(_logger, request.Method, request.Target);
+                continue;
+            }
+
+            return Fail(request, outcome.Error, outcome.Detail);
+        }
+    }
+
+    /// <summary>
+    /// The request's fields for the origin: hop-by-hop ones removed (RFC 9110 §7.6.1), Host set to
+    /// the target's authority (RFC 9112 §3.2.2), framing normalised, Via added (§7.6.3); the order and
+    /// case of everything else kept.
+    /// </summary>
+    private HttpHeaders BuildUpstreamHeaders(HttpRequest request, string authority)
+    {
+        var headers = CopyEndToEnd(request.Headers);
+        var host = Encoding.ASCII.GetBytes(authority);
+        var at = headers.IndexOf(HeaderNames.Host);
+        if (at >= 0)
+        {
+            headers.SetValue(at, host);
+        }
+        else
+        {
+            headers.Insert(0, "Host"u8.ToArray(), host);
+        }
+
+        if (request.BodyFraming == BodyFraming.ContentLength)
+        {
+            // One Content-Length with the value we parsed ("5, 5" or repeated lines become one).
+            var first = headers.IndexOf(HeaderNames.ContentLength);
+            headers.SetValue(first, Encoding.ASCII.GetBytes(request.ContentLength.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            for (var i = headers.IndexOf(HeaderNames.ContentLength, first + 1); i >= 0; i = headers.IndexOf(HeaderNames.ContentLength, i))
+            {
+                headers.RemoveAt(i);
+            }
+        }
+        else if (request.BodyFraming == BodyFraming.Chunked)
+        {
+            headers.Add("Transfer-Encoding"u8.ToArray(), "chunked"u8.ToArray());
+        }
+
+        AddVia(headers);
+        return headers;
+    }
+
+    private void AddVia(HttpHeaders headers)
+    {
+        if (_via is not null)
+        {
+            headers.Add("Via"u8.ToArray(), _via);
+        }
+    }
+
+    /// <summary>RFC 9110 §7.6.1: drop Connection, the fields it names, and the known connection-specific fields.</summary>
+    internal static HttpHeaders CopyEndToEnd(HttpHeaders source)
+    {
+        var copy = new HttpHeaders(source.Count + 2);
+        foreach (var field in source)
+        {
+            if (!IsHopByHop(field) && !IsNamedByConnection(source, field.Name.Span))
+            {
+                copy.Add(field.Name, field.Value);
+            }
+        }
+
+        return copy;
+    }
+
+    private static bool IsHopByHop(HttpHeaderField field) =>
+        field.NameIs(HeaderNames.Connection) || field.NameIs(HeaderNames.ProxyConnection) || field.NameIs(HeaderNames.KeepAlive)
+        || field.NameIs(HeaderNames.TE) || field.NameIs(HeaderNames.TransferEncoding) || field.NameIs(HeaderNames.Trailer)
+        || field.NameIs(HeaderNames.Upgrade) || field.NameIs(HeaderNames.ProxyAuthorization) || field.NameIs(HeaderNames.ProxyAuthenticate);
+
+    private static bool IsNamedByConnection(HttpHeaders headers, ReadOnlySpan<byte> name)
+    {
+        // Never let Connection strip the fields that frame the message or route it (request smuggling).
+        if (Ascii.EqualsIgnoreCase(name, HeaderNames.ContentLength) || Ascii.EqualsIgnoreCase(name, HeaderNames.Host))
+        {
+            return false;
+        }
+
+        return headers.ContainsToken(HeaderNames.Connection, name) || headers.ContainsToken(HeaderNames.ProxyConnection, name);
+    }
+
+    /// <summary>Splits <c>http://authority/path?query</c>; the authority keeps its text for Host.</summary>
+    internal static bool TrySplitAbsoluteTarget(string target, out HostPort hostPort, out string authority, out string pathAndQuery)
+    {
+        hostPort = default;
+        authority = "";
+        pathAndQuery = "/";
+        const string scheme = "http://";
+        if (!target.StartsWith(scheme, StringComparison.OrdinalIgnoreCase))
+        {
+            return false;
+        }
+
+        var rest = target.AsSpan(scheme.Length);
+        var end = rest.IndexOfAny('/', '?', '#');
+        var authoritySpan = end < 0 ? rest : rest[..end];
+        if (authoritySpan.IsEmpty || authoritySpan.Contains('@') || !HostPort.TryParse(authoritySpan, 80, out var parsed))
+        {
+            return false; // RFC 9110 §4.2.4: userinfo in an http URI is deprecated; we refuse it
+        }
+
+        hostPort = parsed.Value;
+        authority = authoritySpan.ToString();
+        if (end >= 0)
+        {
+            var path = rest[end..];
+            var fragment = path.IndexOf('#');
+            path = fragment >= 0 ? path[..fragment] : path;
+            pathAndQuery = path.IsEmpty ? "/" : path[0] == '?' ? "/" + path.ToString() : path.ToString();
+        }
+
+        return true;
+    }
+
+    // ---- errors as values ---------------------------------------------------------------------
+
+    private HttpResponse DialFailed(HttpRequest request, ConnectResult dial) => dial.Error switch
+    {
+        ConnectError.TimedOut => Fail(request, ForwardError.ConnectTimedOut, dial.Detail ?? "connect timed out"),
+        ConnectError.NotAllowed => Fail(request, ForwardError.NotAllowed, dial.Detail ?? "destination not allowed"),
+        _ => Fail(request, ForwardError.ConnectFailed, $"{dial.Error}: {dial.Detail}"),
+    };
+
+    internal HttpResponse Fail(HttpRequest request, ForwardError error, string detail)
+    {
+        var status = StatusFor(error);
+        LogForwardFailed(_logger, request.Method, request.Target, error, status, detail);
+        return HttpResponse.Text(status, $"{ReasonPhrases.For(status)}: {error}");
+    }
+
+    public static int StatusFor(ForwardError error) => error switch
+    {
+        ForwardError.ConnectTimedOut or ForwardError.UpstreamTimedOut => 504,
+        ForwardError.NotAllowed => 403,
+        ForwardError.BadTarget => 400,
+        ForwardError.None => 200,
+        _ => 502,
+    };
+
+    [LoggerMessage(EventId = 2010, Level = LogLevel.Debug, Message = "{Method} {Target}: {Error} -> {Status} ({Detail})")]
+    private static partial void LogForwardFailed(ILogger logger, string method, string target, ForwardError error, int status, string detail);
+
+    [LoggerMessage(EventId = 2011, Level = LogLevel.Debug, Message = "{Method} {Target}: pooled connection was closed by the origin; retrying on a new one")]
+    private static partial void LogRetry(ILogger logger, string method, string target);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Debug, Message = "Tunnel to {Target} closed: {Up} bytes up, {Down} bytes down")]
+    private static partial void LogTunnelClosed(ILogger logger, string target, long up, long down);
+
+    [LoggerMessage(EventId = 2013, Level = LogLevel.Debug, Message = "Upstream {Target}: response body ended early or failed ({Detail})")]
+    private static partial void LogUpstreamBodyFailed(ILogger logger, string target, string detail);
+
+    /// <summary>One request/response over one origin connection; owns the connection until the response body completes.</summary>
+#pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
+    private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key)
+    {
+        private readonly CancellationTokenSource _uploadCancel = new();
+        private readonly CancellationTokenSource _uploadFailed = new();
+        private Exception? _uploadError;
+        private Task<long> _upload = Task.FromResult(0L);
+        private long _bodyBytesSent;
+
+        public long BodyBytesSent => Interlocked.Read(ref _bodyBytesSent);
+
+        public async ValueTask<(HttpResponse? Response, ForwardError Error, string Detail)> SendAsync(string pathAndQuery, HttpHeaders headers, CancellationToken cancellationToken)
+        {
+            ResponseHead? head;
+            try
+            {
+                Http1Writer.WriteRequestHead(upstream.Output, request.Method, pathAndQuery, headers);
+                var flush = await upstream.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
+                if (flush.IsCompleted)
+                {
+                    return await AbandonAsync(ForwardError.UpstreamClosed, "origin stopped reading").ConfigureAwait(false);
+                }
+
+                // The body goes up while we wait for the answer: an origin may answer early (RFC 9112 §9.3).
+                if (request.BodyFraming != BodyFraming.None)
+                {
+                    _upload = UploadAsync(cancellationToken);
+                }
+
+                using var timeout = new CancellationTokenSource(owner._options.UpstreamResponseHeaderTimeout, owner._time);
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken, _uploadFailed.Token);
+                try
+                {
+                    head = await ReadResponseHeadAsync(linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (_uploadFailed.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    // The client's body broke (bad chunk, reset) before the origin answered: the client's fault
+                    // is answered to the client (400 via the server), the origin connection is dropped.
+                    var failure = await AbandonAsync(ForwardError.UpstreamClosed, "request body failed").ConfigureAwait(false);
+                    if (_uploadError is { } error)
+                    {
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+                    }
+
+                    return failure;
+                }
+                catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                {
+                    return await AbandonAsync(ForwardError.UpstreamTimedOut, "no response head in time").ConfigureAwait(false);
+                }
+            }
+            catch (HttpCodecException ex) when (!ReferenceEquals(ex, _uploadError))
+            {
+                return await AbandonAsync(ForwardError.UpstreamProtocolError, ex.Message).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or InvalidOperationException && !ReferenceEquals(ex, _uploadError))
+            {
+                return await AbandonAsync(ForwardError.UpstreamClosed, ex.Message).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!ReferenceEquals(ex, _uploadError))
+            {
+                await AbandonAsync(ForwardError.UpstreamClosed, "cancelled").ConfigureAwait(false);
+                throw;
+            }
+
+            if (head is null)
+            {
+                return await AbandonAsync(ForwardError.UpstreamClosed, "closed before a response").ConfigureAwait(false);
+            }
+
+            var body = new Http1BodyReader(upstream.Input, head.Framing, head.ContentLength, owner._options.Limits);
+            body.OnCompleted(reachedEnd => FinishAsync(reachedEnd && head.KeepAlive && head.Framing != BodyFraming.UntilClose));
+            var responseHeaders = CopyEndToEnd(head.Headers);
+            owner.AddVia(responseHeaders);
+            var response = new HttpResponse(head.Status, responseHeaders)
+            {
+                Reason = head.Reason,
+                Body = body,
+                BodyLength = head.Framing switch
+                {
+                    BodyFraming.ContentLength => head.ContentLength,
+                    BodyFraming.None => 0,
+                    _ => null,
+                },
+            };
+            return (response, ForwardError.None, "");
+        }
+
+        private async Task<long> UploadAsync(CancellationToken cancellationToken)
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _uploadCancel.Token);
+            var chunked = request.BodyFraming == BodyFraming.Chunked;
+            var length = chunked ? -1 : request.ContentLength;
+            var counting = new CountingReader(request.Body, this);
+            try
+            {
+                return await Http1Writer.CopyBodyAsync(counting, upstream.Output, chunked, length, linked.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is HttpCodecException or IOException && !_uploadCancel.IsCancellationRequested)
+            {
+                _uploadError = ex;
+                await _uploadFailed.CancelAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+
+        private async ValueTask<ResponseHead?> ReadResponseHeadAsync(CancellationToken cancellationToken)
+        {
+            var input = upstream.Input;
+            var state = default(HeadScanState);
+            while (true)
+            {
+                var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                bool parsed;
+                ResponseHead? head;
+                SequencePosition consumed;
+                try
+                {
+                    parsed = Http1Parser.TryParseResponse(buffer, owner._options.Limits, ref state, request.Method, out head, out consumed);
+                }
+                catch
+                {
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    throw;
+                }
+
+                if (parsed)
+                {
+                    input.AdvanceTo(consumed);
+                    if (head!.Status == 101)
+                    {
+                        HttpRejection.Throw(HttpRejectReason.InvalidStatusLine); // we never ask for an upgrade (Upgrade is not forwarded)
+                    }
+
+                    if (head.IsInterim)
+                    {
+                        // RFC 9110 §15.2: 1xx interim answers (100 Continue, 103) are not relayed: our
+                        // server answers 100-continue itself when the body is first read.
+                        state = default;
+                        continue;
+                    }
+
+                    return head;
+                }
+
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (result.IsCompleted)
+                {
+                    return buffer.IsEmpty ? null : HttpRejection.Throw<ResponseHead>(HttpRejectReason.UnexpectedEndOfBody);
+                }
+            }
+        }
+
+        private async ValueTask<(HttpResponse?, ForwardError, string)> AbandonAsync(ForwardError error, string detail)
+        {
+            await StopUploadAsync().ConfigureAwait(false);
+            await upstream.DisposeAsync().ConfigureAwait(false);
+            return (null, error, detail);
+        }
+
+        private async ValueTask<bool> StopUploadAsync()
+        {
+            if (!_upload.IsCompleted)
+            {
+                await _uploadCancel.CancelAsync().ConfigureAwait(false);
+            }
+
+            try
+            {
+                await _upload.ConfigureAwait(false);
+                return true;
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or InvalidOperationException or HttpCodecException)
+            {
+                return false;
+            }
+            finally
+            {
+                _uploadCancel.Dispose();
+                _uploadFailed.Dispose();
+            }
+        }
+
+        // Runs when the server completes the response body: the connection goes back to the pool
+        // only when both bodies ended cleanly and the origin keeps the connection.
+        private async ValueTask FinishAsync(bool responseEndedCleanly)
+        {
+            var uploaded = await StopUploadAsync().ConfigureAwait(false);
+            if (responseEndedCleanly && uploaded)
+            {
+                owner._pool.Return(key, upstream);
+                return;
+            }
+
+            if (!responseEndedCleanly)
+            {
+                LogUpstreamBodyFailed(owner._logger, key.ToString(), "response not read to its end");
+            }
+
+            await upstream.DisposeAsync().ConfigureAwait(false);
+        }
+
+        /// <summary>Counts request-body bytes handed to the origin (a retry is safe only at zero).</summary>
+#pragma warning restore CA1001
+        private sealed class CountingReader(PipeReader inner, UpstreamExchange exchange) : PipeReader
+        {
+            private ReadOnlySequence<byte> _last;
+
+            public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+            {
+                var result = await inner.ReadAsync(cancellationToken).ConfigureAwait(false);
+                _last = result.Buffer;
+                return result;
+            }
+
+            public override bool TryRead(out ReadResult result)
+            {
+                var read = inner.TryRead(out result);
+                _last = result.Buffer;
+                return read;
+            }
+
+            public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+            public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+            {
+                Interlocked.Add(ref exchange._bodyBytesSent, _last.Slice(_last.Start, consumed).Length);
+                inner.AdvanceTo(consumed, examined);
+            }
+
+            public override void CancelPendingRead() => inner.CancelPendingRead();
+
+            public override void Complete(Exception? exception = null)
+            {
+                // the server owns the request body
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Http;
+
+/// <summary>
+/// Idle HTTP/1.1 origin connections per target (host:port): at most a few each, each kept at most
+/// the idle timeout (a timer sweeps expired ones). The newest is reused first (LIFO: the warmest,
+/// and the one least likely to have been closed by the origin). A connection the origin closed
+/// or that holds unexpected bytes is detected when taken and discarded.
+/// </summary>
+internal sealed class Http1ConnectionPool : IAsyncDisposable
+{
+    private readonly Dictionary<HostPort, List<(SocketConnection Connection, long Since)>> _idle = [];
+    private readonly int _maxPerTarget;
+    private readonly TimeSpan _idleTimeout;
+    private readonly TimeProvider _time;
+    private readonly ITimer _sweeper;
+    private bool _disposed;
+
+    public Http1ConnectionPool(int maxPerTarget, TimeSpan idleTimeout, TimeProvider time)
+    {
+        _maxPerTarget = maxPerTarget;
+        _idleTimeout = idleTimeout;
+        _time = time;
+        var period = TimeSpan.FromTicks(Math.Max(TimeSpan.FromSeconds(1).Ticks, idleTimeout.Ticks / 2));
+        _sweeper = time.CreateTimer(static state => ((Http1ConnectionPool)state!).Sweep(), this, period, period);
+    }
+
+    /// <summary>Idle connections held (for tests and metrics).</summary>
+    public int IdleCount
+    {
+        get
+        {
+            lock (_idle)
+            {
+                return _idle.Values.Sum(list => list.Count);
+            }
+        }
+    }
+
+    public static HostPort Key(HostPort target) => target with { Host = target.Host.ToLowerInvariant() };
+
+    /// <summary>A live idle connection to <paramref name="target"/>, or null.</summary>
+    public SocketConnection? TryTake(HostPort target)
+    {
+        while (true)
+        {
+            SocketConnection connection;
+            long since;
+            lock (_idle)
+            {
+                if (!_idle.TryGetValue(target, out var list) || list.Count == 0)
+                {
+                    return null;
+                }
+
+                (connection, since) = list[^1];
+                list.RemoveAt(list.Count - 1);
+            }
+
+            if (_time.GetElapsedTime(since) < _idleTimeout && IsQuiet(connection))
+            {
+                return connection;
+            }
+
+            Discard(connection);
+        }
+    }
+
+    /// <summary>Keeps a connection whose last response ended cleanly; closes it when the pool is full or disposed.</summary>
+    public void Return(HostPort target, SocketConnection connection)
+    {
+        lock (_idle)
+        {
+            if (!_disposed && IsQuiet(connection))
+            {
+                if (!_idle.TryGetValue(target, out var list))
+                {
+                    _idle[target] = list = [];
+                }
+
+                if (list.Count < _maxPerTarget)
+                {
+                    list.Add((connection, _time.GetTimestamp()));
+                    return;
+                }
+            }
+        }
+
+        Discard(connection);
+    }
+
+    // An idle connection must have nothing to read: no FIN (the origin closed it) and no stray bytes.
+    private static bool IsQuiet(SocketConnection connection)
+    {
+        if (connection.ConnectionClosed.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        if (!connection.Input.TryRead(out var result))
+        {
+            return true;
+        }
+
+        connection.Input.AdvanceTo(result.Buffer.Start);
+        return false;
+    }
+
+    private void Sweep()
+    {
+        var expired = new List<SocketConnection>();
+        lock (_idle)
+        {
+            foreach (var list in _idle.Values)
+            {
+                for (var i = list.Count - 1; i >= 0; i--)
+                {
+                    if (_disposed || _time.GetElapsedTime(list[i].Since) >= _idleTimeout || !IsQuiet(list[i].Connection))
+                    {
+                        expired.Add(list[i].Connection);
+                        list.RemoveAt(i);
+                    }
+                }
+            }
+        }
+
+        foreach (var connection in expired)
+        {
+            Discard(connection);
+        }
+    }
+
+    internal static void Discard(SocketConnection connection) => _ = connection.DisposeAsync().AsTask();
+
+    public async ValueTask DisposeAsync()
+    {
+        lock (_idle)
+        {
+            _disposed = true;
+        }
+
+        await _sweeper.DisposeAsync().ConfigureAwait(false);
+        Sweep();
+    }
+}

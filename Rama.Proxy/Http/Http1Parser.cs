@@ -1,0 +1,693 @@
+using System.Buffers;
+using System.Buffers.Text;
+using Rama.Proxy.Core;
+
+namespace Rama.Proxy.Http;
+
+/// <summary>
+/// Where a head scan stopped: the scan resumes there on the next call so that a client trickling
+/// bytes costs linear, not quadratic, work. Reset (default) for each new head.
+/// </summary>
+internal struct HeadScanState
+{
+    /// <summary>Leading empty lines skipped before the request line (RFC 9112 §2.2).</summary>
+    public long Skipped;
+    /// <summary>Offset just past the start line's LF, or 0 while it has not been found.</summary>
+    public long StartLineEnd;
+    /// <summary>Bytes of the start-line window already searched for LF.</summary>
+    public long StartLineScanned;
+    /// <summary>Offset of the first field line not yet complete.</summary>
+    public long NextLine;
+    /// <summary>Complete field lines seen.</summary>
+    public int Lines;
+}
+
+/// <summary>A response head from upstream with its body framing already decided (RFC 9112 §6.3).</summary>
+internal sealed record ResponseHead(int Status, string Reason, HttpProtocolVersion Version, HttpHeaders Headers, BodyFraming Framing, long ContentLength)
+{
+    /// <summary>RFC 9112 §9.3: HTTP/1.1 persists unless "close"; HTTP/1.0 only with "keep-alive".</summary>
+    public bool KeepAlive => Http1Parser.IsPersistent(Version, Headers);
+
+    public bool IsInterim => Status is >= 100 and < 200;
+}
+
+/// <summary>
+/// HTTP/1.1 message heads (RFC 9112) from a <see cref="ReadOnlySequence{T}"/>. Every Try method
+/// returns false for "need more data" and throws <see cref="HttpCodecException"/> for a violation.
+/// Limits are enforced on windows sliced to the limit: still incomplete at the limit is "too large".
+/// The head is found first (scan for the empty line), then copied once into one array that the
+/// header fields slice: one allocation per head, no string per header.
+/// </summary>
+internal static class Http1Parser
+{
+    // RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+    private static readonly SearchValues<byte> s_tchar =
+        SearchValues.Create("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"u8);
+
+    // RFC 9110 §5.5: field-value bytes: VCHAR, SP, HTAB, obs-text (0x80-0xFF). No other CTL, no DEL.
+    private static readonly SearchValues<byte> s_fieldValue = SearchValues.Create(FieldValueBytes());
+
+    // RFC 9112 §3.2: request-target bytes: visible ASCII only (no SP, no CTL, no obs-text).
+    private static readonly SearchValues<byte> s_targetBytes = SearchValues.Create(Range(0x21, 0x7E));
+
+    // RFC 3986 §3.2.2 host (reg-name / IP-literal) and ":" port: unreserved, sub-delims, pct, brackets.
+    private static readonly SearchValues<byte> s_hostBytes =
+        SearchValues.Create("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~%!$&'()*+,;=:[]"u8);
+
+    private static readonly SearchValues<byte> s_hexDigits = SearchValues.Create("0123456789abcdefABCDEF"u8);
+
+    /// <summary>Parses one request head (stateless form, for tests and benchmarks).</summary>
+    public static bool TryParseRequest(in ReadOnlySequence<byte> buffer, HttpLimits limits, out HttpRequest? request, out SequencePosition consumed)
+    {
+        var state = default(HeadScanState);
+        return TryParseRequest(buffer, limits, ref state, null, out request, out consumed);
+    }
+
+    /// <summary>Parses one request head, resuming a scan. On true, <paramref name="consumed"/> is just past the head.</summary>
+    public static bool TryParseRequest(in ReadOnlySequence<byte> buffer, HttpLimits limits, ref HeadScanState state, Extensions? connectionExtensions,
+        out HttpRequest? request, out SequencePosition consumed)
+    {
+        request = null;
+        consumed = buffer.Start;
+        if (!TryScanHead(buffer, limits, ref state, isRequest: true, out var headEnd))
+        {
+            return false;
+        }
+
+        var head = buffer.Slice(state.Skipped, headEnd - state.Skipped).ToArray();
+        var startLineLength = (int)(state.StartLineEnd - state.Skipped);
+        request = ParseRequestHead(head, startLineLength, connectionExtensions);
+        consumed = buffer.GetPosition(headEnd);
+        return true;
+    }
+
+    /// <summary>Parses one response head; <paramref name="requestMethod"/> decides bodiless answers (HEAD).</summary>
+    public static bool TryParseResponse(in ReadOnlySequence<byte> buffer, HttpLimits limits, ref HeadScanState state, string requestMethod,
+        out ResponseHead? response, out SequencePosition consumed)
+    {
+        response = null;
+        consumed = buffer.Start;
+        if (!TryScanHead(buffer, limits, ref state, isRequest: false, out var headEnd))
+        {
+            return false;
+        }
+
+        var head = buffer.Slice(0, headEnd).ToArray();
+        response = ParseResponseHead(head, (int)state.StartLineEnd, requestMethod);
+        consumed = buffer.GetPosition(headEnd);
+        return true;
+    }
+
+    /// <summary>Stateless form of <see cref="TryParseResponse(in ReadOnlySequence{byte}, HttpLimits, ref HeadScanState, string, out ResponseHead?, out SequencePosition)"/>.</summary>
+    public static bool TryParseResponse(in ReadOnlySequence<byte> buffer, HttpLimits limits, string requestMethod, out ResponseHead? response, out SequencePosition consumed)
+    {
+        var state = default(HeadScanState);
+        return TryParseResponse(buffer, limits, ref state, requestMethod, out response, out consumed);
+    }
+
+    // ---- scanning: find the end of the head within the limits -------------------------------
+
+    private static bool TryScanHead(in ReadOnlySequence<byte> buffer, HttpLimits limits, ref HeadScanState state, bool isRequest, out long headEnd)
+    {
+        headEnd = 0;
+        if (state.StartLineEnd == 0)
+        {
+            if (isRequest && !TrySkipLeadingEmptyLines(buffer, limits.MaxRequestLineBytes, ref state))
+            {
+                return false;
+            }
+
+            // Slice to the limit first: no LF within MaxRequestLineBytes + CRLF means "too long".
+            var window = buffer.Slice(state.Skipped);
+            long limit = limits.MaxRequestLineBytes + 2L;
+            if (window.Length > limit)
+            {
+                window = window.Slice(0, limit);
+            }
+
+            var reader = new SequenceReader<byte>(window.Slice(state.StartLineScanned));
+            if (!reader.TryAdvanceTo((byte)'\n', advancePastDelimiter: false))
+            {
+                if (window.Length >= limit)
+                {
+                    HttpRejection.Throw(isRequest ? HttpRejectReason.RequestLineTooLong : HttpRejectReason.InvalidStatusLine);
+                }
+
+                state.StartLineScanned = window.Length;
+                return false;
+            }
+
+            state.StartLineEnd = state.Skipped + state.StartLineScanned + reader.Consumed + 1;
+            state.NextLine = state.StartLineEnd;
+        }
+
+        if (!TryScanFieldLines(buffer, state.StartLineEnd, limits, ref state.NextLine, ref state.Lines, out headEnd))
+        {
+            return false;
+        }
+
+        return true;
+    }
+
+    // RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received before the request-line.
+    private static bool TrySkipLeadingEmptyLines(in ReadOnlySequence<byte> buffer, int max, ref HeadScanState state)
+    {
+        var reader = new SequenceReader<byte>(buffer.Slice(state.Skipped));
+        while (reader.TryPeek(out var b) && b == '\r')
+        {
+            if (!reader.TryPeek(1, out var lf))
+            {
+                return false;
+            }
+
+            if (lf != '\n')
+            {
+                break; // a stray CR: the request-line parse rejects it
+            }
+
+            reader.Advance(2);
+            state.Skipped += 2;
+            if (state.Skipped > max)
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidRequestLine);
+            }
+        }
+
+        return !reader.End;
+    }
+
+    /// <summary>
+    /// Finds the empty line ending a field section that starts at <paramref name="sectionStart"/>,
+    /// resuming at <paramref name="nextLine"/>. The section (lines with CRLFs and the empty line) may
+    /// be at most <see cref="HttpLimits.MaxHeaderBytes"/> and hold at most <see cref="HttpLimits.MaxHeaderCount"/> lines.
+    /// </summary>
+    internal static bool TryScanFieldLines(in ReadOnlySequence<byte> buffer, long sectionStart, HttpLimits limits, ref long nextLine, ref int lines, out long sectionEnd)
+    {
+        sectionEnd = 0;
+        while (true)
+        {
+            var allowance = limits.MaxHeaderBytes - (nextLine - sectionStart);
+            var available = buffer.Length - nextLine;
+            var window = buffer.Slice(nextLine, Math.Min(available, allowance));
+            var reader = new SequenceReader<byte>(window);
+            if (!reader.TryAdvanceTo((byte)'\n', advancePastDelimiter: false))
+            {
+                if (window.Length >= allowance)
+                {
+                    HttpRejection.Throw(HttpRejectReason.HeadersTooLarge);
+                }
+
+                return false;
+            }
+
+            var lineLength = reader.Consumed;
+            if (lineLength == 0 || (lineLength == 1 && window.FirstSpan[0] == '\r'))
+            {
+                sectionEnd = nextLine + lineLength + 1;
+                return true;
+            }
+
+            if (++lines > limits.MaxHeaderCount)
+            {
+                HttpRejection.Throw(HttpRejectReason.TooManyHeaders);
+            }
+
+            nextLine += lineLength + 1;
+        }
+    }
+
+    // ---- parsing a complete head (contiguous) -----------------------------------------------
+
+    private static HttpRequest ParseRequestHead(byte[] head, int startLineLength, Extensions? connectionExtensions)
+    {
+        var line = TrimCrLf(head.AsSpan(0, startLineLength), HttpRejectReason.InvalidRequestLine);
+
+        // RFC 9112 §3: request-line = method SP request-target SP HTTP-version
+        var sp1 = line.IndexOf((byte)' ');
+        if (sp1 < 0)
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidRequestLine);
+        }
+
+        var methodBytes = line[..sp1];
+        if (methodBytes.IsEmpty || methodBytes.ContainsAnyExcept(s_tchar))
+        {
+            HttpRejection.Throw(methodBytes.IsEmpty ? HttpRejectReason.InvalidRequestLine : HttpRejectReason.InvalidMethod);
+        }
+
+        var rest = line[(sp1 + 1)..];
+        var sp2 = rest.IndexOf((byte)' ');
+        if (sp2 <= 0)
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidRequestLine);
+        }
+
+        var targetBytes = rest[..sp2];
+        var version = ParseVersion(rest[(sp2 + 1)..], HttpRejectReason.InvalidVersion);
+        if (targetBytes.ContainsAnyExcept(s_targetBytes))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidTarget);
+        }
+
+        var method = HttpMethods.Intern(methodBytes);
+        var form = ClassifyTarget(method, targetBytes);
+        var headers = ParseFieldLines(head, startLineLength, out _);
+        var request = new HttpRequest(method, System.Text.Encoding.ASCII.GetString(targetBytes), form, version, headers, connectionExtensions);
+        ValidateHost(request);
+        (request.BodyFraming, request.ContentLength) = RequestFraming(version, headers);
+        return request;
+    }
+
+    private static ResponseHead ParseResponseHead(byte[] head, int startLineLength, string requestMethod)
+    {
+        var line = TrimCrLf(head.AsSpan(0, startLineLength), HttpRejectReason.InvalidStatusLine);
+
+        // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
+        if (line.Length < 12 || line[8] != ' ' || (line.Length > 12 && line[12] != ' '))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidStatusLine);
+        }
+
+        var version = ParseVersion(line[..8], HttpRejectReason.InvalidStatusLine, HttpRejectReason.InvalidStatusLine);
+        var code = line.Slice(9, 3);
+        if (!char.IsAsciiDigit((char)code[0]) || !char.IsAsciiDigit((char)code[1]) || !char.IsAsciiDigit((char)code[2]) || code[0] == '0')
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidStatusLine);
+        }
+
+        var status = ((code[0] - '0') * 100) + ((code[1] - '0') * 10) + (code[2] - '0');
+        var reasonBytes = line.Length > 13 ? line[13..] : [];
+        if (reasonBytes.ContainsAnyExcept(s_fieldValue))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidStatusLine);
+        }
+
+        var headers = ParseFieldLines(head, startLineLength, out _);
+        var (framing, length) = ResponseFraming(version, status, requestMethod, headers);
+        return new ResponseHead(status, System.Text.Encoding.Latin1.GetString(reasonBytes), version, headers, framing, length);
+    }
+
+    private static ReadOnlySpan<byte> TrimCrLf(ReadOnlySpan<byte> line, HttpRejectReason reason)
+    {
+        // RFC 9112 §2.2: lines end in CRLF; a bare LF or a CR elsewhere is rejected (no lenient parsing: request smuggling).
+        if (line.Length < 2 || line[^2] != '\r' || line[^1] != '\n')
+        {
+            HttpRejection.Throw(reason);
+        }
+
+        return line[..^2];
+    }
+
+    private static HttpProtocolVersion ParseVersion(ReadOnlySpan<byte> text, HttpRejectReason invalid, HttpRejectReason unsupported = HttpRejectReason.UnsupportedVersion)
+    {
+        // RFC 9112 §2.3: HTTP-version = HTTP-name "/" DIGIT "." DIGIT; HTTP-name is case-sensitive.
+        if (text.Length != 8 || !text.StartsWith("HTTP/"u8) || !char.IsAsciiDigit((char)text[5]) || text[6] != '.' || !char.IsAsciiDigit((char)text[7]))
+        {
+            HttpRejection.Throw(invalid);
+        }
+
+        return text[5] != '1' ? HttpRejection.Throw<HttpProtocolVersion>(unsupported)
+            : text[7] == '1' ? HttpProtocolVersion.Http11
+            : text[7] == '0' ? HttpProtocolVersion.Http10
+            : HttpRejection.Throw<HttpProtocolVersion>(unsupported);
+    }
+
+    private static RequestTargetForm ClassifyTarget(string method, ReadOnlySpan<byte> target)
+    {
+        if (ReferenceEquals(method, HttpMethods.Connect))
+        {
+            // RFC 9112 §3.2.3: CONNECT uses authority-form only: uri-host ":" port.
+            return IsAuthority(target) ? RequestTargetForm.Authority : HttpRejection.Throw<RequestTargetForm>(HttpRejectReason.InvalidTarget);
+        }
+
+        if (target[0] == '/')
+        {
+            return RequestTargetForm.Origin; // §3.2.1
+        }
+
+        if (target.Length == 1 && target[0] == '*')
+        {
+            // §3.2.4: asterisk-form is only used for a server-wide OPTIONS.
+            return ReferenceEquals(method, HttpMethods.Options) ? RequestTargetForm.Asterisk : HttpRejection.Throw<RequestTargetForm>(HttpRejectReason.InvalidTarget);
+        }
+
+        // §3.2.2: absolute-form = absolute-URI; RFC 3986 §3.1 scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then "://".
+        var colon = target.IndexOf("://"u8);
+        if (colon <= 0 || !char.IsAsciiLetter((char)target[0]))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidTarget);
+        }
+
+        foreach (var b in target[..colon])
+        {
+            if (!(char.IsAsciiLetterOrDigit((char)b) || b is (byte)'+' or (byte)'-' or (byte)'.'))
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidTarget);
+            }
+        }
+
+        return RequestTargetForm.Absolute;
+    }
+
+    private static bool IsAuthority(ReadOnlySpan<byte> target)
+    {
+        var colon = target.LastIndexOf((byte)':');
+        if (colon <= 0 || colon == target.Length - 1 || target.ContainsAnyExcept(s_hostBytes) || target.Contains((byte)'@'))
+        {
+            return false;
+        }
+
+        var port = target[(colon + 1)..];
+        return Utf8Parser.TryParse(port, out int value, out var used) && used == port.Length && value is > 0 and <= 65535;
+    }
+
+    /// <summary>Parses the field lines after the start line (RFC 9112 §5); <paramref name="end"/> is the offset just past the empty line.</summary>
+    internal static HttpHeaders ParseFieldLines(byte[] head, int start, out int end)
+    {
+        var headers = new HttpHeaders(16);
+        var offset = start;
+        while (true)
+        {
+            var lf = head.AsSpan(offset).IndexOf((byte)'\n');
+            if (lf < 0)
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidHeader); // the scan guarantees an empty line
+            }
+
+            var line = TrimCrLf(head.AsSpan(offset, lf + 1), HttpRejectReason.InvalidHeader);
+            if (line.IsEmpty)
+            {
+                end = offset + lf + 1;
+                return headers;
+            }
+
+            // RFC 9112 §5.2: obs-fold (a line starting with SP/HTAB) is rejected with 400.
+            if (line[0] is (byte)' ' or (byte)'\t')
+            {
+                HttpRejection.Throw(HttpRejectReason.ObsoleteLineFolding);
+            }
+
+            var colon = line.IndexOf((byte)':');
+            if (colon <= 0)
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidHeader);
+            }
+
+            var name = line[..colon];
+            if (name[^1] is (byte)' ' or (byte)'\t')
+            {
+                // RFC 9112 §5.1: no whitespace is allowed between the field name and colon; 400.
+                HttpRejection.Throw(HttpRejectReason.WhitespaceBeforeColon);
+            }
+
+            if (name.ContainsAnyExcept(s_tchar))
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidHeader);
+            }
+
+            // RFC 9112 §5.1: field-line = field-name ":" OWS field-value OWS
+            var valueStart = colon + 1;
+            var value = line[valueStart..];
+            var leading = value.Length - value.TrimStart(" \t"u8).Length;
+            value = value.Trim(" \t"u8);
+            if (value.ContainsAnyExcept(s_fieldValue))
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidHeader);
+            }
+
+            headers.Add(head.AsMemory(offset, colon), head.AsMemory(offset + valueStart + leading, value.Length));
+            offset += lf + 1;
+        }
+    }
+
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host, with several Host lines or an invalid Host value -> 400.
+    private static void ValidateHost(HttpRequest request)
+    {
+        var first = request.Headers.IndexOf(HeaderNames.Host);
+        if (first < 0)
+        {
+            if (request.Version == HttpProtocolVersion.Http11)
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidHost);
+            }
+
+            return;
+        }
+
+        if (request.Headers.IndexOf(HeaderNames.Host, first + 1) >= 0 || request.Headers[first].Value.Span.ContainsAnyExcept(s_hostBytes))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidHost);
+        }
+    }
+
+    private static (BodyFraming, long) RequestFraming(HttpProtocolVersion version, HttpHeaders headers)
+    {
+        var contentLength = ParseContentLength(headers);
+        if (headers.Contains(HeaderNames.TransferEncoding))
+        {
+            if (version == HttpProtocolVersion.Http10)
+            {
+                HttpRejection.Throw(HttpRejectReason.TransferEncodingInHttp10); // RFC 9112 §6.1
+            }
+
+            if (contentLength >= 0)
+            {
+                HttpRejection.Throw(HttpRejectReason.ContentLengthWithTransferEncoding); // RFC 9112 §6.3 (3)
+            }
+
+            ValidateChunkedOnly(headers);
+            return (BodyFraming.Chunked, -1);
+        }
+
+        // RFC 9112 §6.3 (6): neither field: the request has no body.
+        return contentLength >= 0 ? (BodyFraming.ContentLength, contentLength) : (BodyFraming.None, 0);
+    }
+
+    private static (BodyFraming, long) ResponseFraming(HttpProtocolVersion version, int status, string requestMethod, HttpHeaders headers)
+    {
+        // RFC 9112 §6.3 (1): responses to HEAD, and 1xx, 204, 304 have no body whatever their fields say.
+        if (status is < 200 or 204 or 304 || requestMethod == HttpMethods.Head)
+        {
+            return (BodyFraming.None, 0);
+        }
+
+        if (headers.Contains(HeaderNames.TransferEncoding))
+        {
+            if (version == HttpProtocolVersion.Http10)
+            {
+                HttpRejection.Throw(HttpRejectReason.TransferEncodingInHttp10); // RFC 9112 §6.1: framing is faulty
+            }
+
+            ValidateChunkedOnly(headers);
+
+            // RFC 9112 §6.3 (3): Transfer-Encoding overrides Content-Length; drop it so it is never forwarded.
+            headers.Remove(HeaderNames.ContentLength);
+            return (BodyFraming.Chunked, -1);
+        }
+
+        // RFC 9112 §6.3 (5): an invalid Content-Length in a response is unrecoverable (the proxy answers 502).
+        var contentLength = ParseContentLength(headers);
+        return contentLength >= 0 ? (BodyFraming.ContentLength, contentLength) : (BodyFraming.UntilClose, -1);
+    }
+
+    // RFC 9112 §6.1, §7: chunked must be the final coding and applied once; other codings are not implemented (501).
+    private static void ValidateChunkedOnly(HttpHeaders headers)
+    {
+        var codings = 0;
+        var chunkedSeen = false;
+        var lastIsChunked = false;
+        for (var i = headers.IndexOf(HeaderNames.TransferEncoding); i >= 0; i = headers.IndexOf(HeaderNames.TransferEncoding, i + 1))
+        {
+            var list = new HttpListEnumerator(headers[i].Value.Span);
+            while (list.MoveNext())
+            {
+                codings++;
+                lastIsChunked = System.Text.Ascii.EqualsIgnoreCase(list.Current, "chunked"u8);
+                if (lastIsChunked && chunkedSeen)
+                {
+                    HttpRejection.Throw(HttpRejectReason.ChunkedNotFinal);
+                }
+
+                chunkedSeen |= lastIsChunked;
+            }
+        }
+
+        if (!lastIsChunked)
+        {
+            HttpRejection.Throw(HttpRejectReason.ChunkedNotFinal);
+        }
+
+        if (codings > 1)
+        {
+            HttpRejection.Throw(HttpRejectReason.UnsupportedTransferEncoding);
+        }
+    }
+
+    /// <summary>
+    /// RFC 9110 §8.6: Content-Length = 1*DIGIT. Several lines or a list of identical values are one
+    /// value; differing values are an error. Returns -1 when absent.
+    /// </summary>
+    private static long ParseContentLength(HttpHeaders headers)
+    {
+        long result = -1;
+        for (var i = headers.IndexOf(HeaderNames.ContentLength); i >= 0; i = headers.IndexOf(HeaderNames.ContentLength, i + 1))
+        {
+            var value = headers[i].Value.Span;
+            if (value.IsEmpty)
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidContentLength);
+            }
+
+            foreach (var range in value.Split((byte)','))
+            {
+                var member = value[range].Trim(" \t"u8);
+                if (member.IsEmpty || member.Length > 18 || member.ContainsAnyExceptInRange((byte)'0', (byte)'9'))
+                {
+                    HttpRejection.Throw(HttpRejectReason.InvalidContentLength);
+                }
+
+                long parsed = 0;
+                foreach (var digit in member)
+                {
+                    parsed = (parsed * 10) + (digit - '0');
+                }
+
+                if (result >= 0 && parsed != result)
+                {
+                    HttpRejection.Throw(HttpRejectReason.InvalidContentLength);
+                }
+
+                result = parsed;
+            }
+        }
+
+        return result;
+    }
+
+    /// <summary>RFC 9112 §9.3: whether the connection persists after this message.</summary>
+    internal static bool IsPersistent(HttpProtocolVersion version, HttpHeaders headers) =>
+        !headers.ContainsToken(HeaderNames.Connection, "close"u8)
+        && (version == HttpProtocolVersion.Http11 || headers.ContainsToken(HeaderNames.Connection, "keep-alive"u8));
+
+    // ---- chunked (RFC 9112 §7.1) ------------------------------------------------------------
+
+    /// <summary>
+    /// Parses a chunk-size line at the start of <paramref name="buffer"/>:
+    /// <c>chunk-size [ chunk-ext ] CRLF</c>. Extensions are checked for bytes and ignored (§7.1.1).
+    /// </summary>
+    internal static bool TryParseChunkSize(in ReadOnlySequence<byte> buffer, int maxLine, out long size, out long consumed)
+    {
+        size = 0;
+        consumed = 0;
+        long limit = maxLine + 2L;
+        var window = buffer.Length > limit ? buffer.Slice(0, limit) : buffer;
+        var reader = new SequenceReader<byte>(window);
+        if (!reader.TryReadTo(out ReadOnlySequence<byte> lineSequence, (byte)'\n'))
+        {
+            if (window.Length >= limit)
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidChunk);
+            }
+
+            return false;
+        }
+
+        Span<byte> copy = stackalloc byte[256];
+        scoped ReadOnlySpan<byte> line;
+        if (lineSequence.IsSingleSegment)
+        {
+            line = lineSequence.FirstSpan;
+        }
+        else if (lineSequence.Length <= copy.Length)
+        {
+            lineSequence.CopyTo(copy);
+            line = copy[..(int)lineSequence.Length];
+        }
+        else
+        {
+            line = lineSequence.ToArray();
+        }
+
+        if (line.IsEmpty || line[^1] != '\r')
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidChunk);
+        }
+
+        line = line[..^1];
+        var digits = line.IndexOfAnyExcept(s_hexDigits);
+        if (digits < 0)
+        {
+            digits = line.Length;
+        }
+
+        // chunk-size = 1*HEXDIG; more than 15 digits cannot be a real size and would overflow.
+        if (digits is 0 or > 15)
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidChunk);
+        }
+
+        foreach (var h in line[..digits])
+        {
+            size = (size << 4) | (long)HexValue(h);
+        }
+
+        // chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] ): ignored, but it must start with ";" and hold no CTL.
+        var ext = line[digits..].TrimStart(" \t"u8);
+        if (!ext.IsEmpty && (ext[0] != ';' || ext.ContainsAnyExcept(s_fieldValue)))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidChunk);
+        }
+
+        consumed = reader.Consumed;
+        return true;
+    }
+
+    private static int HexValue(byte b) => b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10;
+
+    /// <summary>
+    /// Parses the trailer section after the last chunk (RFC 9112 §7.1.2), bounded like a header
+    /// section. Trailer fields are validated and then discarded (RFC 9110 §6.5.1 lets a recipient
+    /// that removes the chunked coding discard them).
+    /// </summary>
+    internal static bool TryParseTrailers(in ReadOnlySequence<byte> buffer, HttpLimits limits, out long consumed)
+    {
+        consumed = 0;
+        long next = 0;
+        var lines = 0;
+        if (!TryScanFieldLines(buffer, 0, limits, ref next, ref lines, out var end))
+        {
+            return false;
+        }
+
+        if (end > 2)
+        {
+            ParseFieldLines(buffer.Slice(0, end).ToArray(), 0, out _);
+        }
+        else if (end != 2 || buffer.FirstSpan[0] != '\r')
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidChunk);
+        }
+
+        consumed = end;
+        return true;
+    }
+
+    private static byte[] FieldValueBytes()
+    {
+        var bytes = new List<byte> { (byte)'\t' };
+        bytes.AddRange(Range(0x20, 0x7E));
+        bytes.AddRange(Range(0x80, 0xFF));
+        return [.. bytes];
+    }
+
+    private static byte[] Range(int from, int to)
+    {
+        var bytes = new byte[to - from + 1];
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            bytes[i] = (byte)(from + i);
+        }
+
+        return bytes;
+    }
+}

@@ -1,0 +1,89 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Http;
+
+/// <summary>Options of the HTTP forward proxy. Every default names where it comes from. Validated by <see cref="HttpProxy.CreateForwardProxy"/>.</summary>
+public sealed record HttpProxyOptions
+{
+    /// <summary>Codec and client-connection limits.</summary>
+    public HttpLimits Limits { get; init; } = new();
+
+    /// <summary>The realm of <c>Proxy-Authenticate: Basic realm="..."</c> (RFC 7617 §2). Default "rama".</summary>
+    public string Realm { get; init; } = "rama";
+
+    /// <summary>
+    /// The <c>Via</c> entry added to forwarded requests and responses (RFC 9110 §7.6.3: a proxy MUST
+    /// send one); null adds none (for an anonymising proxy). Default "1.1 rama" (a pseudonym, as the
+    /// RFC allows, rather than the host name).
+    /// </summary>
+    public string? Via { get; init; } = "1.1 rama";
+
+    /// <summary>Idle origin connections kept per target (host:port). Default 16: our choice (SocketsHttpHandler keeps unbounded idle connections; a forward proxy serving many clients keeps a few per origin).</summary>
+    public int MaxIdleConnectionsPerTarget { get; init; } = 16;
+
+    /// <summary>How long an idle origin connection is kept. Default 60 s: SocketsHttpHandler's <c>PooledConnectionIdleTimeout</c> (1 min), below nginx's 75 s <c>keepalive_timeout</c> so we usually close first.</summary>
+    public TimeSpan PooledConnectionIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Longest wait for the origin's response head after the request was sent; then 504. Default 60 s: nginx's <c>proxy_read_timeout</c>.</summary>
+    public TimeSpan UpstreamResponseHeaderTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
+    public void Validate()
+    {
+        Limits.Validate();
+        if (string.IsNullOrEmpty(Realm) || Realm.Contains('"', StringComparison.Ordinal) || Realm.Any(char.IsControl))
+        {
+            throw new ArgumentException($"{nameof(Realm)} must be non-empty without quotes or control characters", nameof(Realm));
+        }
+
+        if (Via is not null && (Via.Length == 0 || Via.Any(c => c > 0x7E || char.IsControl(c))))
+        {
+            throw new ArgumentException($"{nameof(Via)} must be printable ASCII or null", nameof(Via));
+        }
+
+        if (MaxIdleConnectionsPerTarget < 0)
+        {
+            throw new ArgumentException($"{nameof(MaxIdleConnectionsPerTarget)} must be 0 or more, was {MaxIdleConnectionsPerTarget}", nameof(MaxIdleConnectionsPerTarget));
+        }
+
+        HttpLimits.PositiveTime(PooledConnectionIdleTimeout, nameof(PooledConnectionIdleTimeout));
+        HttpLimits.PositiveTime(UpstreamResponseHeaderTimeout, nameof(UpstreamResponseHeaderTimeout));
+    }
+}
+
+/// <summary>The HTTP proxies as connection services.</summary>
+public static class HttpProxy
+{
+    /// <summary>
+    /// An HTTP/1.1 forward proxy: absolute-form requests forwarded to the origin (origin-form, hop-by-hop
+    /// fields removed, bodies streamed, origin connections pooled) and CONNECT tunnels, behind
+    /// <c>Proxy-Authorization: Basic</c> when <paramref name="authenticator"/> requires it. The returned
+    /// service also implements <see cref="IAsyncDisposable"/>: disposing it closes pooled origin connections.
+    /// </summary>
+    public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(connector);
+        ArgumentNullException.ThrowIfNull(authenticator);
+        options.Validate();
+        loggerFactory ??= NullLoggerFactory.Instance;
+        time ??= TimeProvider.System;
+        var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
+        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ForwardProxy"), time);
+        var application = Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm));
+        var server = new Http1Server(application, options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
+            loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
+        return new ForwardProxyConnectionService(server, pool);
+    }
+
+    private sealed class ForwardProxyConnectionService(Http1Server server, Http1ConnectionPool pool) : IService<ConnectionContext, Unit>, IAsyncDisposable
+    {
+        public ValueTask<Unit> ServeAsync(ConnectionContext request, CancellationToken cancellationToken) => server.ServeAsync(request, cancellationToken);
+
+        public ValueTask DisposeAsync() => pool.DisposeAsync();
+    }
+}
