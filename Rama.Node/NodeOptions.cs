@@ -1,6 +1,5 @@
 using System.Net;
 using Rama.Proxy.Core;
-using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 
 namespace Rama.Node;
@@ -47,13 +46,12 @@ public sealed class NodeOptions
         var endpoints = new List<IPEndPoint>();
         foreach (var text in Listen)
         {
-            if (HostPort.TryParse(text, 0, out var hp) && hp.Value.Address is { } address)
+            // An explicit port is required (0 picks one); IPEndPoint alone would read "127.0.0.1" as port 0.
+            var colon = text.LastIndexOf(':');
+            var hasPort = colon > 0 && colon < text.Length - 1 && text[(colon + 1)..].All(char.IsAsciiDigit) && (text[0] != '[' || text[colon - 1] == ']');
+            if (hasPort && IPEndPoint.TryParse(text, out var endpoint))
             {
-                endpoints.Add(new IPEndPoint(address, hp.Value.Port));
-            }
-            else if (text.EndsWith(":0", StringComparison.Ordinal) && IPAddress.TryParse(text.AsSpan(0, text.Length - 2).Trim('[', ']'), out var any))
-            {
-                endpoints.Add(new IPEndPoint(any, 0));
+                endpoints.Add(endpoint);
             }
             else
             {

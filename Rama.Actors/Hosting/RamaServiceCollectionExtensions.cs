@@ -27,12 +27,8 @@ public static class RamaServiceCollectionExtensions
             var settings = new ActorSystemSettings
             {
                 LoggerFactory = sp.GetService<ILoggerFactory>(),
+                CoordinatedShutdown = new CoordinatedShutdownSettings { PhaseTimeouts = new Dictionary<string, TimeSpan>(builder.PhaseTimeouts) },
             };
-            foreach (var (phase, timeout) in builder.PhaseTimeouts)
-            {
-                settings.ShutdownPhaseTimeouts[phase] = timeout;
-            }
-
             return ActorSystem.Create(systemName, settings);
         });
         services.AddHostedService<RamaHostedService>();
