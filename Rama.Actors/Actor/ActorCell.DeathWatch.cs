@@ -29,31 +29,18 @@ internal sealed partial class ActorCell
         return subject;
     }
 
-    private void AddWatcher(IInternalActorRef watchee, IInternalActorRef watcher)
+    /// <summary>A Watch or Unwatch system message: someone (un)watches this actor, or this actor (un)watches someone.</summary>
+    private void UpdateWatcher(IInternalActorRef watchee, IInternalActorRef watcher, bool watch)
     {
         var watcheeIsSelf = watchee.Equals(_self);
         var watcherIsSelf = watcher.Equals(_self);
         if (watcheeIsSelf && !watcherIsSelf)
         {
-            _watchedBy.Add(watcher);
+            _ = watch ? _watchedBy.Add(watcher) : _watchedBy.Remove(watcher);
         }
         else if (!watcheeIsSelf && watcherIsSelf)
         {
-            Watch(watchee);
-        }
-    }
-
-    private void RemoveWatcher(IInternalActorRef watchee, IInternalActorRef watcher)
-    {
-        var watcheeIsSelf = watchee.Equals(_self);
-        var watcherIsSelf = watcher.Equals(_self);
-        if (watcheeIsSelf && !watcherIsSelf)
-        {
-            _watchedBy.Remove(watcher);
-        }
-        else if (!watcheeIsSelf && watcherIsSelf)
-        {
-            Unwatch(watchee);
+            _ = watch ? Watch(watchee) : Unwatch(watchee);
         }
     }
 

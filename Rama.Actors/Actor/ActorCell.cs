@@ -180,10 +180,10 @@ internal sealed partial class ActorCell : IActorContext
                     HandleFailed(failed);
                     break;
                 case Watch watch:
-                    AddWatcher(watch.Watchee, watch.Watcher);
+                    UpdateWatcher(watch.Watchee, watch.Watcher, watch: true);
                     break;
                 case Unwatch unwatch:
-                    RemoveWatcher(unwatch.Watchee, unwatch.Watcher);
+                    UpdateWatcher(unwatch.Watchee, unwatch.Watcher, watch: false);
                     break;
                 case DeathWatchNotification notification:
                     WatchedActorTerminated(notification);

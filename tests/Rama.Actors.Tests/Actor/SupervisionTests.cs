@@ -19,6 +19,14 @@ public sealed class SupervisionTests : TestKit.TestKit
         return received.OfType<IActorRef>().Single();
     }
 
+    /// <summary>What a restarting <see cref="CounterActor"/> reports: PostStop (default PreRestart), PostRestart, PreStart.</summary>
+    private static void ExpectRestart(TestKit.TestKitBase kit, string name)
+    {
+        kit.ExpectMsg($"stopped {name}");
+        kit.ExpectMsg($"restarted {name}");
+        kit.ExpectMsg($"started {name}");
+    }
+
     private int Count(IActorRef counter)
     {
         counter.Tell("get", TestActor);
@@ -36,9 +44,7 @@ public sealed class SupervisionTests : TestKit.TestKit
 
         counter.Tell("fail");
 
-        ExpectMsg("stopped counter");
-        ExpectMsg("restarted counter");
-        ExpectMsg("started counter");
+        ExpectRestart(this, "counter");
         Assert.Equal(0, Count(counter));
     }
 
@@ -80,9 +86,7 @@ public sealed class SupervisionTests : TestKit.TestKit
         Assert.Equal(1, Count(child));
 
         child.Tell("fail");
-        ExpectMsg("stopped c");
-        ExpectMsg("restarted c");
-        ExpectMsg("started c");
+        ExpectRestart(this, "c");
         Assert.Equal(0, Count(child));
     }
 
@@ -150,9 +154,7 @@ public sealed class SupervisionTests : TestKit.TestKit
         for (var restart = 0; restart < 2; restart++)
         {
             child.Tell("fail");
-            ExpectMsg("stopped c");
-            ExpectMsg("restarted c");
-            ExpectMsg("started c");
+            ExpectRestart(this, "c");
         }
 
         child.Tell("fail");
@@ -171,15 +173,11 @@ public sealed class SupervisionTests : TestKit.TestKit
         var child = CreateChild(kit, parent, "c");
 
         child.Tell("fail");
-        kit.ExpectMsg("stopped c");
-        kit.ExpectMsg("restarted c");
-        kit.ExpectMsg("started c");
+        ExpectRestart(kit, "c");
 
         time.Advance(TimeSpan.FromSeconds(11));
         child.Tell("fail");
-        kit.ExpectMsg("stopped c");
-        kit.ExpectMsg("restarted c");
-        kit.ExpectMsg("started c");
+        ExpectRestart(kit, "c");
     }
 
     private sealed class FailingConstructor : ReceiveActor
