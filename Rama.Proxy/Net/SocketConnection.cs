@@ -17,6 +17,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     private readonly Pipe _output;
     private readonly CancellationTokenSource _closed = new();
     private readonly SocketConnectionOptions _options;
+    private List<ArraySegment<byte>>? _gather;
     private Task? _receiving;
     private Task? _sending;
     private string? _closeReason;
@@ -28,9 +29,9 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         _options = options ?? SocketConnectionOptions.Default;
         var pool = System.Buffers.MemoryPool<byte>.Shared;
         _input = new Pipe(new PipeOptions(pool, PipeScheduler.ThreadPool, PipeScheduler.Inline,
-            _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, useSynchronizationContext: false));
+            _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, _options.MinimumReadSize, useSynchronizationContext: false));
         _output = new Pipe(new PipeOptions(pool, PipeScheduler.Inline, PipeScheduler.ThreadPool,
-            _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, useSynchronizationContext: false));
+            _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, _options.MinimumReadSize, useSynchronizationContext: false));
         LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
         RemoteEndPoint = socket.RemoteEndPoint as IPEndPoint;
     }
@@ -65,9 +66,11 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         Exception? error = null;
         try
         {
+            var lastReadFilledBuffer = false;
             while (true)
             {
-                if (_options.WaitForDataBeforeAllocatingBuffer)
+                // After a read that filled its buffer more data is likely queued: read straight away.
+                if (_options.WaitForDataBeforeAllocatingBuffer && !lastReadFilledBuffer)
                 {
                     // Zero-byte read: an idle connection holds no buffer (Kestrel does the same).
                     await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
@@ -81,6 +84,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
                     break;
                 }
 
+                lastReadFilledBuffer = read == memory.Length;
                 writer.Advance(read);
                 var flush = await writer.FlushAsync().ConfigureAwait(false);
                 if (flush.IsCompleted || flush.IsCanceled)
@@ -123,14 +127,13 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
                 }
 
                 var buffer = result.Buffer;
-                foreach (var segment in buffer)
+                if (buffer.IsSingleSegment)
                 {
-                    var remaining = segment;
-                    while (!remaining.IsEmpty)
-                    {
-                        var sent = await _socket.SendAsync(remaining, SocketFlags.None).ConfigureAwait(false);
-                        remaining = remaining[sent..];
-                    }
+                    await SendAllAsync(buffer.First).ConfigureAwait(false);
+                }
+                else if (!buffer.IsEmpty)
+                {
+                    await SendGatheredAsync(buffer).ConfigureAwait(false);
                 }
 
                 reader.AdvanceTo(buffer.End);
@@ -161,6 +164,48 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         finally
         {
             await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> remaining)
+    {
+        while (!remaining.IsEmpty)
+        {
+            var sent = await _socket.SendAsync(remaining, SocketFlags.None).ConfigureAwait(false);
+            remaining = remaining[sent..];
+        }
+    }
+
+    // One gathered send (sendmsg with an iovec) for a multi-segment buffer instead of a syscall per segment.
+    private async ValueTask SendGatheredAsync(System.Buffers.ReadOnlySequence<byte> buffer)
+    {
+        var segments = _gather ??= new List<ArraySegment<byte>>(16);
+        segments.Clear();
+        foreach (var memory in buffer)
+        {
+            if (!System.Runtime.InteropServices.MemoryMarshal.TryGetArray(memory, out var array))
+            {
+                // Not array-backed: fall back to one send per segment.
+                foreach (var segment in buffer)
+                {
+                    await SendAllAsync(segment).ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            segments.Add(array);
+        }
+
+        var total = buffer.Length;
+        var sent = (long)await _socket.SendAsync(segments, SocketFlags.None).ConfigureAwait(false);
+        if (sent < total)
+        {
+            // Partial gathered send (rare: the socket buffer filled); send the rest in order.
+            foreach (var segment in buffer.Slice(sent))
+            {
+                await SendAllAsync(segment).ConfigureAwait(false);
+            }
         }
     }
 
@@ -251,8 +296,8 @@ public sealed record SocketConnectionOptions
     /// <summary>Bytes buffered per direction before back-pressure applies. Default 64 KiB (Kestrel's MaxRequestBufferSize is 1 MiB; a relay needs far less to saturate loopback).</summary>
     public long MaxBufferedBytes { get; init; } = 64 * 1024;
 
-    /// <summary>Smallest buffer asked of the pool for one receive. Default 4 KiB (one pool segment).</summary>
-    public int MinimumReadSize { get; init; } = 4096;
+    /// <summary>Smallest buffer asked of the pool for one receive, and the pipes' segment size. Default 16 KiB: a 4 KiB read costs four times the syscalls on bulk transfers; idle connections hold no buffer either way (zero-byte reads).</summary>
+    public int MinimumReadSize { get; init; } = 16 * 1024;
 
     /// <summary>Wait for data with a zero-byte read so idle connections hold no buffer. Default on (Kestrel's default).</summary>
     public bool WaitForDataBeforeAllocatingBuffer { get; init; } = true;

@@ -82,12 +82,15 @@ public sealed class ForwardProxyTests(ProxyNodesFixture nodes) : IClassFixture<P
     [Fact]
     public async Task Curl_reuses_the_proxy_connection_and_the_proxy_reuses_the_origin_connection()
     {
-        var before = Origin.Connections.Count;
-        var result = await Cli.CurlAsync("-v", "-x", $"http://{nodes.OpenProxy}", Origin.Url("/hello"), Origin.Url("/hello"), Origin.Url("/hello"));
+        var marker = Guid.NewGuid().ToString("N");
+        var url = Origin.Url("/hello?reuse=" + marker);
+        var result = await Cli.CurlAsync("-v", "-x", $"http://{nodes.OpenProxy}", url, url, url);
         Assert.Equal(0, result.ExitCode);
         Assert.Equal(string.Concat(Enumerable.Repeat("hello from origin", 3)), result.Text);
         Assert.Contains("Re-using existing connection", result.Stderr, StringComparison.Ordinal);
-        Assert.Equal(before + 1, Origin.Connections.Count);
+        var originConnections = Origin.Seen.Where(s => s.Contains(marker, StringComparison.Ordinal)).Select(s => s[s.LastIndexOf("conn=", StringComparison.Ordinal)..]).ToList();
+        Assert.Equal(3, originConnections.Count);
+        Assert.Single(originConnections.Distinct());
     }
 
     [Fact]

@@ -26,7 +26,7 @@ internal sealed class KestrelOrigin : IAsyncDisposable
 
     public string Url(string path) => $"http://127.0.0.1:{Port}{path}";
 
-    /// <summary>Request heads seen, as "METHOD path" plus raw header names in order.</summary>
+    /// <summary>Request heads seen, as "METHOD path | header names in order | conn=connection id".</summary>
     public ConcurrentQueue<string> Seen { get; } = new();
 
     /// <summary>Distinct client connections the origin accepted.</summary>
@@ -50,11 +50,11 @@ internal sealed class KestrelOrigin : IAsyncDisposable
         KestrelOrigin? self = null;
         app.Use(async (ctx, next) =>
         {
-            self!.Seen.Enqueue($"{ctx.Request.Method} {ctx.Request.Path}{ctx.Request.QueryString} | {string.Join(",", ctx.Request.Headers.Keys)}");
+            self!.Seen.Enqueue($"{ctx.Request.Method} {ctx.Request.Path}{ctx.Request.QueryString} | {string.Join(",", ctx.Request.Headers.Keys)} | conn={ctx.Connection.Id}");
             self.Connections.AddOrUpdate(ctx.Connection.Id, 1, (_, n) => n + 1);
             await next(ctx);
         });
-        app.MapGet("/hello", () => Results.Text("hello from origin"));
+        app.MapMethods("/hello", ["GET", "HEAD"], () => Results.Text("hello from origin"));
         app.MapMethods("/echo-headers", ["GET"], (HttpContext ctx) => Results.Text(string.Join("\n", ctx.Request.Headers.Select(h => $"{h.Key}: {h.Value}"))));
         app.MapPost("/upload", async (HttpContext ctx) =>
         {
