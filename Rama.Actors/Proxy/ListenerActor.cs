@@ -14,7 +14,7 @@ namespace Rama.Actors.Proxy;
 /// </summary>
 internal sealed partial class ListenerActor : ReceiveActor
 {
-    private readonly IPEndPoint _endpoint;
+    private IPEndPoint _endpoint;
     private readonly IService<ConnectionContext, Unit> _stack;
     private readonly ILogger _logger;
     private TcpServer? _server;
@@ -26,6 +26,11 @@ internal sealed partial class ListenerActor : ReceiveActor
         _logger = logger;
 
         Receive<BindListener>(_ => OnBind());
+        Receive<Rebind>(rebind =>
+        {
+            _endpoint = rebind.Endpoint;
+            OnBind();
+        });
         Receive<UnbindListener>(_ => OnUnbind());
         Receive<DrainListener>(OnDrain);
         Receive<GetListenerStatus>(_ => Sender.Tell(Status()));
@@ -50,6 +55,8 @@ internal sealed partial class ListenerActor : ReceiveActor
             }
 
             _server.Start(_stack);
+            // A restart rebinds the same port, even when port 0 was asked for the first time.
+            _endpoint = _server.LocalEndPoint;
             LogBound(_logger, EndpointText);
         }
 
@@ -114,11 +121,16 @@ internal sealed partial class ListenerActor : ReceiveActor
         }
     }
 
-    protected override void PostRestart(Exception reason)
+    // A restart builds a new instance from the original Props (maybe port 0): the old instance hands
+    // over the port it had, by a message to itself that the new instance processes first.
+    protected override void PreRestart(Exception reason, object? message)
     {
-        base.PostRestart(reason);
-        Self.Tell(BindListener.Instance);
+        var endpoint = _server?.LocalEndPoint ?? _endpoint;
+        base.PreRestart(reason, message);
+        Self.Tell(new Rebind(endpoint), ActorRefs.Nobody);
     }
+
+    private sealed record Rebind(IPEndPoint Endpoint);
 
     [LoggerMessage(EventId = 5000, Level = LogLevel.Information, Message = "Listener bound {Endpoint}")]
     private static partial void LogBound(ILogger logger, string endpoint);

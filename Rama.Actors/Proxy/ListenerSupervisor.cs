@@ -16,10 +16,12 @@ internal sealed partial class ListenerSupervisor : ReceiveActor
     private static readonly TimeSpan BindTimeout = TimeSpan.FromSeconds(5);
     private readonly List<IActorRef> _listeners = [];
     private readonly ILogger _logger;
+    private readonly IService<ConnectionContext, Unit> _stack;
 
     public ListenerSupervisor(IReadOnlyList<IPEndPoint> endpoints, IService<ConnectionContext, Unit> stack, ILoggerFactory loggerFactory)
     {
         _logger = loggerFactory.CreateLogger("Rama.Actors.Proxy.Listener");
+        _stack = stack;
         for (var i = 0; i < endpoints.Count; i++)
         {
             var endpoint = endpoints[i];
@@ -36,12 +38,21 @@ internal sealed partial class ListenerSupervisor : ReceiveActor
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(10, TimeSpan.FromMinutes(1), ex => ex is ActorInitializationException ? Directive.Stop : Directive.Restart);
 
+    /// <summary>Children (the listeners) are stopped first; then the shared stack releases what it owns (origin pools).</summary>
+    protected override void PostStop()
+    {
+        if (_stack is IAsyncDisposable owned)
+        {
+            _ = owned.DisposeAsync().AsTask();
+        }
+    }
+
     private async Task ReplyAsync(Func<Task<object>> work)
     {
         var replyTo = Sender;
         try
         {
-            replyTo.Tell(await work().ConfigureAwait(false));
+            replyTo.Tell(await work());
         }
         catch (Exception ex)
         {
@@ -51,20 +62,20 @@ internal sealed partial class ListenerSupervisor : ReceiveActor
 
     private async Task<object> BindAllAsync()
     {
-        var bound = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerBound>(BindListener.Instance, BindTimeout))).ConfigureAwait(false);
+        var bound = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerBound>(BindListener.Instance, BindTimeout)));
         return new AllListenersBound([.. bound.Select(b => b.Endpoint)]);
     }
 
     private async Task<object> UnbindAllAsync()
     {
-        var unbound = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerUnbound>(UnbindListener.Instance, BindTimeout))).ConfigureAwait(false);
+        var unbound = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerUnbound>(UnbindListener.Instance, BindTimeout)));
         LogUnbound(_logger, unbound.Length, unbound.Sum(u => u.InFlight));
         return Done.Instance;
     }
 
     private async Task<object> DrainAllAsync(TimeSpan timeout)
     {
-        var drained = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerDrained>(new DrainListener(timeout), timeout + TimeSpan.FromSeconds(5)))).ConfigureAwait(false);
+        var drained = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerDrained>(new DrainListener(timeout), timeout + TimeSpan.FromSeconds(5))));
         var closed = drained.Sum(d => d.ClosedAfterTimeout);
         var open = drained.Sum(d => d.OpenConnections);
         LogDrained(_logger, closed, open);
@@ -73,7 +84,7 @@ internal sealed partial class ListenerSupervisor : ReceiveActor
 
     private async Task<object> StatusAsync()
     {
-        var statuses = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerStatus>(GetListenerStatus.Instance, BindTimeout))).ConfigureAwait(false);
+        var statuses = await Task.WhenAll(_listeners.Select(l => l.Ask<ListenerStatus>(GetListenerStatus.Instance, BindTimeout)));
         return statuses;
     }
 

@@ -35,7 +35,8 @@ public sealed record ForwardProxyOptions
 /// <summary>
 /// The stack of a forward-proxy port: peek at the first byte, then SOCKS5 (0x05) or HTTP/1.1 (an
 /// ASCII letter starting a method token) on the same port; anything else is closed. Built once,
-/// shared by every connection.
+/// shared by every connection; dispose it (it is an <see cref="IAsyncDisposable"/>) to close pooled
+/// origin connections.
 /// </summary>
 public static class ForwardProxyStack
 {
@@ -51,7 +52,7 @@ public static class ForwardProxyStack
         var connector = new TcpConnector(new DnsResolver(options.Dns), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time);
         var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time);
-        return new PeekRouter(
+        var router = new PeekRouter(
             [
                 PeekRoute.FirstByte("socks5", b => b == Socks5Protocol.Version, socks5),
                 // RFC 9110 §9: a method is a token; every registered method starts with a letter.
@@ -61,5 +62,14 @@ public static class ForwardProxyStack
             options.FirstBytesTimeout ?? options.Http.Limits.HeaderTimeout,
             time,
             loggerFactory.CreateLogger("Rama.Proxy.Net.PeekRouter"));
+        return new OwningService(router, http as IAsyncDisposable);
+    }
+
+    /// <summary>The stack plus what it owns (the HTTP origin pool): disposing the stack releases them.</summary>
+    private sealed class OwningService(IService<ConnectionContext, Unit> inner, IAsyncDisposable? owned) : IService<ConnectionContext, Unit>, IAsyncDisposable
+    {
+        public ValueTask<Unit> ServeAsync(ConnectionContext request, CancellationToken cancellationToken) => inner.ServeAsync(request, cancellationToken);
+
+        public ValueTask DisposeAsync() => owned?.DisposeAsync() ?? ValueTask.CompletedTask;
     }
 }

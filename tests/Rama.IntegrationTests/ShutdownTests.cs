@@ -83,7 +83,7 @@ public sealed class ShutdownTests
             socket.Connect(endpoint);
             return false;
         }
-        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionRefused)
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset)
         {
             return true;
         }
