@@ -165,29 +165,16 @@ public static class Socks5Protocol
         string host;
         switch (atyp)
         {
-            case AtypIPv4:
+            case AtypIPv4 or AtypIPv6:
             {
-                Span<byte> v4 = stackalloc byte[4];
-                if (!reader.TryCopyTo(v4))
+                Span<byte> address = stackalloc byte[atyp == AtypIPv4 ? 4 : 16];
+                if (!reader.TryCopyTo(address))
                 {
                     return Socks5ParseStatus.NeedMore;
                 }
 
-                reader.Advance(4);
-                host = new IPAddress(v4).ToString();
-                break;
-            }
-
-            case AtypIPv6:
-            {
-                Span<byte> v6 = stackalloc byte[16];
-                if (!reader.TryCopyTo(v6))
-                {
-                    return Socks5ParseStatus.NeedMore;
-                }
-
-                reader.Advance(16);
-                host = new IPAddress(v6).ToString();
+                reader.Advance(address.Length);
+                host = new IPAddress(address).ToString();
                 break;
             }
 

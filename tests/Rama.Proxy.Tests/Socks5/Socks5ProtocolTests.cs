@@ -2,7 +2,7 @@ using System.Buffers;
 using FsCheck;
 using FsCheck.Fluent;
 using Rama.Proxy.Socks5;
-using Rama.Testing;
+using Rama.Proxy.Tests.Support;
 
 namespace Rama.Proxy.Tests.Socks5;
 
@@ -37,7 +37,7 @@ public sealed class Socks5ProtocolTests
         _ = port;
         for (var length = 0; length < bytes.Length; length++)
         {
-            Assert.Equal(Socks5ParseStatus.NeedMore, Socks5Protocol.TryParseRequest(Sequences.OneBytePerSegment(bytes.AsSpan(0, length)), out _, out _));
+            Assert.Equal(Socks5ParseStatus.NeedMore, Socks5Protocol.TryParseRequest(Sequences.OneBytePerSegment(bytes[..length]), out _, out _));
         }
     }
 
