@@ -17,12 +17,12 @@ internal sealed partial class ListenerSupervisor : ReceiveActor
     private readonly List<IActorRef> _listeners = [];
     private readonly ILogger _logger;
 
-    public ListenerSupervisor(IReadOnlyList<IPEndPoint> endpoints, IService<ConnectionContext, Unit> stack, ILoggerFactory loggerFactory)
+    public ListenerSupervisor(IReadOnlyList<(IPEndPoint Endpoint, IService<ConnectionContext, Unit> Stack)> listeners, ILoggerFactory loggerFactory)
     {
         _logger = loggerFactory.CreateLogger("Rama.Actors.Proxy.Listener");
-        for (var i = 0; i < endpoints.Count; i++)
+        for (var i = 0; i < listeners.Count; i++)
         {
-            var endpoint = endpoints[i];
+            var (endpoint, stack) = listeners[i];
             var logger = _logger;
             _listeners.Add(Context.ActorOf(Props.Create(() => new ListenerActor(endpoint, stack, logger)), $"listener-{i}"));
         }

@@ -101,9 +101,14 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
     // ---- absolute-form forwarding -------------------------------------------------------------
 
-    private async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string authority, string pathAndQuery, CancellationToken cancellationToken)
+    /// <summary>
+    /// Forwards <paramref name="request"/> to <paramref name="target"/> over a pooled connection. With an
+    /// <paramref name="authority"/> Host is set to it (forward proxy, RFC 9112 §3.2.2); with null the
+    /// client's Host is kept (reverse proxy) and only added, as the target's authority, when missing.
+    /// </summary>
+    internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
-        var headers = BuildUpstreamHeaders(request, authority);
+        var headers = BuildUpstreamHeaders(request, target, authority);
         var key = Http1ConnectionPool.Key(target);
         var retryable = HttpMethods.IsIdempotent(request.Method);
         while (true)
@@ -145,18 +150,17 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// the target's authority (RFC 9112 §3.2.2), framing normalised, Via added (§7.6.3); the order and
     /// case of everything else kept.
     /// </summary>
-    private HttpHeaders BuildUpstreamHeaders(HttpRequest request, string authority)
+    private HttpHeaders BuildUpstreamHeaders(HttpRequest request, HostPort target, string? authority)
     {
         var headers = CopyEndToEnd(request.Headers);
-        var host = Encoding.ASCII.GetBytes(authority);
         var at = headers.IndexOf(HeaderNames.Host);
-        if (at >= 0)
+        if (authority is not null && at >= 0)
         {
-            headers.SetValue(at, host);
+            headers.SetValue(at, Encoding.ASCII.GetBytes(authority));
         }
-        else
+        else if (at < 0)
         {
-            headers.Insert(0, "Host"u8.ToArray(), host);
+            headers.Insert(0, "Host"u8.ToArray(), Encoding.ASCII.GetBytes(authority ?? target.ToString()));
         }
 
         if (request.BodyFraming == BodyFraming.ContentLength)

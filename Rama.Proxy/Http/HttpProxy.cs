@@ -80,6 +80,29 @@ public static class HttpProxy
         return new ForwardProxyConnectionService(server, pool);
     }
 
+    /// <summary>
+    /// An HTTP/1.1 reverse proxy to one <paramref name="upstream"/> (host:port): every request is
+    /// forwarded there over pooled connections, whatever its Host; hop-by-hop fields removed, Via
+    /// added, the client's Host kept. No <c>Proxy-Authorization</c> is asked: a reverse proxy is
+    /// an origin to its clients (put an auth layer in front of it to protect it). Disposing the
+    /// returned service closes pooled upstream connections.
+    /// </summary>
+    public static IService<ConnectionContext, Unit> CreateReverseProxy(HttpProxyOptions options, HostPort upstream, ITcpConnector connector,
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(connector);
+        options.Validate();
+        loggerFactory ??= NullLoggerFactory.Instance;
+        time ??= TimeProvider.System;
+        var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
+        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy"), time);
+        var application = new ReverseProxyService(forwarder, Http1ConnectionPool.Key(upstream));
+        var server = new Http1Server(application, options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
+            loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
+        return new ForwardProxyConnectionService(server, pool);
+    }
+
     private sealed class ForwardProxyConnectionService(Http1Server server, Http1ConnectionPool pool) : IService<ConnectionContext, Unit>, IAsyncDisposable
     {
         public ValueTask<Unit> ServeAsync(ConnectionContext request, CancellationToken cancellationToken) => server.ServeAsync(request, cancellationToken);
