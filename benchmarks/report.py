@@ -4,6 +4,7 @@ import sys
 
 tsv, out, *meta_args = sys.argv[1:]
 meta = dict(a.split("=", 1) for a in meta_args)
+BULK = meta.get("bulk", "1g")
 rows = []
 with open(tsv) as f:
     for line in f:
@@ -40,7 +41,7 @@ def find(group, scenario, proxy):
 def direct_for(r):
     s = r["scenario"]
     if "bulk" in s:
-        return find("connect", "tunnel bulk 1 GiB", "direct (no proxy)")
+        return find("connect", "tunnel bulk " + BULK, "direct (no proxy)")
     if r["group"] in ("connect", "socks5") and "/1k" in s:
         return find("socks5", "direct /1k (same driver)", "direct (no proxy)")
     for size in ("/1k", "/1m"):
@@ -106,6 +107,9 @@ for group, title in titles.items():
         dr = ratio(metric(r), metric(d)) if d and d is not r else "-"
         L.append(f"| {r['scenario']} | {r['proxy']} | {fmt(r['rps'])} | {fmt(r['mbps'], 1)} | {fmt(r['p50'], 3)} | {fmt(r['p99'], 3)} | "
                  f"{mib(r['mem'])} | {r['errors'] or 0} | {rr} | {dr} |")
+    notes = [f"{r['proxy']}: {r['note']}" for r in grp if r["note"] and group != "idle"]
+    for n in notes:
+        L.append(f"- {n}")
     L.append("")
 
 idle = [r for r in rows if r["group"] == "idle"]
@@ -139,11 +143,11 @@ if fw_r and fw_s:
 if fw_r and fw_t:
     a, b = num(fw_r["rps"]), num(fw_t["rps"])
     T.append(("Forward proxy req/s >= 1.0x tinyproxy (/1k)", f"{fmt(a)} vs {fmt(b)} = {ratio(a, b)}x", verdict(a is not None and b and a >= b)))
-c_r, c_h = find("connect", "tunnel bulk 1 GiB", "rama"), find("connect", "tunnel bulk 1 GiB", "haproxy (mode tcp)")
+c_r, c_h = find("connect", "tunnel bulk " + BULK, "rama"), find("connect", "tunnel bulk " + BULK, "haproxy (mode tcp)")
 if c_r and c_h:
     a, b = num(c_r["mbps"]), num(c_h["mbps"])
     T.append(("CONNECT bulk MB/s >= 1.0x haproxy mode tcp", f"{fmt(a, 1)} vs {fmt(b, 1)} MB/s = {ratio(a, b)}x", verdict(a is not None and b and a >= b)))
-s_r, s_d = find("socks5", "socks5 bulk 1 GiB", "rama"), find("socks5", "socks5 bulk 1 GiB", "dante")
+s_r, s_d = find("socks5", "socks5 bulk " + BULK, "rama"), find("socks5", "socks5 bulk " + BULK, "dante")
 if s_r and s_d:
     a, b = num(s_r["mbps"]), num(s_d["mbps"])
     T.append(("SOCKS5 bulk MB/s >= 1.0x dante", f"{fmt(a, 1)} vs {fmt(b, 1)} MB/s = {ratio(a, b)}x", verdict(a is not None and b and a >= b)))

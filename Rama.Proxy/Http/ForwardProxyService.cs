@@ -34,6 +34,10 @@ public enum ForwardError
 internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time)
     : Core.IService<HttpRequest, HttpResponse>
 {
+    private static readonly byte[] s_hostName = "Host"u8.ToArray();
+    private static readonly byte[] s_viaName = "Via"u8.ToArray();
+    private static readonly byte[] s_transferEncodingName = "Transfer-Encoding"u8.ToArray();
+    private static readonly byte[] s_chunked = "chunked"u8.ToArray();
     private readonly byte[]? _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
     private readonly HttpProxyOptions _options = options;
     private readonly Http1ConnectionPool _pool = pool;
@@ -160,7 +164,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         }
         else if (at < 0)
         {
-            headers.Insert(0, "Host"u8.ToArray(), Encoding.ASCII.GetBytes(authority ?? target.ToString()));
+            headers.Insert(0, s_hostName, Encoding.ASCII.GetBytes(authority ?? target.ToString()));
         }
 
         if (request.BodyFraming == BodyFraming.ContentLength)
@@ -175,7 +179,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         }
         else if (request.BodyFraming == BodyFraming.Chunked)
         {
-            headers.Add("Transfer-Encoding"u8.ToArray(), "chunked"u8.ToArray());
+            headers.Add(s_transferEncodingName, s_chunked);
         }
 
         AddVia(headers);
@@ -186,7 +190,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     {
         if (_via is not null)
         {
-            headers.Add("Via"u8.ToArray(), _via);
+            headers.Add(s_viaName, _via);
         }
     }
 
@@ -194,9 +198,10 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     internal static HttpHeaders CopyEndToEnd(HttpHeaders source)
     {
         var copy = new HttpHeaders(source.Count + 2);
+        var hasConnectionOptions = source.Contains(HeaderNames.Connection) || source.Contains(HeaderNames.ProxyConnection);
         foreach (var field in source)
         {
-            if (!IsHopByHop(field) && !IsNamedByConnection(source, field.Name.Span))
+            if (!IsHopByHop(field) && !(hasConnectionOptions && IsNamedByConnection(source, field.Name.Span)))
             {
                 copy.Add(field.Name, field.Value);
             }
@@ -295,8 +300,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 #pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
     private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key)
     {
-        private readonly CancellationTokenSource _uploadCancel = new();
-        private readonly CancellationTokenSource _uploadFailed = new();
+        // Created only for a request with a body (most requests have none: no allocation then).
+        private CancellationTokenSource? _uploadCancel;
+        private CancellationTokenSource? _uploadFailed;
         private Exception? _uploadError;
         private Task<long> _upload = Task.FromResult(0L);
         private long _bodyBytesSent;
@@ -318,16 +324,21 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 // The body goes up while we wait for the answer: an origin may answer early (RFC 9112 §9.3).
                 if (request.BodyFraming != BodyFraming.None)
                 {
+                    _uploadCancel = new CancellationTokenSource();
+                    _uploadFailed = new CancellationTokenSource();
                     _upload = UploadAsync(cancellationToken);
                 }
 
+                // One timer source per exchange; the client's token and a failed upload cancel it too
+                // (registrations instead of a linked source: no second allocation per request).
                 using var timeout = new CancellationTokenSource(owner._options.UpstreamResponseHeaderTimeout, owner._time);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken, _uploadFailed.Token);
+                using var clientGone = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout);
+                using var uploadBroke = _uploadFailed?.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout) ?? default;
                 try
                 {
-                    head = await ReadResponseHeadAsync(linked.Token).ConfigureAwait(false);
+                    head = await ReadResponseHeadAsync(timeout.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (_uploadFailed.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (_uploadFailed?.IsCancellationRequested == true && !cancellationToken.IsCancellationRequested)
                 {
                     // The client's body broke (bad chunk, reset) before the origin answered: the client's fault
                     // is answered to the client (400 via the server), the origin connection is dropped.
@@ -383,7 +394,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
         private async Task<long> UploadAsync(CancellationToken cancellationToken)
         {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _uploadCancel.Token);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _uploadCancel!.Token);
             var chunked = request.BodyFraming == BodyFraming.Chunked;
             var length = chunked ? -1 : request.ContentLength;
             var counting = new CountingReader(request.Body, this);
@@ -394,7 +405,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             catch (Exception ex) when (ex is HttpCodecException or IOException && !_uploadCancel.IsCancellationRequested)
             {
                 _uploadError = ex;
-                await _uploadFailed.CancelAsync().ConfigureAwait(false);
+                await _uploadFailed!.CancelAsync().ConfigureAwait(false);
                 throw;
             }
         }
@@ -458,7 +469,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         {
             if (!_upload.IsCompleted)
             {
-                await _uploadCancel.CancelAsync().ConfigureAwait(false);
+                await _uploadCancel!.CancelAsync().ConfigureAwait(false);
             }
 
             try
@@ -472,8 +483,8 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
             finally
             {
-                _uploadCancel.Dispose();
-                _uploadFailed.Dispose();
+                _uploadCancel?.Dispose();
+                _uploadFailed?.Dispose();
             }
         }
 
