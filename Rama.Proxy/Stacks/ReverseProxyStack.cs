@@ -13,7 +13,7 @@ namespace Rama.Proxy.Stacks;
 /// </summary>
 public static class ReverseProxyStack
 {
-    /// <summary>Idle upstream connections kept at least (nginx's <c>keepalive</c> is per worker; 64 covers a busy 2-core node).</summary>
+    /// <summary>Idle upstream connections kept at least, even if the forward options ask for fewer (one upstream takes all the traffic).</summary>
     public const int MinIdleConnections = 64;
 
     public static IService<ConnectionContext, Unit> Create(ForwardProxyOptions options, HostPort upstream, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
