@@ -70,18 +70,9 @@ public static class HttpProxy
     public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
         ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
     {
-        ArgumentNullException.ThrowIfNull(options);
-        ArgumentNullException.ThrowIfNull(connector);
         ArgumentNullException.ThrowIfNull(authenticator);
-        options.Validate();
-        loggerFactory ??= NullLoggerFactory.Instance;
-        time ??= TimeProvider.System;
-        var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
-        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ForwardProxy"), time);
-        var application = Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm));
-        var server = new Http1Server(application, options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
-            loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
-        return new ForwardProxyConnectionService(server, pool);
+        return Build(options, connector, "Rama.Proxy.Http.ForwardProxy", forwarder => Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm)),
+            loggerFactory, time);
     }
 
     /// <summary>
@@ -94,15 +85,22 @@ public static class HttpProxy
     public static IService<ConnectionContext, Unit> CreateReverseProxy(HttpProxyOptions options, HostPort upstream, ITcpConnector connector,
         ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
     {
+        return Build(options, connector, "Rama.Proxy.Http.ReverseProxy", forwarder => new ReverseProxyService(forwarder, Http1ConnectionPool.Key(upstream)),
+            loggerFactory, time);
+    }
+
+    // The shared shape: validated options, one origin pool, the forwarder, an application over it, the HTTP/1.1 server.
+    private static ForwardProxyConnectionService Build(HttpProxyOptions options, ITcpConnector connector, string loggerName,
+        Func<ForwardProxyService, IService<HttpRequest, HttpResponse>> application, ILoggerFactory? loggerFactory, TimeProvider? time)
+    {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
         time ??= TimeProvider.System;
         var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
-        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy"), time);
-        var application = new ReverseProxyService(forwarder, Http1ConnectionPool.Key(upstream));
-        var server = new Http1Server(application, options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
+        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger(loggerName), time);
+        var server = new Http1Server(application(forwarder), options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
             loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
         return new ForwardProxyConnectionService(server, pool);
     }

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Text;
 using BenchmarkDotNet.Attributes;
 using Rama.Proxy.Http;
+using Rama.Proxy.Tests.Support;
 
 namespace Rama.Benchmarks;
 
@@ -62,36 +63,5 @@ public class Http1ParserBenchmarks
     {
         Http1Parser.TryParseResponse(_response, Limits, HttpMethods.Get, out var response, out _);
         return response;
-    }
-}
-
-internal static class Sequences
-{
-    private sealed class Segment : ReadOnlySequenceSegment<byte>
-    {
-        public Segment(ReadOnlyMemory<byte> memory, long index)
-        {
-            Memory = memory;
-            RunningIndex = index;
-        }
-
-        public Segment Append(ReadOnlyMemory<byte> memory)
-        {
-            var next = new Segment(memory, RunningIndex + Memory.Length);
-            Next = next;
-            return next;
-        }
-    }
-
-    public static ReadOnlySequence<byte> Split(byte[] data, int size)
-    {
-        var first = new Segment(data.AsMemory(0, Math.Min(size, data.Length)), 0);
-        var last = first;
-        for (var at = size; at < data.Length; at += size)
-        {
-            last = last.Append(data.AsMemory(at, Math.Min(size, data.Length - at)));
-        }
-
-        return new ReadOnlySequence<byte>(first, 0, last, last.Memory.Length);
     }
 }
