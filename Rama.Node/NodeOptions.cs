@@ -1,5 +1,6 @@
 using System.Net;
 using Rama.Proxy.Core;
+using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 
 namespace Rama.Node;
@@ -19,6 +20,9 @@ public sealed class NodeOptions
     /// <summary>Endpoints serving HTTP proxy and SOCKS5 on the same port (<c>ip:port</c>, port 0 = pick one).</summary>
     public List<string> Listen { get; set; } = [];
 
+    /// <summary>Reverse-proxy listeners as <c>ip:port=upstream-host:port</c>: each serves HTTP/1.1 and forwards every request to its upstream.</summary>
+    public List<string> Reverse { get; set; } = [];
+
     /// <summary>Proxy users as <c>user:password</c>; empty means no auth (allowed on loopback only).</summary>
     public List<string> Auth { get; set; } = [];
 
@@ -34,11 +38,14 @@ public sealed class NodeOptions
     /// <summary>The parsed endpoints.</summary>
     public IReadOnlyList<IPEndPoint> Endpoints { get; private set; } = [];
 
+    /// <summary>The parsed reverse-proxy listeners.</summary>
+    public IReadOnlyList<(IPEndPoint Endpoint, HostPort Upstream)> ReverseListeners { get; private set; } = [];
+
     /// <summary>Checks everything and returns the problems, one sentence each (empty = valid).</summary>
     public List<string> Validate()
     {
         var problems = new List<string>();
-        if (Listen.Count == 0)
+        if (Listen.Count == 0 && Reverse.Count == 0)
         {
             Listen.Add(DefaultListen);
         }
@@ -47,9 +54,7 @@ public sealed class NodeOptions
         foreach (var text in Listen)
         {
             // An explicit port is required (0 picks one); IPEndPoint alone would read "127.0.0.1" as port 0.
-            var colon = text.LastIndexOf(':');
-            var hasPort = colon > 0 && colon < text.Length - 1 && text[(colon + 1)..].All(char.IsAsciiDigit) && (text[0] != '[' || text[colon - 1] == ']');
-            if (hasPort && IPEndPoint.TryParse(text, out var endpoint))
+            if (TryParseEndpoint(text, out var endpoint))
             {
                 endpoints.Add(endpoint);
             }
@@ -58,6 +63,23 @@ public sealed class NodeOptions
                 problems.Add($"--listen '{text}' is not an ip:port (use 127.0.0.1:8080, [::1]:8080; port 0 picks a free port)");
             }
         }
+
+        var reverse = new List<(IPEndPoint, HostPort)>();
+        foreach (var text in Reverse)
+        {
+            // The open-proxy refusal does not apply: a reverse listener only reaches its one upstream.
+            var equals = text.IndexOf('=', StringComparison.Ordinal);
+            if (equals > 0 && TryParseEndpoint(text[..equals], out var endpoint) && HostPort.TryParse(text.AsSpan(equals + 1), 0, out var upstream))
+            {
+                reverse.Add((endpoint, upstream.Value));
+            }
+            else
+            {
+                problems.Add($"--reverse '{text}' is not ip:port=upstream-host:port (e.g. 127.0.0.1:8081=127.0.0.1:8000)");
+            }
+        }
+
+        ReverseListeners = reverse;
 
         foreach (var credential in Auth)
         {
@@ -92,6 +114,15 @@ public sealed class NodeOptions
 
         Endpoints = endpoints;
         return problems;
+    }
+
+    private static bool TryParseEndpoint(string text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IPEndPoint? endpoint)
+    {
+        // An explicit port is required (0 picks one); IPEndPoint alone would read "127.0.0.1" as port 0.
+        endpoint = null;
+        var colon = text.LastIndexOf(':');
+        var hasPort = colon > 0 && colon < text.Length - 1 && text[(colon + 1)..].All(char.IsAsciiDigit) && (text[0] != '[' || text[colon - 1] == ']');
+        return hasPort && IPEndPoint.TryParse(text, out endpoint);
     }
 
     public IProxyAuthenticator CreateAuthenticator() =>

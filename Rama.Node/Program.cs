@@ -19,10 +19,11 @@ public static class Program
         var auth = new Option<string[]>("--auth") { Description = "Proxy user as user:password (repeatable); without it the proxy is open (loopback only)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var drain = new Option<double?>("--drain-timeout") { Description = "Seconds shutdown waits for connections in flight (default 20)" };
         var config = new Option<FileInfo?>("--config") { Description = "Extra JSON configuration file (same shape as appsettings.json)" };
+        var reverse = new Option<string[]>("--reverse") { Description = "Reverse-proxy listener as ip:port=upstream-host:port (repeatable): HTTP/1.1, every request forwarded to the upstream, no proxy auth", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var allowOpen = new Option<bool>("--allow-open-proxy") { Description = "Allow a non-loopback endpoint without --auth" };
         var root = new RootCommand("Rama proxy node: an HTTP forward proxy (absolute-form and CONNECT) and a SOCKS5 proxy on one port")
         {
-            listen, auth, drain, config, allowOpen,
+            listen, auth, drain, config, allowOpen, reverse,
         };
         root.SetAction(_ => 0);
         var parsed = root.Parse(args);
@@ -80,6 +81,11 @@ public static class Program
             options.Auth = [.. authValues];
         }
 
+        if (parsed.GetValue(reverse) is { Length: > 0 } reverseValues)
+        {
+            options.Reverse = [.. reverseValues];
+        }
+
         if (parsed.GetValue(drain) is { } seconds)
         {
             options.DrainTimeout = TimeSpan.FromSeconds(seconds);
@@ -112,7 +118,11 @@ public static class Program
             .WithProxyListeners(new ProxyListenerSettings(
                 options.Endpoints,
                 services => ForwardProxyStack.Create(options.Proxy, options.CreateAuthenticator(), services.GetRequiredService<ILoggerFactory>()),
-                options.DrainTimeout)));
+                options.DrainTimeout)
+            {
+                AdditionalListeners = [.. options.ReverseListeners.Select(r => new ProxyListenerEndpoint(r.Endpoint,
+                    services => ReverseProxyStack.Create(options.Proxy, r.Upstream, services.GetRequiredService<ILoggerFactory>())))],
+            }));
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
@@ -128,12 +138,16 @@ public static class Program
 
         var bound = host.Services.GetRequiredService<ProxyListeners>().BoundEndpoints;
         var authText = options.Auth.Count == 0 ? "none" : string.Create(CultureInfo.InvariantCulture, $"{options.Auth.Count} user(s)");
-        foreach (var endpoint in bound)
+        for (var i = 0; i < bound.Count; i++)
         {
-            Console.WriteLine($"Rama node: listening on {endpoint} (HTTP proxy + SOCKS5, auth: {authText})");
+            // Forward endpoints bind first, then the reverse listeners in their given order.
+            var reverseAt = i - options.Endpoints.Count;
+            Console.WriteLine(reverseAt < 0
+                ? $"Rama node: listening on {bound[i]} (HTTP proxy + SOCKS5, auth: {authText})"
+                : $"Rama node: listening on {bound[i]} (HTTP reverse proxy to {options.ReverseListeners[reverseAt].Upstream})");
         }
 
-        if (options.Auth.Count == 0 && bound.Any(e => !System.Net.IPAddress.IsLoopback(e.Address)))
+        if (options.Auth.Count == 0 && bound.Take(options.Endpoints.Count).Any(e => !System.Net.IPAddress.IsLoopback(e.Address)))
         {
             Console.WriteLine("Rama node: WARNING: open proxy on a non-loopback address (--allow-open-proxy)");
         }

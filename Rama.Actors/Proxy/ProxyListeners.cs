@@ -12,7 +12,14 @@ namespace Rama.Actors.Proxy;
 public sealed record ProxyListenerSettings(
     IReadOnlyList<IPEndPoint> Endpoints,
     Func<IServiceProvider, IService<ConnectionContext, Unit>> Stack,
-    TimeSpan DrainTimeout);
+    TimeSpan DrainTimeout)
+{
+    /// <summary>Listeners with their own stack (a reverse proxy port, ...), bound after <see cref="Endpoints"/>.</summary>
+    public IReadOnlyList<ProxyListenerEndpoint> AdditionalListeners { get; init; } = [];
+}
+
+/// <summary>One endpoint served by its own stack.</summary>
+public sealed record ProxyListenerEndpoint(IPEndPoint Endpoint, Func<IServiceProvider, IService<ConnectionContext, Unit>> Stack);
 
 /// <summary>The registry key of the listener supervisor, and what it bound.</summary>
 public sealed class ProxyListeners
@@ -39,8 +46,10 @@ public static class ProxyListenerBuilderExtensions
         return builder.WithActors(async (system, registry, services, cancellationToken) =>
         {
             var stack = settings.Stack(services);
+            List<(IPEndPoint, IService<ConnectionContext, Unit>)> listeners = [.. settings.Endpoints.Select(e => (e, stack))];
+            listeners.AddRange(settings.AdditionalListeners.Select(l => (l.Endpoint, l.Stack(services))));
             var loggerFactory = services.GetService<Microsoft.Extensions.Logging.ILoggerFactory>() ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
-            var supervisor = system.ActorOf(Props.Create(() => new ListenerSupervisor(settings.Endpoints, stack, loggerFactory)), "proxy-listeners");
+            var supervisor = system.ActorOf(Props.Create(() => new ListenerSupervisor(listeners, loggerFactory)), "proxy-listeners");
             registry.Register<ProxyListeners>(supervisor);
 
             var bound = await supervisor.Ask<AllListenersBound>(BindAllListeners.Instance, TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);

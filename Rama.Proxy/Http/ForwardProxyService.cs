@@ -34,6 +34,10 @@ public enum ForwardError
 internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time)
     : Core.IService<HttpRequest, HttpResponse>
 {
+    private static readonly byte[] s_hostName = "Host"u8.ToArray();
+    private static readonly byte[] s_viaName = "Via"u8.ToArray();
+    private static readonly byte[] s_transferEncodingName = "Transfer-Encoding"u8.ToArray();
+    private static readonly byte[] s_chunked = "chunked"u8.ToArray();
     private readonly byte[]? _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
     private readonly HttpProxyOptions _options = options;
     private readonly Http1ConnectionPool _pool = pool;
@@ -101,9 +105,14 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
     // ---- absolute-form forwarding -------------------------------------------------------------
 
-    private async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string authority, string pathAndQuery, CancellationToken cancellationToken)
+    /// <summary>
+    /// Forwards <paramref name="request"/> to <paramref name="target"/> over a pooled connection. With an
+    /// <paramref name="authority"/> Host is set to it (forward proxy, RFC 9112 §3.2.2); with null the
+    /// client's Host is kept (reverse proxy) and only added, as the target's authority, when missing.
+    /// </summary>
+    internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
-        var headers = BuildUpstreamHeaders(request, authority);
+        var headers = BuildUpstreamHeaders(request, target, authority);
         var key = Http1ConnectionPool.Key(target);
         var retryable = HttpMethods.IsIdempotent(request.Method);
         while (true)
@@ -145,18 +154,17 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// the target's authority (RFC 9112 §3.2.2), framing normalised, Via added (§7.6.3); the order and
     /// case of everything else kept.
     /// </summary>
-    private HttpHeaders BuildUpstreamHeaders(HttpRequest request, string authority)
+    private HttpHeaders BuildUpstreamHeaders(HttpRequest request, HostPort target, string? authority)
     {
         var headers = CopyEndToEnd(request.Headers);
-        var host = Encoding.ASCII.GetBytes(authority);
         var at = headers.IndexOf(HeaderNames.Host);
-        if (at >= 0)
+        if (authority is not null && at >= 0)
         {
-            headers.SetValue(at, host);
+            headers.SetValue(at, Encoding.ASCII.GetBytes(authority));
         }
-        else
+        else if (at < 0)
         {
-            headers.Insert(0, "Host"u8.ToArray(), host);
+            headers.Insert(0, s_hostName, Encoding.ASCII.GetBytes(authority ?? target.ToString()));
         }
 
         if (request.BodyFraming == BodyFraming.ContentLength)
@@ -171,7 +179,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         }
         else if (request.BodyFraming == BodyFraming.Chunked)
         {
-            headers.Add("Transfer-Encoding"u8.ToArray(), "chunked"u8.ToArray());
+            headers.Add(s_transferEncodingName, s_chunked);
         }
 
         AddVia(headers);
@@ -182,7 +190,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     {
         if (_via is not null)
         {
-            headers.Add("Via"u8.ToArray(), _via);
+            headers.Add(s_viaName, _via);
         }
     }
 
@@ -190,9 +198,10 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     internal static HttpHeaders CopyEndToEnd(HttpHeaders source)
     {
         var copy = new HttpHeaders(source.Count + 2);
+        var hasConnectionOptions = source.Contains(HeaderNames.Connection) || source.Contains(HeaderNames.ProxyConnection);
         foreach (var field in source)
         {
-            if (!IsHopByHop(field) && !IsNamedByConnection(source, field.Name.Span))
+            if (!IsHopByHop(field) && !(hasConnectionOptions && IsNamedByConnection(source, field.Name.Span)))
             {
                 copy.Add(field.Name, field.Value);
             }
@@ -291,8 +300,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 #pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
     private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key)
     {
-        private readonly CancellationTokenSource _uploadCancel = new();
-        private readonly CancellationTokenSource _uploadFailed = new();
+        // Created only for a request with a body (most requests have none: no allocation then).
+        private CancellationTokenSource? _uploadCancel;
+        private CancellationTokenSource? _uploadFailed;
         private Exception? _uploadError;
         private Task<long> _upload = Task.FromResult(0L);
         private long _bodyBytesSent;
@@ -314,16 +324,21 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 // The body goes up while we wait for the answer: an origin may answer early (RFC 9112 §9.3).
                 if (request.BodyFraming != BodyFraming.None)
                 {
+                    _uploadCancel = new CancellationTokenSource();
+                    _uploadFailed = new CancellationTokenSource();
                     _upload = UploadAsync(cancellationToken);
                 }
 
+                // One timer source per exchange; the client's token and a failed upload cancel it too
+                // (registrations instead of a linked source: no second allocation per request).
                 using var timeout = new CancellationTokenSource(owner._options.UpstreamResponseHeaderTimeout, owner._time);
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, cancellationToken, _uploadFailed.Token);
+                using var clientGone = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout);
+                using var uploadBroke = _uploadFailed?.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout) ?? default;
                 try
                 {
-                    head = await ReadResponseHeadAsync(linked.Token).ConfigureAwait(false);
+                    head = await ReadResponseHeadAsync(timeout.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (_uploadFailed.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+                catch (OperationCanceledException) when (_uploadFailed?.IsCancellationRequested == true && !cancellationToken.IsCancellationRequested)
                 {
                     // The client's body broke (bad chunk, reset) before the origin answered: the client's fault
                     // is answered to the client (400 via the server), the origin connection is dropped.
@@ -379,7 +394,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
         private async Task<long> UploadAsync(CancellationToken cancellationToken)
         {
-            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _uploadCancel.Token);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _uploadCancel!.Token);
             var chunked = request.BodyFraming == BodyFraming.Chunked;
             var length = chunked ? -1 : request.ContentLength;
             var counting = new CountingReader(request.Body, this);
@@ -390,7 +405,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             catch (Exception ex) when (ex is HttpCodecException or IOException && !_uploadCancel.IsCancellationRequested)
             {
                 _uploadError = ex;
-                await _uploadFailed.CancelAsync().ConfigureAwait(false);
+                await _uploadFailed!.CancelAsync().ConfigureAwait(false);
                 throw;
             }
         }
@@ -454,7 +469,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         {
             if (!_upload.IsCompleted)
             {
-                await _uploadCancel.CancelAsync().ConfigureAwait(false);
+                await _uploadCancel!.CancelAsync().ConfigureAwait(false);
             }
 
             try
@@ -468,8 +483,8 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
             finally
             {
-                _uploadCancel.Dispose();
-                _uploadFailed.Dispose();
+                _uploadCancel?.Dispose();
+                _uploadFailed?.Dispose();
             }
         }
 

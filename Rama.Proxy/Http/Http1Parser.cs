@@ -364,7 +364,7 @@ internal static class Http1Parser
     /// <summary>Parses the field lines after the start line (RFC 9112 §5); <paramref name="end"/> is the offset just past the empty line.</summary>
     internal static HttpHeaders ParseFieldLines(byte[] head, int start, out int end)
     {
-        var headers = new HttpHeaders(16);
+        var headers = new HttpHeaders(CountLines(head.AsSpan(start)) + 2); // exact size, room for Via and Host
         var offset = start;
         while (true)
         {
@@ -419,6 +419,8 @@ internal static class Http1Parser
             offset += lf + 1;
         }
     }
+
+    private static int CountLines(ReadOnlySpan<byte> section) => Math.Max(0, section.Count((byte)'\n') - 1);
 
     // RFC 9112 §3.2: an HTTP/1.1 request without Host, with several Host lines or an invalid Host value -> 400.
     private static void ValidateHost(HttpRequest request)

@@ -28,9 +28,14 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         _socket = socket;
         _options = options ?? SocketConnectionOptions.Default;
         var pool = System.Buffers.MemoryPool<byte>.Shared;
-        _input = new Pipe(new PipeOptions(pool, PipeScheduler.ThreadPool, PipeScheduler.Inline,
+
+        // Inline scheduling (Kestrel's UnsafePreferInlineScheduling): the code reading Input runs on the
+        // receive completion, and the send loop runs on the flush that fed it, instead of a thread-pool
+        // hop each way. Safe because nothing in a pipeline blocks a thread; it halves context switches.
+        var application = _options.InlineScheduling ? PipeScheduler.Inline : PipeScheduler.ThreadPool;
+        _input = new Pipe(new PipeOptions(pool, application, PipeScheduler.Inline,
             _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, _options.MinimumReadSize, useSynchronizationContext: false));
-        _output = new Pipe(new PipeOptions(pool, PipeScheduler.Inline, PipeScheduler.ThreadPool,
+        _output = new Pipe(new PipeOptions(pool, PipeScheduler.Inline, application,
             _options.MaxBufferedBytes, _options.MaxBufferedBytes / 2, _options.MinimumReadSize, useSynchronizationContext: false));
         LocalEndPoint = socket.LocalEndPoint as IPEndPoint;
         RemoteEndPoint = socket.RemoteEndPoint as IPEndPoint;
@@ -301,6 +306,13 @@ public sealed record SocketConnectionOptions
 
     /// <summary>Wait for data with a zero-byte read so idle connections hold no buffer. Default on (Kestrel's default).</summary>
     public bool WaitForDataBeforeAllocatingBuffer { get; init; } = true;
+
+    /// <summary>
+    /// Run pipe continuations inline (receive completion -> reader; flush -> send loop) rather than
+    /// through the thread pool. Default on: measured in benchmarks/ (fewer hops and context switches per
+    /// request on a 2-core node); turn off if a service ever blocks a thread while reading.
+    /// </summary>
+    public bool InlineScheduling { get; init; } = true;
 
     /// <summary>How long a graceful close waits for buffered output to reach the peer. Default 5 s.</summary>
     public TimeSpan CloseTimeout { get; init; } = TimeSpan.FromSeconds(5);

@@ -121,7 +121,7 @@ public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
     [Fact]
     public async Task A_supervised_listener_that_fails_is_restarted_and_rebinds_its_port()
     {
-        var supervisor = Sys.ActorOf(Props.Create(() => new ListenerSupervisor([new IPEndPoint(IPAddress.Loopback, 0)], EchoStack(null), NullLoggerFactory.Instance)), "proxy-listeners");
+        var supervisor = Sys.ActorOf(Props.Create(() => new ListenerSupervisor([(new IPEndPoint(IPAddress.Loopback, 0), EchoStack(null))], NullLoggerFactory.Instance)), "proxy-listeners");
         var bound = await supervisor.Ask<AllListenersBound>(BindAllListeners.Instance, AskTimeout);
         var endpoint = IPEndPoint.Parse(bound.Endpoints.Single());
         Assert.Equal("before", await EchoAsync(endpoint, "before"));

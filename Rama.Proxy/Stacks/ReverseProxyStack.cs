@@ -1,0 +1,29 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Stacks;
+
+/// <summary>
+/// The stack of a reverse-proxy port: HTTP/1.1 only, every request forwarded to one upstream. It
+/// shares the forward stack's options (limits, connector, DNS); the idle pool per upstream is
+/// raised to <see cref="MinIdleConnections"/> because one upstream takes all the traffic.
+/// </summary>
+public static class ReverseProxyStack
+{
+    /// <summary>Idle upstream connections kept at least, even if the forward options ask for fewer (one upstream takes all the traffic).</summary>
+    public const int MinIdleConnections = 64;
+
+    public static IService<ConnectionContext, Unit> Create(ForwardProxyOptions options, HostPort upstream, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        loggerFactory ??= NullLoggerFactory.Instance;
+        time ??= TimeProvider.System;
+        var connector = new TcpConnector(new DnsResolver(options.Dns), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
+        var http = options.Http with { MaxIdleConnectionsPerTarget = Math.Max(options.Http.MaxIdleConnectionsPerTarget, MinIdleConnections) };
+        return HttpProxy.CreateReverseProxy(http, upstream, connector, loggerFactory, time);
+    }
+}
