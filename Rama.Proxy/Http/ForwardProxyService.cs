@@ -69,7 +69,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             return Fail(request, ForwardError.BadTarget, "CONNECT needs host:port");
         }
 
-        var dial = await connector.ConnectAsync(target.Value, cancellationToken).ConfigureAwait(false);
+        var dial = await connector.ConnectAsync(target.Value, request.Extensions, cancellationToken).ConfigureAwait(false);
         if (!dial.IsSuccess)
         {
             return DialFailed(request, dial);
@@ -104,7 +104,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     private async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string authority, string pathAndQuery, CancellationToken cancellationToken)
     {
         var headers = BuildUpstreamHeaders(request, authority);
-        var key = Http1ConnectionPool.Key(target);
+        var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
         var retryable = HttpMethods.IsIdempotent(request.Method);
         while (true)
         {
@@ -112,7 +112,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var reused = upstream is not null;
             if (upstream is null)
             {
-                var dial = await connector.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
+                var dial = await connector.ConnectAsync(target, request.Extensions, cancellationToken).ConfigureAwait(false);
                 if (!dial.IsSuccess)
                 {
                     return DialFailed(request, dial);

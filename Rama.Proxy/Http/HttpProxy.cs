@@ -62,9 +62,10 @@ public static class HttpProxy
     /// fields removed, bodies streamed, origin connections pooled) and CONNECT tunnels, behind
     /// <c>Proxy-Authorization: Basic</c> when <paramref name="authenticator"/> requires it. The returned
     /// service also implements <see cref="IAsyncDisposable"/>: disposing it closes pooled origin connections.
+    /// <paramref name="requestLayer"/> (e.g. upstream routing) runs after auth, before forwarding.
     /// </summary>
     public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
-        ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ILayer<HttpRequest, HttpResponse>? requestLayer = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
@@ -74,7 +75,7 @@ public static class HttpProxy
         time ??= TimeProvider.System;
         var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
         var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ForwardProxy"), time);
-        var application = Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm));
+        var application = Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm), requestLayer ?? Service.Identity<HttpRequest, HttpResponse>());
         var server = new Http1Server(application, options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
             loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
         return new ForwardProxyConnectionService(server, pool);
