@@ -55,7 +55,8 @@ public static class ProxyDatabase
 /// </summary>
 internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
 {
-    private const int MaxCachedFilters = 4096;
+    /// <summary>Matches kept in the per-filter cache, summed over filters (12 bytes each): bounds its memory at about 24 MB.</summary>
+    private const long MaxCachedMatches = 2_000_000;
     private static readonly int FieldCount = Enum.GetValues<ProxyField>().Length;
 
     private readonly UpstreamProxy[] _records;
@@ -67,7 +68,11 @@ internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
     private readonly ulong[] _mobile;
     private readonly Dictionary<string, Posting>[] _postings;
     private readonly ulong[][] _wildcards;
-    private readonly ConcurrentDictionary<ProxyFilter, int[]> _matches = new();
+    private readonly ConcurrentDictionary<ProxyFilter, MatchSet> _matches = new();
+    private long _cachedMatches;
+
+    /// <summary>The records matching one filter: their indices (ascending) and their id hashes, side by side so the rendezvous walk reads memory in order.</summary>
+    internal sealed record MatchSet(int[] Indices, ulong[] Hashes);
 
     public ProxyDatabaseSnapshot(IEnumerable<UpstreamProxy> records)
     {
@@ -155,19 +160,19 @@ internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
 
     public IReadOnlyList<UpstreamProxy> Records => _records;
 
-    public int CountMatches(ProxyFilter filter) => Matching(filter).Length;
+    public int CountMatches(ProxyFilter filter) => Matching(filter).Indices.Length;
 
     public IReadOnlyList<UpstreamProxy> Select(ProxyFilter filter, string? session, int maxCandidates)
     {
         ArgumentNullException.ThrowIfNull(filter);
         var matches = Matching(filter);
-        var k = Math.Min(Math.Max(maxCandidates, 0), matches.Length);
+        var k = Math.Min(Math.Max(maxCandidates, 0), matches.Indices.Length);
         if (k == 0)
         {
             return [];
         }
 
-        return session is null ? RandomPick(matches, k) : RendezvousPick(matches, Rendezvous.Hash(session), k);
+        return session is null ? RandomPick(matches.Indices, k) : RendezvousPick(matches, Rendezvous.Hash(session), k);
     }
 
     private UpstreamProxy[] RandomPick(int[] matches, int k)
@@ -193,34 +198,35 @@ internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
         return result;
     }
 
-    private UpstreamProxy[] RendezvousPick(int[] matches, ulong sessionHash, int k)
+    private UpstreamProxy[] RendezvousPick(MatchSet matches, ulong sessionHash, int k)
     {
         var salt = Rendezvous.Mix(sessionHash);
-        var idHashes = _idHashes;
+        var hashes = matches.Hashes;
         if (k == 1)
         {
-            var best = -1;
-            var bestScore = 0UL;
-            foreach (var index in matches)
+            var best = 0;
+            var bestScore = Rendezvous.Mix(hashes[0] ^ salt);
+            for (var i = 1; i < hashes.Length; i++)
             {
-                var score = Rendezvous.Mix(idHashes[index] ^ salt);
+                var score = Rendezvous.Mix(hashes[i] ^ salt);
                 // Ties (practically never) go to the lower index: records are sorted by id, so this is deterministic.
-                if (best < 0 || score > bestScore)
+                if (score > bestScore)
                 {
-                    best = index;
+                    best = i;
                     bestScore = score;
                 }
             }
 
-            return [_records[best]];
+            return [_records[matches.Indices[best]]];
         }
 
         // Top-k by score, kept sorted descending in a small array.
         var top = new (ulong Score, int Index)[k];
         var filled = 0;
-        foreach (var index in matches)
+        for (var i = 0; i < hashes.Length; i++)
         {
-            var score = Rendezvous.Mix(idHashes[index] ^ salt);
+            var index = matches.Indices[i];
+            var score = Rendezvous.Mix(hashes[i] ^ salt);
             if (filled == k && score <= top[k - 1].Score)
             {
                 continue;
@@ -246,9 +252,9 @@ internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
     }
 
     /// <summary>Indices (ascending) of the records matching <paramref name="filter"/> that can carry TCP.</summary>
-    internal int[] Matching(ProxyFilter filter)
+    internal MatchSet Matching(ProxyFilter filter, bool useCache = true)
     {
-        if (_matches.TryGetValue(filter, out var cached))
+        if (useCache && _matches.TryGetValue(filter, out var cached))
         {
             return cached;
         }
@@ -284,21 +290,32 @@ internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
             count += BitOperations.PopCount(word);
         }
 
-        var result = new int[count];
+        var indices = new int[count];
+        var hashes = new ulong[count];
         var at = 0;
         for (var w = 0; w < bits.Length; w++)
         {
             var word = bits[w];
             while (word != 0)
             {
-                result[at++] = (w * 64) + BitOperations.TrailingZeroCount(word);
+                var index = (w * 64) + BitOperations.TrailingZeroCount(word);
+                indices[at] = index;
+                hashes[at++] = _idHashes[index];
                 word &= word - 1;
             }
         }
 
-        if (_matches.Count >= MaxCachedFilters)
+        var result = new MatchSet(indices, hashes);
+        if (!useCache)
         {
-            _matches.Clear(); // bounded: a flood of distinct filters costs recomputation, never memory
+            return result;
+        }
+
+        if (Interlocked.Add(ref _cachedMatches, count) > MaxCachedMatches)
+        {
+            // Bounded: a flood of distinct filters costs recomputation, never memory.
+            _matches.Clear();
+            Interlocked.Exchange(ref _cachedMatches, count);
         }
 
         _matches[filter] = result;
@@ -333,12 +350,34 @@ internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
     private static string ComputeVersion(UpstreamProxy[] records)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var line = new StringBuilder(256);
+        var bytes = new byte[1024];
         foreach (var r in records)
         {
-            var line = string.Join('\u001f', r.Id, r.Address.Endpoint.ToString(), r.Address.Scheme?.ToString() ?? "", r.Address.Credential?.User ?? "",
-                r.Address.Credential?.Password ?? "", r.Tcp, r.Udp, r.Http, r.Https, r.Socks5, r.Socks5h, r.Datacenter, r.Residential, r.Mobile,
-                r.Pool, r.Continent, r.Country, r.State, r.City, r.Carrier, r.Asn) + "\n";
-            hash.AppendData(Encoding.UTF8.GetBytes(line));
+            line.Clear();
+            foreach (var text in (ReadOnlySpan<string?>)[r.Id, r.Address.Endpoint.Host, r.Address.Scheme is { } s ? UpstreamAddress.ProtocolName(s) : "",
+                r.Address.Credential?.User, r.Address.Credential?.Password, r.Pool, r.Continent, r.Country, r.State, r.City, r.Carrier, r.Asn])
+            {
+                line.Append(text).Append('\u001f');
+            }
+
+            line.Append(r.Address.Endpoint.Port).Append('\u001f')
+                .Append(r.Tcp ? '1' : '0').Append(r.Udp ? '1' : '0').Append(r.Http ? '1' : '0').Append(r.Https ? '1' : '0')
+                .Append(r.Socks5 ? '1' : '0').Append(r.Socks5h ? '1' : '0').Append(r.Datacenter ? '1' : '0').Append(r.Residential ? '1' : '0')
+                .Append(r.Mobile ? '1' : '0').Append('\n');
+            var needed = Encoding.UTF8.GetMaxByteCount(line.Length);
+            if (needed > bytes.Length)
+            {
+                bytes = new byte[needed];
+            }
+
+            var written = 0;
+            foreach (var chunk in line.GetChunks())
+            {
+                written += Encoding.UTF8.GetBytes(chunk.Span, bytes.AsSpan(written));
+            }
+
+            hash.AppendData(bytes, 0, written);
         }
 
         return Convert.ToHexStringLower(hash.GetHashAndReset())[..16];
