@@ -7,6 +7,8 @@ using Microsoft.Extensions.Logging;
 var builder = Host.CreateApplicationBuilder(args);
 using var host = builder.Build();
 var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Lighthouse");
+// Started (SIGTERM/Ctrl+C handlers installed) before saying so: a supervisor that stops us on that line must not kill us early.
+await host.StartAsync().ConfigureAwait(false);
 logger.LogInformation("Rama lighthouse started (cluster seed role not implemented yet: no cluster endpoint is bound)");
-await host.RunAsync().ConfigureAwait(false);
+await host.WaitForShutdownAsync().ConfigureAwait(false);
 return 0;

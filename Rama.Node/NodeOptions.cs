@@ -32,7 +32,10 @@ public sealed class NodeOptions
     /// <summary>How long shutdown waits for connections in flight before closing them. Default 20 s: with the other shutdown phases it fits a 30 s SIGKILL grace period (docker stop's default is 10 s: set --drain-timeout 5 there).</summary>
     public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(20);
 
-    /// <summary>Protocol limits and timeouts of the proxy stack.</summary>
+    /// <summary>Proxy database file (CSV or JSON) for routing through upstream proxies; reloaded when it changes. Null: no upstreams.</summary>
+    public string? ProxyDb { get; set; }
+
+    /// <summary>Protocol limits and timeouts of the proxy stack (upstream routing under <c>Proxy:Upstream</c>).</summary>
     public ForwardProxyOptions Proxy { get; set; } = new();
 
     /// <summary>The parsed endpoints.</summary>
@@ -87,6 +90,23 @@ public sealed class NodeOptions
             {
                 problems.Add($"--auth '{credential}' must be user:password");
             }
+        }
+
+        if (ProxyDb is not null)
+        {
+            if (!File.Exists(ProxyDb))
+            {
+                problems.Add($"--proxydb file '{ProxyDb}' does not exist");
+            }
+
+            foreach (var credential in Auth.Where(c => c.IndexOf(':', StringComparison.Ordinal) is var colon && colon > 0 && c[..colon].Contains('-', StringComparison.Ordinal)))
+            {
+                problems.Add($"--auth user '{credential[..credential.IndexOf(':', StringComparison.Ordinal)]}' contains '-': with --proxydb a username is <user>-<labels>, so base users cannot contain '-'");
+            }
+        }
+        else if (Proxy.Upstream.Mode != Rama.Proxy.Upstream.UpstreamMode.Direct)
+        {
+            problems.Add($"--upstream-mode {Proxy.Upstream.Mode.ToString().ToLowerInvariant()} needs --proxydb");
         }
 
         if (DrainTimeout < TimeSpan.Zero || DrainTimeout > TimeSpan.FromHours(1))

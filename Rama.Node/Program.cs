@@ -8,6 +8,7 @@ using Microsoft.Extensions.Logging;
 using Rama.Actors.Hosting;
 using Rama.Actors.Proxy;
 using Rama.Proxy.Stacks;
+using Rama.Proxy.Upstream;
 
 namespace Rama.Node;
 
@@ -21,9 +22,15 @@ public static class Program
         var config = new Option<FileInfo?>("--config") { Description = "Extra JSON configuration file (same shape as appsettings.json)" };
         var reverse = new Option<string[]>("--reverse") { Description = "Reverse-proxy listener as ip:port=upstream-host:port (repeatable): HTTP/1.1, every request forwarded to the upstream, no proxy auth", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var allowOpen = new Option<bool>("--allow-open-proxy") { Description = "Allow a non-loopback endpoint without --auth" };
+        var proxyDb = new Option<string?>("--proxydb") { Description = "Proxy database (CSV in rama's column order, or JSON) of upstream proxies; reloaded when the file changes" };
+        var upstreamMode = new Option<string?>("--upstream-mode") { Description = "Requests without a filter: direct (default), required (407 / SOCKS5 0x02), fallback (use --upstream-fallback)" };
+        var upstreamFallback = new Option<string?>("--upstream-fallback") { Description = "Filter for requests without one, as username labels (e.g. country-us-residential); implies --upstream-mode fallback" };
+        var upstreamAttempts = new Option<int?>("--upstream-attempts") { Description = "Upstreams tried per connection before failing (default 3)" };
+        var upstreamBackoff = new Option<double?>("--upstream-backoff") { Description = "Seconds a failing upstream is backed off at first; doubles per failure up to 300 (default 5)" };
+        var upstreamCa = new Option<string?>("--upstream-ca") { Description = "PEM file of extra CA certificates trusted for HTTPS upstreams (certificates are always verified)" };
         var root = new RootCommand("Rama proxy node: an HTTP forward proxy (absolute-form and CONNECT) and a SOCKS5 proxy on one port")
         {
-            listen, auth, drain, config, allowOpen, reverse,
+            listen, auth, drain, config, allowOpen, reverse, proxyDb, upstreamMode, upstreamFallback, upstreamAttempts, upstreamBackoff, upstreamCa,
         };
         root.SetAction(_ => 0);
         var parsed = root.Parse(args);
@@ -96,6 +103,45 @@ public static class Program
             options.AllowOpenProxy = true;
         }
 
+        if (parsed.GetValue(proxyDb) is { } dbPath)
+        {
+            options.ProxyDb = dbPath;
+        }
+
+        var upstream = options.Proxy.Upstream;
+        if (parsed.GetValue(upstreamMode) is { } modeText)
+        {
+            if (!Enum.TryParse<UpstreamMode>(modeText, ignoreCase: true, out var mode) || !Enum.IsDefined(mode))
+            {
+                await Console.Error.WriteLineAsync($"rama-node: --upstream-mode '{modeText}' must be direct, required or fallback").ConfigureAwait(false);
+                return 2;
+            }
+
+            upstream = upstream with { Mode = mode };
+        }
+
+        if (parsed.GetValue(upstreamFallback) is { } fallback)
+        {
+            upstream = upstream with { FallbackFilter = fallback, Mode = parsed.GetValue(upstreamMode) is null ? UpstreamMode.Fallback : upstream.Mode };
+        }
+
+        if (parsed.GetValue(upstreamAttempts) is { } attempts)
+        {
+            upstream = upstream with { MaxAttempts = attempts };
+        }
+
+        if (parsed.GetValue(upstreamBackoff) is { } backoff)
+        {
+            upstream = upstream with { BackoffInitial = TimeSpan.FromSeconds(backoff), BackoffMax = TimeSpan.FromSeconds(Math.Max(backoff, upstream.BackoffMax.TotalSeconds)) };
+        }
+
+        if (parsed.GetValue(upstreamCa) is { } ca)
+        {
+            upstream = upstream with { TrustedCaFile = ca };
+        }
+
+        options.Proxy = options.Proxy with { Upstream = upstream };
+
         var problems = options.Validate();
         if (problems.Count > 0)
         {
@@ -113,11 +159,13 @@ public static class Program
             o.TimestampFormat = "HH:mm:ss.fff ";
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
+        ProxyDatabaseFile? database = null;
         builder.Services.AddRama("rama-node", rama => rama
             .WithShutdownPhaseTimeout("service-requests-done", options.DrainTimeout + TimeSpan.FromSeconds(5))
             .WithProxyListeners(new ProxyListenerSettings(
                 options.Endpoints,
-                services => ForwardProxyStack.Create(options.Proxy, options.CreateAuthenticator(), services.GetRequiredService<ILoggerFactory>()),
+                services => ForwardProxyStack.Create(options.Proxy, options.CreateAuthenticator(), services.GetRequiredService<ILoggerFactory>(),
+                    proxyDatabase: database?.Database),
                 options.DrainTimeout)
             {
                 AdditionalListeners = [.. options.ReverseListeners.Select(r => new ProxyListenerEndpoint(r.Endpoint,
@@ -126,6 +174,20 @@ public static class Program
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
+        if (options.ProxyDb is not null)
+        {
+            try
+            {
+                database = ProxyDatabaseFile.Open(options.ProxyDb, host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Proxy.Upstream.ProxyDatabase"));
+            }
+            catch (Exception ex) when (ex is ProxyDatabaseException or IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"rama-node: --proxydb: {ex.Message}").ConfigureAwait(false);
+                return 2;
+            }
+        }
+
+        using var databaseLifetime = database;
         try
         {
             await host.StartAsync().ConfigureAwait(false);
@@ -150,6 +212,12 @@ public static class Program
         if (options.Auth.Count == 0 && bound.Take(options.Endpoints.Count).Any(e => !System.Net.IPAddress.IsLoopback(e.Address)))
         {
             Console.WriteLine("Rama node: WARNING: open proxy on a non-loopback address (--allow-open-proxy)");
+        }
+
+        if (database is not null)
+        {
+            Console.WriteLine($"Rama node: proxy database {database.FilePath}: {database.Database.Count} records, version {database.Database.Version}, " +
+                $"mode {options.Proxy.Upstream.Mode.ToString().ToLowerInvariant()}");
         }
 
         Console.WriteLine("Rama node ready; Ctrl+C or SIGTERM drains and stops it");

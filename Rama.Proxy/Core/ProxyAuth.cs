@@ -6,6 +6,9 @@ namespace Rama.Proxy.Core;
 /// <summary>The identity a client proved (HTTP Proxy-Authorization or SOCKS5 RFC 1929), kept in the extensions bag.</summary>
 public sealed record ProxyUser(string Name);
 
+/// <summary>Why offered credentials were refused (e.g. an unknown username label), in the extensions bag: the 407 body and logs say it.</summary>
+public sealed record ProxyAuthFailure(string Reason);
+
 /// <summary>Checks proxy credentials; shared by the HTTP and SOCKS5 servers.</summary>
 public interface IProxyAuthenticator
 {
@@ -14,6 +17,14 @@ public interface IProxyAuthenticator
 
     /// <summary>The proven user, or null when the credentials are wrong.</summary>
     ProxyUser? Authenticate(string user, string password);
+
+    /// <summary>
+    /// Like <see cref="Authenticate(string, string)"/>, for offered credentials, with the request's (HTTP)
+    /// or connection's (SOCKS5) extensions: an authenticator may record what the username carries
+    /// (routing labels) or a <see cref="ProxyAuthFailure"/>. A failure recorded there is answered even
+    /// when the proxy is open. Called whenever credentials are offered, also on an open proxy.
+    /// </summary>
+    ProxyUser? Authenticate(string user, string password, Extensions extensions) => Authenticate(user, password);
 }
 
 /// <summary>A fixed user/password table; comparisons are constant-time.</summary>

@@ -73,7 +73,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             return Fail(request, ForwardError.BadTarget, "CONNECT needs host:port");
         }
 
-        var dial = await connector.ConnectAsync(target.Value, cancellationToken).ConfigureAwait(false);
+        var dial = await connector.ConnectAsync(target.Value, request.Extensions, cancellationToken).ConfigureAwait(false);
         if (!dial.IsSuccess)
         {
             return DialFailed(request, dial);
@@ -113,7 +113,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
         var headers = BuildUpstreamHeaders(request, target, authority);
-        var key = Http1ConnectionPool.Key(target);
+        var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
         var retryable = HttpMethods.IsIdempotent(request.Method);
         while (true)
         {
@@ -121,7 +121,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var reused = upstream is not null;
             if (upstream is null)
             {
-                var dial = await connector.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
+                var dial = await connector.ConnectAsync(target, request.Extensions, cancellationToken).ConfigureAwait(false);
                 if (!dial.IsSuccess)
                 {
                     return DialFailed(request, dial);

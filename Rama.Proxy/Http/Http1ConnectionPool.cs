@@ -40,6 +40,10 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
 
     public static HostPort Key(HostPort target) => target with { Host = target.Host.ToLowerInvariant() };
 
+    /// <summary>The key of <paramref name="target"/> within a partition (connections through one upstream); '|' never occurs in a host.</summary>
+    public static HostPort Key(HostPort target, ConnectionPoolPartition? partition) =>
+        partition is null ? Key(target) : target with { Host = partition.Name + "|" + target.Host.ToLowerInvariant() };
+
     /// <summary>A live idle connection to <paramref name="target"/>, or null.</summary>
     public SocketConnection? TryTake(HostPort target)
     {

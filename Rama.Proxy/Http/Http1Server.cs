@@ -249,7 +249,8 @@ internal sealed partial class Http1Connection : IDisposable
         {
             await response.Body.CompleteAsync().ConfigureAwait(false); // idempotent: also when the head never went out
             LogAccess(_server.AccessLog, request.Method, request.Target, response.Status, bytes,
-                (long)_server.Time.GetElapsedTime(startedAt).TotalMilliseconds, request.Extensions.Get<ProxyUser>()?.Name ?? "-", _connection.Id);
+                (long)_server.Time.GetElapsedTime(startedAt).TotalMilliseconds, request.Extensions.Get<ProxyUser>()?.Name ?? "-", _connection.Id,
+                request.Extensions.Get<Upstream.SelectedUpstream>()?.Id ?? "-");
         }
 
         if (response.OnUpgrade is { } upgrade && response.Status is 101 or (>= 200 and < 300))
@@ -510,8 +511,8 @@ internal sealed partial class Http1Connection : IDisposable
     [LoggerMessage(EventId = 2000, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: rejected with {Status} ({Reason}): {Detail}")]
     private static partial void LogRejected(ILogger logger, long connectionId, int status, HttpRejectReason reason, string detail);
 
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "{Method} {Target} {Status} {Bytes} bytes {DurationMs} ms user={User} connection={ConnectionId}")]
-    private static partial void LogAccess(ILogger logger, string method, string target, int status, long bytes, long durationMs, string user, long connectionId);
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "{Method} {Target} {Status} {Bytes} bytes {DurationMs} ms user={User} connection={ConnectionId} upstream={Upstream}")]
+    private static partial void LogAccess(ILogger logger, string method, string target, int status, long bytes, long durationMs, string user, long connectionId, string upstream);
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: closing, {Reason}")]
     private static partial void LogIdleClose(ILogger logger, long connectionId, string reason);

@@ -66,12 +66,14 @@ public static class HttpProxy
     /// fields removed, bodies streamed, origin connections pooled) and CONNECT tunnels, behind
     /// <c>Proxy-Authorization: Basic</c> when <paramref name="authenticator"/> requires it. The returned
     /// service also implements <see cref="IAsyncDisposable"/>: disposing it closes pooled origin connections.
+    /// <paramref name="requestLayer"/> (e.g. upstream routing) runs after auth, before forwarding.
     /// </summary>
     public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
-        ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ILayer<HttpRequest, HttpResponse>? requestLayer = null)
     {
         ArgumentNullException.ThrowIfNull(authenticator);
-        return Build(options, connector, "Rama.Proxy.Http.ForwardProxy", forwarder => Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm)),
+        return Build(options, connector, "Rama.Proxy.Http.ForwardProxy",
+            forwarder => Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm), requestLayer ?? Service.Identity<HttpRequest, HttpResponse>()),
             loggerFactory, time);
     }
 

@@ -21,18 +21,22 @@ public sealed class ProxyAuthLayer(IProxyAuthenticator authenticator, string rea
     {
         public ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
         {
-            if (layer.IsRequired)
+            // Offered credentials are checked even on an open proxy: the username may carry routing labels.
+            var offered = request.Headers.TryGetValue(HeaderNames.ProxyAuthorization, out var credentials);
+            if (layer.IsRequired || offered)
             {
-                var user = request.Headers.TryGetValue(HeaderNames.ProxyAuthorization, out var credentials) ? layer.Authenticate(credentials.Span) : null;
-                if (user is null)
+                var user = offered ? layer.Authenticate(credentials.Span, request.Extensions) : null;
+                var failure = request.Extensions.Get<ProxyAuthFailure>();
+                if (user is null && (layer.IsRequired || failure is not null))
                 {
                     request.Headers.Remove(HeaderNames.ProxyAuthorization);
-                    var response = HttpResponse.Text(407, "proxy authentication required");
-                    response.Headers.Add("Proxy-Authenticate"u8.ToArray(), layer._challenge);
-                    return ValueTask.FromResult(response);
+                    return ValueTask.FromResult(layer.Challenge(failure?.Reason));
                 }
 
-                request.Extensions.Set(user);
+                if (user is not null)
+                {
+                    request.Extensions.Set(user);
+                }
             }
 
             request.Headers.Remove(HeaderNames.ProxyAuthorization);
@@ -42,8 +46,16 @@ public sealed class ProxyAuthLayer(IProxyAuthenticator authenticator, string rea
 
     private bool IsRequired => authenticator.IsRequired;
 
+    /// <summary>A 407 with the Basic challenge; <paramref name="reason"/> (an unknown label, ...) goes in the body.</summary>
+    internal HttpResponse Challenge(string? reason)
+    {
+        var response = HttpResponse.Text(407, reason is null ? "proxy authentication required" : "proxy authentication required: " + reason);
+        response.Headers.Add("Proxy-Authenticate"u8.ToArray(), _challenge);
+        return response;
+    }
+
     /// <summary>Checks <c>Basic base64(user ":" password)</c>; null when malformed or wrong.</summary>
-    internal ProxyUser? Authenticate(ReadOnlySpan<byte> value)
+    internal ProxyUser? Authenticate(ReadOnlySpan<byte> value, Extensions? extensions = null)
     {
         // RFC 9110 §11.4: credentials = auth-scheme [ 1*SP token68 ]; the scheme is case-insensitive.
         value = value.Trim(" \t"u8);
@@ -74,7 +86,9 @@ public sealed class ProxyAuthLayer(IProxyAuthenticator authenticator, string rea
             }
 
             // RFC 7617 §2.1: user-id and password are UTF-8 (we announce charset="UTF-8").
-            return authenticator.Authenticate(Encoding.UTF8.GetString(pair[..colon]), Encoding.UTF8.GetString(pair[(colon + 1)..]));
+            var user = Encoding.UTF8.GetString(pair[..colon]);
+            var password = Encoding.UTF8.GetString(pair[(colon + 1)..]);
+            return extensions is null ? authenticator.Authenticate(user, password) : authenticator.Authenticate(user, password, extensions);
         }
         finally
         {

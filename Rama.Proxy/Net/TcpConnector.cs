@@ -34,6 +34,13 @@ public readonly record struct ConnectResult(SocketConnection? Connection, Connec
 public interface ITcpConnector
 {
     ValueTask<ConnectResult> ConnectAsync(HostPort target, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Dials on behalf of a request or connection whose <paramref name="extensions"/> may steer the dial
+    /// (an upstream filter, a session) and receive facts about it (the upstream used). Default: ignores them.
+    /// </summary>
+    ValueTask<ConnectResult> ConnectAsync(HostPort target, Core.Extensions extensions, CancellationToken cancellationToken) =>
+        ConnectAsync(target, cancellationToken);
 }
 
 /// <summary>Options of <see cref="TcpConnector"/>.</summary>

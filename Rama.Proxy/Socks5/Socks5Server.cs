@@ -88,12 +88,15 @@ internal sealed partial class Socks5Service(
                         return Reject(connection, $"auth message: {authStatus}");
                     }
 
-                    var user = authenticator.IsRequired ? authenticator.Authenticate(credentials.User, credentials.Password) : new ProxyUser(credentials.User);
+                    // Offered credentials are always checked: on an open proxy the username may still carry labels (or bad ones).
+                    var user = authenticator.Authenticate(credentials.User, credentials.Password, connection.Extensions)
+                        ?? (authenticator.IsRequired || connection.Extensions.Contains<ProxyAuthFailure>() ? null : new ProxyUser(credentials.User));
                     await WriteAsync(transport.Output, [Socks5Protocol.AuthVersion, user is null ? (byte)0x01 : (byte)0x00], linked.Token).ConfigureAwait(false);
                     if (user is null)
                     {
-                        LogAuthFailed(logger, connection.Id, credentials.User);
-                        return Reject(connection, "authentication failed");
+                        var why = connection.Extensions.Get<ProxyAuthFailure>()?.Reason ?? "wrong user or password";
+                        LogAuthFailed(logger, connection.Id, credentials.User, why);
+                        return Reject(connection, "authentication failed: " + why);
                     }
 
                     connection.Extensions.Set(user);
@@ -122,7 +125,7 @@ internal sealed partial class Socks5Service(
                     return Reject(connection, $"command {request.Command} not supported");
                 }
 
-                var result = await connector.ConnectAsync(request.Target, linked.Token).ConfigureAwait(false);
+                var result = await connector.ConnectAsync(request.Target, connection.Extensions, linked.Token).ConfigureAwait(false);
                 if (!result.IsSuccess)
                 {
                     var reply = Socks5Protocol.ToReply(result.Error);
@@ -151,7 +154,8 @@ internal sealed partial class Socks5Service(
             var moved = await Relay.RunAsync(transport, upstream, cancellationToken).ConfigureAwait(false);
             connection.TrySetCloseReason("tunnel closed");
             LogTunnel(logger, connection.Id, connection.Extensions.Get<ProxyUser>()?.Name ?? "-", request.Target.ToString(),
-                moved.ClientToTarget, moved.TargetToClient, Stopwatch.GetElapsedTime(started).TotalMilliseconds);
+                moved.ClientToTarget, moved.TargetToClient, Stopwatch.GetElapsedTime(started).TotalMilliseconds,
+                connection.Extensions.Get<Upstream.SelectedUpstream>()?.Id ?? "-");
         }
 
         return Unit.Value;
@@ -221,12 +225,12 @@ internal sealed partial class Socks5Service(
     [LoggerMessage(EventId = 3000, Level = LogLevel.Debug, Message = "SOCKS5 connection {ConnectionId} closed: {Reason}")]
     private static partial void LogRejected(ILogger logger, long connectionId, string reason);
 
-    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "SOCKS5 connection {ConnectionId}: authentication failed for user '{User}'")]
-    private static partial void LogAuthFailed(ILogger logger, long connectionId, string user);
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "SOCKS5 connection {ConnectionId}: authentication failed for user '{User}': {Reason}")]
+    private static partial void LogAuthFailed(ILogger logger, long connectionId, string user, string reason);
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Debug, Message = "SOCKS5 connection {ConnectionId}: connect to {Target} failed ({Error}), replied {Reply}")]
     private static partial void LogConnectFailed(ILogger logger, long connectionId, string target, ConnectError error, Socks5Reply reply);
 
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "socks5 {ConnectionId} user={User} CONNECT {Target} up={Up} down={Down} ms={Elapsed:0.0}")]
-    private static partial void LogTunnel(ILogger logger, long connectionId, string user, string target, long up, long down, double elapsed);
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "socks5 {ConnectionId} user={User} CONNECT {Target} up={Up} down={Down} ms={Elapsed:0.0} upstream={Upstream}")]
+    private static partial void LogTunnel(ILogger logger, long connectionId, string user, string target, long up, long down, double elapsed, string upstream);
 }

@@ -4,6 +4,7 @@ using Rama.Proxy.Core;
 using Rama.Proxy.Http;
 using Rama.Proxy.Net;
 using Rama.Proxy.Socks5;
+using Rama.Proxy.Upstream;
 
 namespace Rama.Proxy.Stacks;
 
@@ -18,6 +19,9 @@ public sealed record ForwardProxyOptions
 
     public DnsResolverOptions Dns { get; init; } = new();
 
+    /// <summary>Upstream routing (used when the stack is given a proxy database).</summary>
+    public UpstreamRoutingOptions Upstream { get; init; } = new();
+
     /// <summary>How long a new connection may stay silent before we know its protocol. Default: the HTTP header timeout.</summary>
     public TimeSpan? FirstBytesTimeout { get; init; }
 
@@ -25,6 +29,7 @@ public sealed record ForwardProxyOptions
     {
         Http.Limits.Validate();
         Socks5.Validate();
+        Upstream.Validate();
         if (Connector.ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException("ConnectTimeout must be positive", nameof(Connector));
@@ -44,13 +49,24 @@ public static class ForwardProxyStack
         ForwardProxyOptions options,
         IProxyAuthenticator authenticator,
         ILoggerFactory? loggerFactory = null,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        IProxyDatabase? proxyDatabase = null)
     {
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
         time ??= TimeProvider.System;
-        var connector = new TcpConnector(new DnsResolver(options.Dns), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
-        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time);
+        var dns = new DnsResolver(options.Dns);
+        ITcpConnector connector = new TcpConnector(dns, options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
+        ILayer<HttpRequest, HttpResponse>? routing = null;
+        if (proxyDatabase is not null)
+        {
+            // With a proxy database: labels in usernames, the filter header, and dials through upstreams.
+            var upstream = UpstreamProxying.Create(proxyDatabase, options.Upstream, connector, authenticator, dns, options.Connector.ConnectTimeout,
+                options.Http.Realm, loggerFactory, time);
+            (connector, authenticator, routing) = (upstream.Connector, upstream.Authenticator, upstream.HttpLayer);
+        }
+
+        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing);
         var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time);
         var router = new PeekRouter(
             [

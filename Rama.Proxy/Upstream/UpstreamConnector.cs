@@ -1,0 +1,184 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
+using Rama.Proxy.Socks5;
+
+namespace Rama.Proxy.Upstream;
+
+/// <summary>
+/// An <see cref="ITcpConnector"/> that reaches the target through an upstream proxy chosen for the
+/// request (<see cref="UpstreamRouter"/>), or directly when the route says so. Candidates are tried in
+/// order (healthy first, see <see cref="UpstreamFailureCache"/>), at most
+/// <see cref="UpstreamRoutingOptions.MaxAttempts"/>; a transport failure of an upstream (refused,
+/// timed out, handshake failed, credentials refused) backs it off and moves to the next, while an
+/// answer about the target (refused, unreachable) is final. The upstream used goes in the extensions
+/// as <see cref="SelectedUpstream"/>.
+/// </summary>
+public sealed partial class UpstreamConnector : ITcpConnector
+{
+    private readonly ITcpConnector _direct;
+    private readonly UpstreamRouter _router;
+    private readonly UpstreamFailureCache _failures;
+    private readonly IDnsResolver _dns;
+    private readonly TimeSpan _handshakeTimeout;
+    private readonly UpstreamTls _tls;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+
+    /// <param name="direct">Dials targets (direct routes) and upstream endpoints.</param>
+    /// <param name="handshakeTimeout">Longest an upstream handshake (TLS, CONNECT, SOCKS5) may take after the TCP connect.</param>
+    public UpstreamConnector(ITcpConnector direct, UpstreamRouter router, UpstreamFailureCache failures, IDnsResolver? dns = null,
+        TimeSpan? handshakeTimeout = null, TimeProvider? time = null, ILogger<UpstreamConnector>? logger = null)
+    {
+        _direct = direct;
+        _router = router;
+        _failures = failures;
+        _dns = dns ?? new DnsResolver();
+        _handshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(10);
+        _time = time ?? TimeProvider.System;
+        _tls = new UpstreamTls(router.Options.TrustedCaFile);
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+    }
+
+    public UpstreamRouter Router => _router;
+
+    public UpstreamFailureCache Failures => _failures;
+
+    public ValueTask<ConnectResult> ConnectAsync(HostPort target, CancellationToken cancellationToken) =>
+        ConnectAsync(target, new Extensions(), cancellationToken);
+
+    public async ValueTask<ConnectResult> ConnectAsync(HostPort target, Extensions extensions, CancellationToken cancellationToken)
+    {
+        var route = _router.Route(extensions, _failures.BackedOffCount);
+        switch (route.Kind)
+        {
+            case UpstreamRouteKind.Direct:
+                return await _direct.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
+            case UpstreamRouteKind.FilterRequired:
+                return ConnectResult.Failure(ConnectError.NotAllowed, route.Reason);
+            case UpstreamRouteKind.NoMatch:
+                LogNoMatch(_logger, target.ToString(), route.Reason);
+                return ConnectResult.Failure(ConnectError.Failed, route.Reason);
+        }
+
+        var attempts = 0;
+        var failures = new List<string>();
+        var lastError = ConnectError.Failed;
+        foreach (var candidate in _failures.Order(route.Candidates))
+        {
+            if (attempts++ == _router.Options.MaxAttempts)
+            {
+                break;
+            }
+
+            var protocol = candidate.PreferredProtocol!.Value;
+            var (result, upstreamFault) = await DialThroughAsync(candidate, protocol, target, cancellationToken).ConfigureAwait(false);
+            if (result.IsSuccess || !upstreamFault)
+            {
+                // The upstream did its job (also when it reports that the target failed).
+                _failures.Succeeded(candidate.Id);
+                extensions.Set(new SelectedUpstream(candidate, protocol));
+                if (!result.IsSuccess)
+                {
+                    LogTargetFailed(_logger, target.ToString(), candidate.Id, result.Error, result.Detail ?? "");
+                }
+
+                return result;
+            }
+
+            var backoff = _failures.Failed(candidate.Id);
+            LogUpstreamFailed(_logger, candidate.Id, candidate.Address.ToString(), target.ToString(), result.Detail ?? "", backoff.TotalSeconds);
+            failures.Add($"{candidate.Id}: {result.Detail}");
+            lastError = result.Error == ConnectError.TimedOut ? ConnectError.TimedOut : ConnectError.Failed;
+        }
+
+        return ConnectResult.Failure(lastError, $"no upstream reached ({string.Join("; ", failures)})");
+    }
+
+    /// <summary>One attempt: TCP to the upstream, then its handshake. The flag says whether a failure is the upstream's own.</summary>
+    private async ValueTask<(ConnectResult Result, bool UpstreamFault)> DialThroughAsync(UpstreamProxy upstream, UpstreamProtocol protocol, HostPort target,
+        CancellationToken cancellationToken)
+    {
+        IPAddress? resolved = null;
+        if (protocol == UpstreamProtocol.Socks5 && target.Address is null)
+        {
+            // socks5 (not socks5h): we resolve, the upstream gets an address.
+            var addresses = await _dns.ResolveAsync(target.Host, cancellationToken).ConfigureAwait(false);
+            if (addresses.Length == 0)
+            {
+                return (ConnectResult.Failure(ConnectError.NameNotResolved, $"{target.Host} does not resolve"), false);
+            }
+
+            resolved = addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) ?? addresses[0];
+        }
+
+        var dial = await _direct.ConnectAsync(upstream.Address.Endpoint, cancellationToken).ConfigureAwait(false);
+        if (!dial.IsSuccess)
+        {
+            return (ConnectResult.Failure(dial.Error == ConnectError.TimedOut ? ConnectError.TimedOut : ConnectError.Failed,
+                $"upstream {upstream.Address.Endpoint} {dial.Error}: {dial.Detail}"), true);
+        }
+
+        var connection = dial.Connection!;
+        var credential = upstream.Address.Credential;
+        using var timeout = new CancellationTokenSource(_handshakeTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            switch (protocol)
+            {
+                case UpstreamProtocol.Https:
+                    return await _tls.ConnectAsync(connection, upstream.Address.Endpoint.Host, target, credential, linked.Token).ConfigureAwait(false);
+                case UpstreamProtocol.Http:
+                {
+                    var handshake = await HttpConnectClient.ConnectAsync(connection, target, credential?.User, credential?.Password, linked.Token).ConfigureAwait(false);
+                    return await FinishAsync(connection, handshake).ConfigureAwait(false);
+                }
+
+                default:
+                {
+                    var handshake = await Socks5Client.ConnectAsync(connection, target, resolved, credential?.User, credential?.Password, linked.Token).ConfigureAwait(false);
+                    return await FinishAsync(connection, handshake).ConfigureAwait(false);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return (ConnectResult.Failure(ConnectError.TimedOut, $"upstream handshake took longer than {_handshakeTimeout.TotalSeconds:0.###} s"), true);
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException or System.Security.Authentication.AuthenticationException)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return (ConnectResult.Failure(ConnectError.Failed, "upstream handshake failed: " + ex.Message), true);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async ValueTask<(ConnectResult, bool)> FinishAsync(SocketConnection connection, UpstreamHandshakeResult handshake)
+    {
+        if (handshake.Succeeded)
+        {
+            return (new ConnectResult(connection, ConnectError.None, null), false);
+        }
+
+        await connection.DisposeAsync().ConfigureAwait(false);
+        return (ConnectResult.Failure(handshake.Error, handshake.Detail), handshake.UpstreamFault);
+    }
+
+    [LoggerMessage(EventId = 4000, Level = LogLevel.Warning, Message = "Upstream {Id} ({Address}) failed for {Target}: {Detail}; backed off for {Backoff:0.#} s")]
+    private static partial void LogUpstreamFailed(ILogger logger, string id, string address, string target, string detail, double backoff);
+
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "Upstream {Id} could not reach {Target}: {Error} ({Detail})")]
+    private static partial void LogTargetFailed(ILogger logger, string target, string id, ConnectError error, string detail);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "No upstream for {Target}: {Reason}")]
+    private static partial void LogNoMatch(ILogger logger, string target, string reason);
+}
