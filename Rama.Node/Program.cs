@@ -20,10 +20,12 @@ public static class Program
         var drain = new Option<double?>("--drain-timeout") { Description = "Seconds shutdown waits for connections in flight (default 20)" };
         var config = new Option<FileInfo?>("--config") { Description = "Extra JSON configuration file (same shape as appsettings.json)" };
         var allowOpen = new Option<bool>("--allow-open-proxy") { Description = "Allow a non-loopback endpoint without --auth" };
+        var tls = new TlsCommandLine();
         var root = new RootCommand("Rama proxy node: an HTTP forward proxy (absolute-form and CONNECT) and a SOCKS5 proxy on one port")
         {
             listen, auth, drain, config, allowOpen,
         };
+        tls.AddTo(root);
         root.SetAction(_ => 0);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -36,7 +38,7 @@ public static class Program
             return 2;
         }
 
-        if (parsed.Action is HelpAction)
+        if (parsed.Action is HelpAction || tls.IsSubcommand(parsed))
         {
             return await parsed.InvokeAsync().ConfigureAwait(false);
         }
@@ -90,6 +92,7 @@ public static class Program
             options.AllowOpenProxy = true;
         }
 
+        tls.Apply(parsed, options);
         var problems = options.Validate();
         if (problems.Count > 0)
         {
@@ -111,8 +114,8 @@ public static class Program
             .WithShutdownPhaseTimeout("service-requests-done", options.DrainTimeout + TimeSpan.FromSeconds(5))
             .WithProxyListeners(new ProxyListenerSettings(
                 options.Endpoints,
-                services => ForwardProxyStack.Create(options.Proxy, options.CreateAuthenticator(), services.GetRequiredService<ILoggerFactory>()),
-                options.DrainTimeout)));
+                services => TlsCommandLine.ForwardProxy(options, services.GetRequiredService<ILoggerFactory>()),
+                options.DrainTimeout) { Extra = TlsCommandLine.ExtraListeners(options) }));
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
@@ -128,9 +131,14 @@ public static class Program
 
         var bound = host.Services.GetRequiredService<ProxyListeners>().BoundEndpoints;
         var authText = options.Auth.Count == 0 ? "none" : string.Create(CultureInfo.InvariantCulture, $"{options.Auth.Count} user(s)");
-        foreach (var endpoint in bound)
+        for (var i = 0; i < bound.Count; i++)
         {
-            Console.WriteLine($"Rama node: listening on {endpoint} (HTTP proxy + SOCKS5, auth: {authText})");
+            Console.WriteLine($"Rama node: listening on {bound[i]} ({TlsCommandLine.Describe(options, i, authText)})");
+        }
+
+        if (options.Mitm.Enabled)
+        {
+            Console.WriteLine($"Rama node: MITM on; clients must trust {(string.IsNullOrEmpty(options.Mitm.CaCert) ? Path.Combine(options.Mitm.EffectiveCaDir, Rama.Proxy.Tls.MitmAuthority.CertificateFile) : options.Mitm.CaCert)} (rama-node ca export)");
         }
 
         if (options.Auth.Count == 0 && bound.Any(e => !System.Net.IPAddress.IsLoopback(e.Address)))

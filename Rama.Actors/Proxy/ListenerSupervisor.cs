@@ -16,15 +16,21 @@ internal sealed partial class ListenerSupervisor : ReceiveActor
     private static readonly TimeSpan BindTimeout = TimeSpan.FromSeconds(5);
     private readonly List<IActorRef> _listeners = [];
     private readonly ILogger _logger;
-    private readonly IService<ConnectionContext, Unit> _stack;
+    private readonly IService<ConnectionContext, Unit>[] _stacks;
 
     public ListenerSupervisor(IReadOnlyList<IPEndPoint> endpoints, IService<ConnectionContext, Unit> stack, ILoggerFactory loggerFactory)
+        : this([.. endpoints.Select(e => (e, stack))], loggerFactory)
+    {
+    }
+
+    /// <summary>One listener per endpoint, each with its own stack (several endpoints may share one).</summary>
+    public ListenerSupervisor(IReadOnlyList<(IPEndPoint Endpoint, IService<ConnectionContext, Unit> Stack)> listeners, ILoggerFactory loggerFactory)
     {
         _logger = loggerFactory.CreateLogger("Rama.Actors.Proxy.Listener");
-        _stack = stack;
-        for (var i = 0; i < endpoints.Count; i++)
+        _stacks = [.. listeners.Select(l => l.Stack).Distinct()];
+        for (var i = 0; i < listeners.Count; i++)
         {
-            var endpoint = endpoints[i];
+            var (endpoint, stack) = listeners[i];
             var logger = _logger;
             _listeners.Add(Context.ActorOf(Props.Create(() => new ListenerActor(endpoint, stack, logger)), $"listener-{i}"));
         }
@@ -38,12 +44,15 @@ internal sealed partial class ListenerSupervisor : ReceiveActor
     protected override SupervisorStrategy SupervisorStrategy() =>
         new OneForOneStrategy(10, TimeSpan.FromMinutes(1), ex => ex is ActorInitializationException ? Directive.Stop : Directive.Restart);
 
-    /// <summary>Children (the listeners) are stopped first; then the shared stack releases what it owns (origin pools).</summary>
+    /// <summary>Children (the listeners) are stopped first; then the stacks release what they own (origin pools).</summary>
     protected override void PostStop()
     {
-        if (_stack is IAsyncDisposable owned)
+        foreach (var stack in _stacks)
         {
-            _ = owned.DisposeAsync().AsTask();
+            if (stack is IAsyncDisposable owned)
+            {
+                _ = owned.DisposeAsync().AsTask();
+            }
         }
     }
 

@@ -12,7 +12,14 @@ namespace Rama.Actors.Proxy;
 public sealed record ProxyListenerSettings(
     IReadOnlyList<IPEndPoint> Endpoints,
     Func<IServiceProvider, IService<ConnectionContext, Unit>> Stack,
-    TimeSpan DrainTimeout);
+    TimeSpan DrainTimeout)
+{
+    /// <summary>More endpoints, each with its own stack (TLS termination, echo, ...); bound after <see cref="Endpoints"/>, in order.</summary>
+    public IReadOnlyList<ProxyListenerEndpoint> Extra { get; init; } = [];
+}
+
+/// <summary>An endpoint served by its own stack.</summary>
+public sealed record ProxyListenerEndpoint(IPEndPoint Endpoint, Func<IServiceProvider, IService<ConnectionContext, Unit>> Stack);
 
 /// <summary>The registry key of the listener supervisor, and what it bound.</summary>
 public sealed class ProxyListeners
@@ -40,7 +47,9 @@ public static class ProxyListenerBuilderExtensions
         {
             var stack = settings.Stack(services);
             var loggerFactory = services.GetService<Microsoft.Extensions.Logging.ILoggerFactory>() ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance;
-            var supervisor = system.ActorOf(Props.Create(() => new ListenerSupervisor(settings.Endpoints, stack, loggerFactory)), "proxy-listeners");
+            List<(IPEndPoint, IService<ConnectionContext, Unit>)> listeners = [.. settings.Endpoints.Select(e => (e, stack))];
+            listeners.AddRange(settings.Extra.Select(x => (x.Endpoint, x.Stack(services))));
+            var supervisor = system.ActorOf(Props.Create(() => new ListenerSupervisor(listeners, loggerFactory)), "proxy-listeners");
             registry.Register<ProxyListeners>(supervisor);
 
             var bound = await supervisor.Ask<AllListenersBound>(BindAllListeners.Instance, TimeSpan.FromSeconds(10), cancellationToken).ConfigureAwait(false);

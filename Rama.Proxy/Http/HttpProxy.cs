@@ -62,9 +62,11 @@ public static class HttpProxy
     /// fields removed, bodies streamed, origin connections pooled) and CONNECT tunnels, behind
     /// <c>Proxy-Authorization: Basic</c> when <paramref name="authenticator"/> requires it. The returned
     /// service also implements <see cref="IAsyncDisposable"/>: disposing it closes pooled origin connections.
+    /// A <paramref name="tunnel"/> handler (MITM) runs CONNECT tunnels instead of the byte relay; it
+    /// needs the <see cref="ConnectionContext"/> in its own extensions bag (ForwardProxyStack puts it there).
     /// </summary>
     public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
-        ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ITunnelHandler? tunnel = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
@@ -73,7 +75,7 @@ public static class HttpProxy
         loggerFactory ??= NullLoggerFactory.Instance;
         time ??= TimeProvider.System;
         var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
-        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ForwardProxy"), time);
+        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ForwardProxy"), time, tunnel);
         var application = Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm));
         var server = new Http1Server(application, options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
             loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
