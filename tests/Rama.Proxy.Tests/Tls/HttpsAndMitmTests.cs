@@ -12,6 +12,7 @@ using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
 using Rama.Testing;
+using Xunit.Abstractions;
 
 namespace Rama.Proxy.Tests.Tls;
 
@@ -20,8 +21,13 @@ public sealed class HttpsAndMitmTests : IDisposable
 {
     private readonly TestPki _pki = new();
     private readonly (string Cert, string Key) _localhost;
+    private readonly ITestOutputHelper _output;
 
-    public HttpsAndMitmTests() => _localhost = _pki.Issue("localhost", false, "localhost", "127.0.0.1");
+    public HttpsAndMitmTests(ITestOutputHelper output)
+    {
+        _output = output;
+        _localhost = _pki.Issue("localhost", false, "localhost", "127.0.0.1");
+    }
 
     public void Dispose() => _pki.Dispose();
 
@@ -119,6 +125,7 @@ public sealed class HttpsAndMitmTests : IDisposable
                 var clock = Stopwatch.StartNew();
                 var subjects = await Task.WhenAll(Enumerable.Range(0, clients).Select(i => HandshakeThroughMitmAsync(proxy.Port, origin.Port, $"host{i % names}.test", authority.Certificate)));
                 clock.Stop();
+                _output.WriteLine($"{clients} concurrent CONNECT + TLS handshakes over {names} new names: {clock.Elapsed.TotalMilliseconds:0} ms, {authority.Minted} leaves minted");
                 Assert.Equal(names, authority.Minted);
                 for (var i = 0; i < clients; i++)
                 {
@@ -164,9 +171,18 @@ public sealed class HttpsAndMitmTests : IDisposable
     public void Minting_is_once_per_name_under_contention_and_fast()
     {
         using var authority = MitmAuthority.Create();
+        var clock = Stopwatch.StartNew();
+        authority.GetLeaf("warm-up.test");
+        var single = Stopwatch.StartNew();
+        for (var i = 0; i < 100; i++)
+        {
+            authority.GetLeaf($"sequential{i}.test");
+        }
+
+        _output.WriteLine($"minting: {single.Elapsed.TotalMilliseconds / 100:0.00} ms per leaf (100 sequential, after a {clock.Elapsed.TotalMilliseconds - single.Elapsed.TotalMilliseconds:0.0} ms warm-up)");
         var contexts = new ConcurrentBag<SslStreamCertificateContext>();
         Parallel.For(0, 2000, new ParallelOptions { MaxDegreeOfParallelism = 16 }, i => contexts.Add(authority.GetLeaf($"n{i % 100}.test")));
-        Assert.Equal(100, authority.Minted);
+        Assert.Equal(201, authority.Minted);
         Assert.Equal(100, contexts.Distinct().Count());
     }
 
