@@ -3,6 +3,7 @@ using System.Text.Json;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tests.Tls;
 using Rama.Proxy.Tls;
+using Rama.Proxy.Tests.Support;
 using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Fingerprint;
@@ -27,7 +28,7 @@ public sealed class TsharkJa3Tests : IDisposable
     public async Task Our_ja3_equals_tsharks_for_the_same_handshake(string client)
     {
         var tls = new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(_leaf.Cert, _leaf.Key), ApplicationProtocols = ["http/1.1"] };
-        await using var server = new StackServer(TlsStacks.Echo(tls));
+        await using var server = new ProxyHarness(TlsStacks.Echo(tls));
         // tshark decodes live (-l: a line per packet as it arrives), the port forced to TLS.
         using var tshark = Process.Start(new ProcessStartInfo("tshark",
             ["-i", "lo", "-f", $"tcp port {server.Port}", "-l", "-d", $"tcp.port=={server.Port},tls", "-Y", "tls.handshake.type==1", "-T", "fields", "-e", "tls.handshake.ja3"])

@@ -131,23 +131,9 @@ public class ProxyProtocolCodecTests
             from seed in Gen.Elements(seeds)
             from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, 60), Gen.Choose(0, 255)), 3)
             from cut in Gen.Choose(0, 70)
-            select Mutate(seed, mutations, cut);
+            select Mutations.Apply(seed, mutations, cut);
         Prop.ForAll(gen.ToArbitrary(), bytes => IsTotal(bytes)).QuickCheckThrowOnFailure();
         Prop.ForAll(Gen.ArrayOf(Gen.Choose(0, 255).Select(i => (byte)i)).ToArbitrary(), bytes => IsTotal(bytes)).QuickCheckThrowOnFailure();
-    }
-
-    private static byte[] Mutate(byte[] seed, IEnumerable<(int At, int Value)> mutations, int cut)
-    {
-        var copy = seed[..Math.Min(cut, seed.Length)];
-        foreach (var (at, value) in mutations)
-        {
-            if (at < copy.Length)
-            {
-                copy[at] = (byte)value;
-            }
-        }
-
-        return copy;
     }
 
     private static bool IsTotal(byte[] bytes)

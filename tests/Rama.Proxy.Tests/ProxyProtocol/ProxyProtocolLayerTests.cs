@@ -8,6 +8,7 @@ using Rama.Proxy.Net;
 using Rama.Proxy.ProxyProtocol;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tests.Tls;
+using Rama.Proxy.Tests.Support;
 using Rama.Testing;
 
 namespace Rama.Proxy.Tests.ProxyProtocol;
@@ -23,7 +24,7 @@ public sealed class ProxyProtocolLayerTests
     [InlineData("send-proxy-v2", 2)]
     public async Task Haproxy_in_front_the_echo_reports_the_original_client(string sendProxy, int version)
     {
-        await using var rama = new StackServer(Echo(new ProxyProtocolOptions()));
+        await using var rama = new ProxyHarness(Echo(new ProxyProtocolOptions()));
         var haproxyPort = Ports.Refused();
         var config = Path.Combine(Path.GetTempPath(), $"rama-haproxy-{Guid.NewGuid():N}.cfg");
         await File.WriteAllTextAsync(config, $"""
@@ -100,7 +101,7 @@ public sealed class ProxyProtocolLayerTests
             TrustedSources = trusted ? [IPNetwork.Parse("127.0.0.0/8")] : [IPNetwork.Parse("10.0.0.0/8")],
             HeaderTimeout = TimeSpan.FromSeconds(1),
         };
-        await using var server = new StackServer(new ProxyProtocolLayer(options).Layer(inner));
+        await using var server = new ProxyHarness(new ProxyProtocolLayer(options).Layer(inner));
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, server.Port)).WaitAsync(TimeSpan.FromSeconds(5));
         var clock = Stopwatch.StartNew();
@@ -124,7 +125,7 @@ public sealed class ProxyProtocolLayerTests
     public async Task An_untrusted_direct_client_without_a_header_is_served_as_it_is()
     {
         var options = new ProxyProtocolOptions { TrustedSources = [IPNetwork.Parse("10.0.0.0/8")] };
-        await using var server = new StackServer(Echo(options));
+        await using var server = new ProxyHarness(Echo(options));
         var result = await Cli.CurlAsync("-w", "\n%{local_ip}:%{local_port}", $"http://127.0.0.1:{server.Port}/direct");
         var text = result.Text;
         using var json = JsonDocument.Parse(text[..text.LastIndexOf('\n')]);
@@ -138,9 +139,9 @@ public sealed class ProxyProtocolLayerTests
         // termination -> (PROXY v2) -> echo behind a PROXY layer: the echo sees the TLS client's address.
         using var pki = new TestPki();
         var leaf = pki.Issue("localhost", false, "localhost");
-        await using var echo = new StackServer(Echo(new ProxyProtocolOptions()));
+        await using var echo = new ProxyHarness(Echo(new ProxyProtocolOptions()));
         var tls = new Rama.Proxy.Tls.TlsServerOptions { Certificates = new Rama.Proxy.Tls.ServerCertificates().AddFiles(leaf.Cert, leaf.Key) };
-        await using var front = new StackServer(TlsStacks.Termination(tls, new TlsTerminationOptions
+        await using var front = new ProxyHarness(TlsStacks.Termination(tls, new TlsTerminationOptions
         {
             Upstream = new HostPort("127.0.0.1", echo.Port),
             SendProxyProtocol = ProxyProtocolVersion.V2,

@@ -109,22 +109,8 @@ public class ClientHelloParserTests
         var gen =
             from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, valid.Length - 1), Gen.Choose(0, 255)), 4)
             from cut in Gen.Choose(0, valid.Length)
-            select Mutate(valid, mutations, cut);
+            select Mutations.Apply(valid, mutations, cut);
         Prop.ForAll(gen.ToArbitrary(), bytes => IsTotal(bytes)).QuickCheckThrowOnFailure();
-    }
-
-    private static byte[] Mutate(byte[] valid, IEnumerable<(int At, int Value)> mutations, int cut)
-    {
-        var copy = valid[..cut];
-        foreach (var (at, value) in mutations)
-        {
-            if (at < copy.Length)
-            {
-                copy[at] = (byte)value;
-            }
-        }
-
-        return copy;
     }
 
     private static bool IsTotal(byte[] bytes)

@@ -11,6 +11,7 @@ using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
+using Rama.Proxy.Tests.Support;
 using Rama.Testing;
 using Xunit.Abstractions;
 
@@ -38,8 +39,8 @@ public sealed class HttpsAndMitmTests : IDisposable
     [Fact]
     public async Task Curl_uses_the_https_proxy_for_http_and_https_targets()
     {
-        await using var origin = new StackServer(TlsStacks.Echo(ServerTls()));
-        await using var proxy = new StackServer(ForwardProxyStack.Create(ProxyOptions, StaticProxyAuthenticator.None, extras: new ForwardProxyExtras { Https = ServerTls() }));
+        await using var origin = new ProxyHarness(TlsStacks.Echo(ServerTls()));
+        await using var proxy = new ProxyHarness(ForwardProxyStack.Create(ProxyOptions, StaticProxyAuthenticator.None, extras: new ForwardProxyExtras { Https = ServerTls() }));
         var common = new[] { "--proxy", $"https://localhost:{proxy.Port}", "--proxy-cacert", _pki.CaFile };
         var http = await Cli.CurlAsync([.. common, $"http://127.0.0.1:{origin.Port}/plain"]);
         Assert.True(http.ExitCode == 0, http.Stderr);
@@ -53,7 +54,7 @@ public sealed class HttpsAndMitmTests : IDisposable
         Assert.Contains("\"target\": \"/still-plain\"", plain.Text, StringComparison.Ordinal);
     }
 
-    private (StackServer Proxy, MitmAuthority Authority, string CaFile) StartMitm(ILoggerFactory? loggers = null, bool trustOrigin = true)
+    private (ProxyHarness Proxy, MitmAuthority Authority, string CaFile) StartMitm(ILoggerFactory? loggers = null, bool trustOrigin = true)
     {
         var authority = MitmAuthority.Create();
         var caFile = Path.Combine(_pki.Directory, "mitm-ca.pem");
@@ -64,7 +65,7 @@ public sealed class HttpsAndMitmTests : IDisposable
             Authority = authority,
             Upstream = new TlsClientOptions { ExtraTrustedRoots = trustOrigin ? TlsFiles.LoadAuthorities(_pki.CaFile) : null },
         }, connector, loggers);
-        var proxy = new StackServer(ForwardProxyStack.Create(ProxyOptions, StaticProxyAuthenticator.None, loggers, extras: new ForwardProxyExtras { Tunnel = mitm }));
+        var proxy = new ProxyHarness(ForwardProxyStack.Create(ProxyOptions, StaticProxyAuthenticator.None, loggers, extras: new ForwardProxyExtras { Tunnel = mitm }));
         return (proxy, authority, caFile);
     }
 
@@ -73,7 +74,7 @@ public sealed class HttpsAndMitmTests : IDisposable
     {
         var log = new ListLoggerProvider();
         using var loggers = LoggerFactory.Create(b => b.AddProvider(log).SetMinimumLevel(LogLevel.Information));
-        await using var origin = new StackServer(TlsStacks.Echo(ServerTls()));
+        await using var origin = new ProxyHarness(TlsStacks.Echo(ServerTls()));
         var (proxy, authority, caFile) = StartMitm(loggers);
         await using (proxy)
         {
@@ -99,7 +100,7 @@ public sealed class HttpsAndMitmTests : IDisposable
     [Fact]
     public async Task Mitm_verifies_the_origin_by_default()
     {
-        await using var origin = new StackServer(TlsStacks.Echo(ServerTls()));
+        await using var origin = new ProxyHarness(TlsStacks.Echo(ServerTls()));
         var (proxy, authority, caFile) = StartMitm(trustOrigin: false);
         await using (proxy)
         {

@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
+using Rama.Proxy.Tests.Support;
 using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Tls;
@@ -30,7 +31,7 @@ public sealed class TlsTerminationTests : IDisposable
         HandshakeTimeout = handshakeTimeout ?? TimeSpan.FromSeconds(10),
     };
 
-    private static StackServer Termination(TlsServerOptions tls, int upstreamPort, TerminationMode mode = TerminationMode.Tcp) =>
+    private static ProxyHarness Termination(TlsServerOptions tls, int upstreamPort, TerminationMode mode = TerminationMode.Tcp) =>
         new(TlsStacks.Termination(tls, new TlsTerminationOptions { Upstream = new HostPort("127.0.0.1", upstreamPort), Mode = mode }));
 
     private static Task<Cli.Result> SClientAsync(int port, string? serverName) =>
