@@ -38,6 +38,20 @@ public sealed class NodeOptions
     /// <summary>Protocol limits and timeouts of the proxy stack (upstream routing under <c>Proxy:Upstream</c>).</summary>
     public ForwardProxyOptions Proxy { get; set; } = new();
 
+    /// <summary>TLS: certificates (which also make the proxy ports HTTPS proxies), termination listeners and their upstream.</summary>
+    public TlsNodeOptions Tls { get; set; } = new();
+
+    /// <summary>MITM of CONNECT tunnels (off unless enabled).</summary>
+    public MitmNodeOptions Mitm { get; set; } = new();
+
+    /// <summary>PROXY protocol accept side on every listener.</summary>
+    public ProxyProtocolNodeOptions ProxyProtocol { get; set; } = new();
+
+    /// <summary>Echo service endpoints (<c>--echo-listen</c>): JSON of each request with its TLS fingerprints; HTTPS too when a certificate is configured.</summary>
+    public List<string> EchoListen { get; set; } = [];
+
+    public IReadOnlyList<IPEndPoint> EchoEndpoints { get; private set; } = [];
+
     /// <summary>The parsed endpoints.</summary>
     public IReadOnlyList<IPEndPoint> Endpoints { get; private set; } = [];
 
@@ -53,19 +67,11 @@ public sealed class NodeOptions
             Listen.Add(DefaultListen);
         }
 
-        var endpoints = new List<IPEndPoint>();
-        foreach (var text in Listen)
-        {
-            // An explicit port is required (0 picks one); IPEndPoint alone would read "127.0.0.1" as port 0.
-            if (TryParseEndpoint(text, out var endpoint))
-            {
-                endpoints.Add(endpoint);
-            }
-            else
-            {
-                problems.Add($"--listen '{text}' is not an ip:port (use 127.0.0.1:8080, [::1]:8080; port 0 picks a free port)");
-            }
-        }
+        var endpoints = ParseEndpoints(Listen, "--listen", problems);
+        EchoEndpoints = ParseEndpoints(EchoListen, "--echo-listen", problems);
+        Tls.Validate(problems);
+        ProxyProtocol.Validate(problems);
+        Mitm.Validate(problems);
 
         var reverse = new List<(IPEndPoint, HostPort)>();
         foreach (var text in Reverse)
@@ -143,6 +149,25 @@ public sealed class NodeOptions
         var colon = text.LastIndexOf(':');
         var hasPort = colon > 0 && colon < text.Length - 1 && text[(colon + 1)..].All(char.IsAsciiDigit) && (text[0] != '[' || text[colon - 1] == ']');
         return hasPort && IPEndPoint.TryParse(text, out endpoint);
+    }
+
+    /// <summary>Parses <c>ip:port</c> texts (an explicit port is required; 0 picks one).</summary>
+    internal static List<IPEndPoint> ParseEndpoints(IEnumerable<string> texts, string option, List<string> problems)
+    {
+        var endpoints = new List<IPEndPoint>();
+        foreach (var text in texts)
+        {
+            if (TryParseEndpoint(text, out var endpoint))
+            {
+                endpoints.Add(endpoint);
+            }
+            else
+            {
+                problems.Add($"{option} '{text}' is not an ip:port (use 127.0.0.1:8080, [::1]:8080; port 0 picks a free port)");
+            }
+        }
+
+        return endpoints;
     }
 
     public IProxyAuthenticator CreateAuthenticator() =>

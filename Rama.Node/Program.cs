@@ -28,10 +28,12 @@ public static class Program
         var upstreamAttempts = new Option<int?>("--upstream-attempts") { Description = "Upstreams tried per connection before failing (default 3)" };
         var upstreamBackoff = new Option<double?>("--upstream-backoff") { Description = "Seconds a failing upstream is backed off at first; doubles per failure up to 300 (default 5)" };
         var upstreamCa = new Option<string?>("--upstream-ca") { Description = "PEM file of extra CA certificates trusted for HTTPS upstreams (certificates are always verified)" };
+        var tls = new TlsCommandLine();
         var root = new RootCommand("Rama proxy node: an HTTP forward proxy (absolute-form and CONNECT) and a SOCKS5 proxy on one port")
         {
             listen, auth, drain, config, allowOpen, reverse, proxyDb, upstreamMode, upstreamFallback, upstreamAttempts, upstreamBackoff, upstreamCa,
         };
+        tls.AddTo(root);
         root.SetAction(_ => 0);
         var parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
@@ -44,7 +46,7 @@ public static class Program
             return 2;
         }
 
-        if (parsed.Action is HelpAction)
+        if (parsed.Action is HelpAction || tls.IsSubcommand(parsed))
         {
             return await parsed.InvokeAsync().ConfigureAwait(false);
         }
@@ -141,7 +143,7 @@ public static class Program
         }
 
         options.Proxy = options.Proxy with { Upstream = upstream };
-
+        tls.Apply(parsed, options);
         var problems = options.Validate();
         if (problems.Count > 0)
         {
@@ -164,13 +166,8 @@ public static class Program
             .WithShutdownPhaseTimeout("service-requests-done", options.DrainTimeout + TimeSpan.FromSeconds(5))
             .WithProxyListeners(new ProxyListenerSettings(
                 options.Endpoints,
-                services => ForwardProxyStack.Create(options.Proxy, options.CreateAuthenticator(), services.GetRequiredService<ILoggerFactory>(),
-                    proxyDatabase: database?.Database),
-                options.DrainTimeout)
-            {
-                AdditionalListeners = [.. options.ReverseListeners.Select(r => new ProxyListenerEndpoint(r.Endpoint,
-                    services => ReverseProxyStack.Create(options.Proxy, r.Upstream, services.GetRequiredService<ILoggerFactory>())))],
-            }));
+                services => TlsCommandLine.ForwardProxy(options, services.GetRequiredService<ILoggerFactory>(), database?.Database),
+                options.DrainTimeout) { AdditionalListeners = TlsCommandLine.ExtraListeners(options) }));
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
@@ -202,11 +199,12 @@ public static class Program
         var authText = options.Auth.Count == 0 ? "none" : string.Create(CultureInfo.InvariantCulture, $"{options.Auth.Count} user(s)");
         for (var i = 0; i < bound.Count; i++)
         {
-            // Forward endpoints bind first, then the reverse listeners in their given order.
-            var reverseAt = i - options.Endpoints.Count;
-            Console.WriteLine(reverseAt < 0
-                ? $"Rama node: listening on {bound[i]} (HTTP proxy + SOCKS5, auth: {authText})"
-                : $"Rama node: listening on {bound[i]} (HTTP reverse proxy to {options.ReverseListeners[reverseAt].Upstream})");
+            Console.WriteLine($"Rama node: listening on {bound[i]} ({TlsCommandLine.Describe(options, i, authText)})");
+        }
+
+        if (options.Mitm.Enabled)
+        {
+            Console.WriteLine($"Rama node: MITM on; clients must trust {(string.IsNullOrEmpty(options.Mitm.CaCert) ? Path.Combine(options.Mitm.EffectiveCaDir, Rama.Proxy.Tls.MitmAuthority.CertificateFile) : options.Mitm.CaCert)} (rama-node ca export)");
         }
 
         if (options.Auth.Count == 0 && bound.Take(options.Endpoints.Count).Any(e => !System.Net.IPAddress.IsLoopback(e.Address)))

@@ -31,7 +31,8 @@ public enum ForwardError
 /// tunnel; an absolute-form request is forwarded in origin-form over a pooled connection; anything
 /// else is refused with 400 (a reverse proxy is another service).
 /// </summary>
-internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time)
+internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time,
+    ITunnelHandler? tunnel = null)
     : Core.IService<HttpRequest, HttpResponse>
 {
     private static readonly byte[] s_hostName = "Host"u8.ToArray();
@@ -91,7 +92,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 try
                 {
                     // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
-                    var moved = await Relay.RunAsync(client, upstream, token).ConfigureAwait(false);
+                    var moved = tunnel is not null && request.Extensions.Get<ConnectionContext>() is { } connection
+                        ? await tunnel.RunAsync(connection, client, upstream, target.Value, token).ConfigureAwait(false)
+                        : await Relay.RunAsync(client, upstream, token).ConfigureAwait(false);
                     LogTunnelClosed(_logger, target.Value.ToString(), moved.ClientToTarget, moved.TargetToClient);
                 }
                 finally

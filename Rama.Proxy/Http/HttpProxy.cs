@@ -66,15 +66,17 @@ public static class HttpProxy
     /// fields removed, bodies streamed, origin connections pooled) and CONNECT tunnels, behind
     /// <c>Proxy-Authorization: Basic</c> when <paramref name="authenticator"/> requires it. The returned
     /// service also implements <see cref="IAsyncDisposable"/>: disposing it closes pooled origin connections.
-    /// <paramref name="requestLayer"/> (e.g. upstream routing) runs after auth, before forwarding.
+    /// <paramref name="requestLayer"/> (e.g. upstream routing) runs after auth, before forwarding. A
+    /// <paramref name="tunnel"/> handler (MITM) runs CONNECT tunnels instead of the byte relay; it
+    /// needs the <see cref="ConnectionContext"/> in its own extensions bag (ForwardProxyStack puts it there).
     /// </summary>
     public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
-        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ILayer<HttpRequest, HttpResponse>? requestLayer = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ILayer<HttpRequest, HttpResponse>? requestLayer = null, ITunnelHandler? tunnel = null)
     {
         ArgumentNullException.ThrowIfNull(authenticator);
         return Build(options, connector, "Rama.Proxy.Http.ForwardProxy",
             forwarder => Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm), requestLayer ?? Service.Identity<HttpRequest, HttpResponse>()),
-            loggerFactory, time);
+            loggerFactory, time, tunnel);
     }
 
     /// <summary>
@@ -88,12 +90,12 @@ public static class HttpProxy
         ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
     {
         return Build(options, connector, "Rama.Proxy.Http.ReverseProxy", forwarder => new ReverseProxyService(forwarder, Http1ConnectionPool.Key(upstream)),
-            loggerFactory, time);
+            loggerFactory, time, tunnel: null);
     }
 
     // The shared shape: validated options, one origin pool, the forwarder, an application over it, the HTTP/1.1 server.
     private static ForwardProxyConnectionService Build(HttpProxyOptions options, ITcpConnector connector, string loggerName,
-        Func<ForwardProxyService, IService<HttpRequest, HttpResponse>> application, ILoggerFactory? loggerFactory, TimeProvider? time)
+        Func<ForwardProxyService, IService<HttpRequest, HttpResponse>> application, ILoggerFactory? loggerFactory, TimeProvider? time, ITunnelHandler? tunnel)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
@@ -101,7 +103,7 @@ public static class HttpProxy
         loggerFactory ??= NullLoggerFactory.Instance;
         time ??= TimeProvider.System;
         var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
-        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger(loggerName), time);
+        var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger(loggerName), time, tunnel);
         var server = new Http1Server(application(forwarder), options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
             loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
         return new ForwardProxyConnectionService(server, pool);

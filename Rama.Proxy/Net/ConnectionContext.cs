@@ -19,7 +19,24 @@ public sealed class ConnectionContext
         _socket = socket;
         Transport = socket;
         ShutdownRequested = shutdownRequested;
+        Extensions = new Extensions();
     }
+
+    private ConnectionContext(ConnectionContext outer, IDuplexPipe transport)
+    {
+        Id = outer.Id;
+        _socket = outer._socket;
+        Transport = transport;
+        ShutdownRequested = outer.ShutdownRequested;
+        RemoteEndPoint = outer.RemoteEndPoint;
+        Extensions = new Extensions(outer.Extensions);
+    }
+
+    /// <summary>
+    /// A context for a protocol nested in this connection (a MITM-decrypted CONNECT tunnel): the same
+    /// socket (closing, abort, close reason), another transport, a child extensions bag.
+    /// </summary>
+    public ConnectionContext CreateNested(IDuplexPipe transport) => new(this, transport);
 
     /// <summary>Process-unique connection id (for logs).</summary>
     public long Id { get; }
@@ -27,7 +44,7 @@ public sealed class ConnectionContext
     /// <summary>The bytes of the connection; replaced by layers that change the wire.</summary>
     public IDuplexPipe Transport { get; set; }
 
-    public Extensions Extensions { get; } = new();
+    public Extensions Extensions { get; }
 
     /// <summary>The peer's address; a PROXY-protocol layer may replace it with the original client's.</summary>
     public IPEndPoint? RemoteEndPoint { get; set; }

@@ -37,11 +37,12 @@ public static class Socks5Server
         ITcpConnector connector,
         IProxyAuthenticator authenticator,
         ILoggerFactory? loggerFactory = null,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        ITunnelHandler? tunnel = null)
     {
         options.Validate();
         return new Socks5Service(options, connector, authenticator,
-            (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System);
+            (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System, tunnel ?? RelayTunnel.Instance);
     }
 }
 
@@ -50,7 +51,8 @@ internal sealed partial class Socks5Service(
     ITcpConnector connector,
     IProxyAuthenticator authenticator,
     ILogger logger,
-    TimeProvider time) : IService<ConnectionContext, Unit>
+    TimeProvider time,
+    ITunnelHandler tunnel) : IService<ConnectionContext, Unit>
 {
     private delegate Socks5ParseStatus Parser<T>(ReadOnlySequence<byte> input, out SequencePosition consumed, out T value);
 
@@ -151,7 +153,7 @@ internal sealed partial class Socks5Service(
         await using (upstream.ConfigureAwait(false))
         {
             // Bytes the client sent after the request are already in the pipe: the relay forwards them.
-            var moved = await Relay.RunAsync(transport, upstream, cancellationToken).ConfigureAwait(false);
+            var moved = await tunnel.RunAsync(connection, transport, upstream, request.Target, cancellationToken).ConfigureAwait(false);
             connection.TrySetCloseReason("tunnel closed");
             LogTunnel(logger, connection.Id, connection.Extensions.Get<ProxyUser>()?.Name ?? "-", request.Target.ToString(),
                 moved.ClientToTarget, moved.TargetToClient, Stopwatch.GetElapsedTime(started).TotalMilliseconds,

@@ -37,6 +37,16 @@ public sealed record ForwardProxyOptions
     }
 }
 
+/// <summary>Optional parts of a forward-proxy port (issue 5): absent, the port is plain HTTP + SOCKS5.</summary>
+public sealed record ForwardProxyExtras
+{
+    /// <summary>Also accept TLS on the port (an HTTPS proxy: <c>curl --proxy https://...</c>).</summary>
+    public Tls.TlsServerOptions? Https { get; init; }
+
+    /// <summary>Runs CONNECT tunnels (HTTP and SOCKS5) instead of the byte relay: the MITM proxy.</summary>
+    public ITunnelHandler? Tunnel { get; init; }
+}
+
 /// <summary>
 /// The stack of a forward-proxy port: peek at the first byte, then SOCKS5 (0x05) or HTTP/1.1 (an
 /// ASCII letter starting a method token) on the same port; anything else is closed. Built once,
@@ -50,7 +60,8 @@ public static class ForwardProxyStack
         IProxyAuthenticator authenticator,
         ILoggerFactory? loggerFactory = null,
         TimeProvider? time = null,
-        IProxyDatabase? proxyDatabase = null)
+        IProxyDatabase? proxyDatabase = null,
+        ForwardProxyExtras? extras = null)
     {
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
@@ -66,19 +77,38 @@ public static class ForwardProxyStack
             (connector, authenticator, routing) = (upstream.Connector, upstream.Authenticator, upstream.HttpLayer);
         }
 
-        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing);
-        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time);
+        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing, extras?.Tunnel);
+        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time, extras?.Tunnel);
+        List<PeekRoute> routes =
+        [
+            PeekRoute.FirstByte("socks5", b => b == Socks5Protocol.Version, socks5),
+            // RFC 9110 §9: a method is a token; every registered method starts with a letter.
+            PeekRoute.FirstByte("http", b => char.IsAsciiLetter((char)b), http),
+        ];
+        if (extras?.Https is { } https)
+        {
+            // The HTTPS proxy: a TLS record first (RFC 8446 §5.1), then the same HTTP forward proxy inside.
+            routes.Add(PeekRoute.FirstByte("https", b => b == TlsStacks.TlsRecordByte, new Tls.TlsServerLayer(https, loggerFactory, time).Layer(http)));
+        }
+
         var router = new PeekRouter(
-            [
-                PeekRoute.FirstByte("socks5", b => b == Socks5Protocol.Version, socks5),
-                // RFC 9110 §9: a method is a token; every registered method starts with a letter.
-                PeekRoute.FirstByte("http", b => char.IsAsciiLetter((char)b), http),
-            ],
+            routes,
             fallback: null,
             options.FirstBytesTimeout ?? options.Http.Limits.HeaderTimeout,
             time,
             loggerFactory.CreateLogger("Rama.Proxy.Net.PeekRouter"));
-        return new OwningService(router, http as IAsyncDisposable);
+        IService<ConnectionContext, Unit> stack = router;
+        if (extras?.Tunnel is not null)
+        {
+            // The tunnel handler of an HTTP CONNECT finds its connection through the request's bag.
+            stack = Service.Stack(stack, Service.Layer<ConnectionContext, Unit>(inner => Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
+            {
+                connection.Extensions.Set(connection);
+                return inner.ServeAsync(connection, token);
+            })));
+        }
+
+        return new OwningService(stack, http as IAsyncDisposable);
     }
 
     /// <summary>The stack plus what it owns (the HTTP origin pool): disposing the stack releases them.</summary>

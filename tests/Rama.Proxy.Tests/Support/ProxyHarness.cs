@@ -21,6 +21,14 @@ public sealed class ProxyHarness : IAsyncDisposable
         Server.Start(_service);
     }
 
+    /// <summary>Any connection stack (TLS, echo, PROXY protocol, ...) on 127.0.0.1:0, with the same disposal check.</summary>
+    public ProxyHarness(IService<ConnectionContext, Unit> stack)
+    {
+        _service = stack;
+        Server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        Server.Start(_service);
+    }
+
     public TcpServer Server { get; }
 
     public int Port => Server.LocalEndPoint.Port;

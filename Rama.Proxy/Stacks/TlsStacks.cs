@@ -1,0 +1,156 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Fingerprint;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
+using Rama.Proxy.ProxyProtocol;
+using Rama.Proxy.Tls;
+
+namespace Rama.Proxy.Stacks;
+
+/// <summary>How terminated traffic is forwarded.</summary>
+public enum TerminationMode
+{
+    /// <summary>Raw bytes, relayed both ways (any protocol inside TLS).</summary>
+    Tcp,
+    /// <summary>Parsed as HTTP/1.1 and forwarded request by request (fingerprints logged per request).</summary>
+    Http,
+}
+
+/// <summary>Where and how a TLS termination proxy forwards.</summary>
+public sealed record TlsTerminationOptions
+{
+    public required HostPort Upstream { get; init; }
+
+    public TerminationMode Mode { get; init; } = TerminationMode.Tcp;
+
+    /// <summary>Re-encrypt to the upstream with these options; null: plain TCP upstream.</summary>
+    public TlsClientOptions? UpstreamTls { get; init; }
+
+    /// <summary>Send a PROXY header to the upstream first (it must expect one); null: none.</summary>
+    public ProxyProtocolVersion? SendProxyProtocol { get; init; }
+
+    public HttpLimits Limits { get; init; } = new();
+
+    public TcpConnectorOptions Connector { get; init; } = new();
+
+    /// <summary>Longest wait for the upstream's response head in HTTP mode. Default 60 s (nginx's proxy_read_timeout).</summary>
+    public TimeSpan UpstreamResponseHeaderTimeout { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>Connection stacks built from the TLS, fingerprint and PROXY protocol layers.</summary>
+public static class TlsStacks
+{
+    /// <summary>Puts the connection's (possibly PROXY-protocol-corrected) addresses in the extensions bag as <see cref="PeerAddresses"/>.</summary>
+    public static ILayer<ConnectionContext, Unit> PeerAddressesLayer { get; } = Service.Layer<ConnectionContext, Unit>(inner => Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
+    {
+        connection.Extensions.Set(new PeerAddresses(connection.RemoteEndPoint, connection.LocalEndPoint));
+        return inner.ServeAsync(connection, token);
+    }));
+
+    /// <summary>
+    /// A TLS termination reverse proxy: TCP server -> TLS server (SNI, ALPN, mTLS, handshake timeout) ->
+    /// TCP (or TLS) client to one upstream, raw or HTTP-aware.
+    /// </summary>
+    public static IService<ConnectionContext, Unit> Termination(TlsServerOptions tls, TlsTerminationOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        loggerFactory ??= NullLoggerFactory.Instance;
+        time ??= TimeProvider.System;
+        options.Limits.Validate();
+        ITcpConnector connector = new TcpConnector(new DnsResolver(), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
+        if (options.SendProxyProtocol is { } version)
+        {
+            connector = new ProxyProtocolConnector(connector, version);
+        }
+
+        IService<ConnectionContext, Unit> forward;
+        if (options.Mode == TerminationMode.Tcp)
+        {
+            forward = Service.FromFunc<ConnectionContext, Unit>(async (connection, token) =>
+            {
+                var dial = await DialAsync(connector, options, time, token).ConfigureAwait(false);
+                if (dial.Pipe is null)
+                {
+                    connection.TrySetCloseReason($"upstream {options.Upstream}: {dial.Error} {dial.Detail}");
+                    return Unit.Value;
+                }
+
+                await using (dial.Owner!.ConfigureAwait(false))
+                {
+                    await Relay.RunAsync(connection.Transport, dial.Pipe, token).ConfigureAwait(false);
+                }
+
+                return Unit.Value;
+            });
+        }
+        else
+        {
+            var origin = new OriginForwarder((_, token) => DialAsync(connector, options, time, token), options.Limits,
+                loggerFactory.CreateLogger("Rama.Proxy.Tls.OriginForwarder"), options.UpstreamResponseHeaderTimeout, time);
+            var app = Service.Stack<HttpRequest, HttpResponse>(origin, new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")));
+            forward = OriginForwarder.Scoped(HttpServer.Create(app, options.Limits, loggerFactory, time));
+        }
+
+        var layers = new List<ILayer<ConnectionContext, Unit>>();
+        if (options.SendProxyProtocol is not null)
+        {
+            layers.Add(ProxyProtocolConnector.ScopeLayer);
+        }
+
+        layers.Add(new TlsServerLayer(tls, loggerFactory, time));
+        return Service.Stack(forward, [.. layers]);
+    }
+
+    /// <summary>Dials the upstream: TCP, then TLS when asked for (SNI and verification against the upstream's host name).</summary>
+    internal static async ValueTask<OriginDial> DialAsync(ITcpConnector connector, TlsTerminationOptions options, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var result = await connector.ConnectAsync(options.Upstream, cancellationToken).ConfigureAwait(false);
+        if (result.Connection is not { } socket)
+        {
+            return OriginDial.Failed(result.Error == ConnectError.TimedOut ? ForwardError.ConnectTimedOut : ForwardError.ConnectFailed, $"{result.Error}: {result.Detail}");
+        }
+
+        if (options.UpstreamTls is null)
+        {
+            return new OriginDial(socket, socket, ForwardError.None, "");
+        }
+
+        try
+        {
+            var tls = await TlsClient.ConnectAsync(socket, options.Upstream.Host, options.UpstreamTls, socket, cancellationToken, time).ConfigureAwait(false);
+            return new OriginDial(tls, tls, ForwardError.None, "");
+        }
+        catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+        {
+            await socket.DisposeAsync().ConfigureAwait(false);
+            return OriginDial.Failed(ForwardError.ConnectFailed, "upstream TLS: " + ex.Message);
+        }
+    }
+
+    /// <summary>
+    /// The echo server: HTTP/1.1, and HTTPS on the same port when <paramref name="tls"/> is given
+    /// (a first byte 0x16 is a TLS record). Every request is answered by <see cref="EchoService"/>.
+    /// </summary>
+    public static IService<ConnectionContext, Unit> Echo(TlsServerOptions? tls, HttpLimits? limits = null, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    {
+        loggerFactory ??= NullLoggerFactory.Instance;
+        time ??= TimeProvider.System;
+        limits ??= new HttpLimits();
+        var app = Service.Stack<HttpRequest, HttpResponse>(EchoService.Instance, new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")));
+        var http = HttpServer.Create(app, limits, loggerFactory, time);
+        var routes = new List<PeekRoute>();
+        if (tls is not null)
+        {
+            routes.Add(PeekRoute.FirstByte("tls", b => b == TlsRecordByte, new TlsServerLayer(tls, loggerFactory, time).Layer(http)));
+        }
+
+        routes.Add(PeekRoute.FirstByte("http", b => char.IsAsciiLetter((char)b), http));
+        var router = new PeekRouter(routes, fallback: null, limits.HeaderTimeout, time, loggerFactory.CreateLogger("Rama.Proxy.Net.PeekRouter"));
+        return Service.Stack(router, PeerAddressesLayer);
+    }
+
+    /// <summary>RFC 8446 §5.1: content type 22 (handshake) starts every ClientHello.</summary>
+    public const byte TlsRecordByte = 0x16;
+}

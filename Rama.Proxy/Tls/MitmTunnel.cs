@@ -1,0 +1,163 @@
+using System.IO.Pipelines;
+using System.Net.Security;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Fingerprint;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Tls;
+
+/// <summary>Options of the MITM proxy. Off unless configured.</summary>
+public sealed record MitmOptions
+{
+    public required MitmAuthority Authority { get; init; }
+
+    /// <summary>How the origin is verified when re-encrypting. Verification is on by default.</summary>
+    public TlsClientOptions Upstream { get; init; } = new();
+
+    /// <summary>Handshake timeout and ClientHello limit on the client side (certificates come from the authority).</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    public HttpLimits Limits { get; init; } = new();
+
+    /// <summary>Layers over decrypted requests (hooks and filters see and change requests and responses), outermost first.</summary>
+    public IReadOnlyList<ILayer<HttpRequest, HttpResponse>> RequestLayers { get; init; } = [];
+
+    /// <summary>Longest wait for the origin's response head. Default 60 s (nginx's proxy_read_timeout).</summary>
+    public TimeSpan UpstreamResponseHeaderTimeout { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>
+/// The MITM tunnel: when the first bytes of a CONNECT (HTTP or SOCKS5) tunnel are a ClientHello,
+/// terminate TLS with a leaf minted for its SNI (or the CONNECT host), serve the decrypted HTTP/1.1
+/// through the HTTP server and the configured request layers, and forward each request to the
+/// origin over TLS (verified, SNI as the client sent it, ALPN http/1.1 only: our HTTP/2 does not
+/// exist yet, so h2 is never offered to the client either). Anything else is relayed untouched.
+/// </summary>
+public sealed partial class MitmTunnel : ITunnelHandler
+{
+    private readonly MitmOptions _options;
+    private readonly ITcpConnector _connector;
+    private readonly ILoggerFactory _loggerFactory;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+
+    public MitmTunnel(MitmOptions options, ITcpConnector connector, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Limits.Validate();
+        _options = options;
+        _connector = connector;
+        _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
+        _logger = _loggerFactory.CreateLogger("Rama.Proxy.Tls.Mitm");
+        _time = time ?? TimeProvider.System;
+    }
+
+    public async Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(client);
+        if (!await StartsWithTlsAsync(client.Input, cancellationToken).ConfigureAwait(false))
+        {
+            return await Relay.RunAsync(client, upstream, cancellationToken).ConfigureAwait(false);
+        }
+
+        var nested = connection.CreateNested(client);
+        var firstDial = upstream;
+        var log = _logger;
+        OriginDialer dial = async (request, token) =>
+        {
+            var hello = request.Extensions.Get<TlsClientHello>();
+            var serverName = hello?.ServerName ?? target.Host;
+            var socket = Interlocked.Exchange(ref firstDial, null);
+            if (socket is null)
+            {
+                var result = await _connector.ConnectAsync(target, token).ConfigureAwait(false);
+                if (result.Connection is null)
+                {
+                    return OriginDial.Failed(result.Error == ConnectError.TimedOut ? ForwardError.ConnectTimedOut : ForwardError.ConnectFailed, $"{result.Error}: {result.Detail}");
+                }
+
+                socket = result.Connection;
+            }
+
+            try
+            {
+                var tls = await TlsClient.ConnectAsync(socket, serverName, _options.Upstream, socket, token, _time).ConfigureAwait(false);
+                return new OriginDial(tls, tls, ForwardError.None, "");
+            }
+            catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException)
+            {
+                LogUpstreamTls(log, connection.Id, serverName, ex.Message);
+                await socket.DisposeAsync().ConfigureAwait(false);
+                return OriginDial.Failed(ForwardError.ConnectFailed, "origin TLS: " + ex.Message);
+            }
+        };
+
+        var origin = new OriginForwarder(dial, _options.Limits, _loggerFactory.CreateLogger("Rama.Proxy.Tls.OriginForwarder"), _options.UpstreamResponseHeaderTimeout, _time);
+        var layers = new List<ILayer<HttpRequest, HttpResponse>> { new MitmLogLayer(_logger, target), new FingerprintLogLayer(_loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")) };
+        layers.AddRange(_options.RequestLayers);
+        var http = OriginForwarder.Scoped(HttpServer.Create(Service.Stack(origin, [.. layers]), _options.Limits, _loggerFactory, _time));
+        var tls = new TlsServerLayer(new TlsServerOptions
+        {
+            Certificates = new LeafSelector(_options.Authority, target.Host),
+            ApplicationProtocols = ["http/1.1"],
+            HandshakeTimeout = _options.HandshakeTimeout,
+        }, _loggerFactory, _time).Layer(http);
+        try
+        {
+            await tls.ServeAsync(nested, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (Interlocked.Exchange(ref firstDial, null) is { } unused)
+            {
+                await unused.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
+        return default;
+    }
+
+    /// <summary>Waits for the tunnel's first byte (bounded by the handshake timeout); true when it starts a TLS record.</summary>
+    private async ValueTask<bool> StartsWithTlsAsync(PipeReader input, CancellationToken cancellationToken)
+    {
+        using var timeout = new CancellationTokenSource(_options.HandshakeTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        try
+        {
+            var result = await input.ReadAsync(linked.Token).ConfigureAwait(false);
+            var first = result.Buffer.IsEmpty ? -1 : result.Buffer.FirstSpan[0];
+            input.AdvanceTo(result.Buffer.Start);
+            return first == 0x16;
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            return false; // a server-speaks-first protocol: relay
+        }
+    }
+
+    private sealed class LeafSelector(MitmAuthority authority, string connectHost) : IServerCertificateSelector
+    {
+        public ValueTask<SslStreamCertificateContext?> SelectAsync(TlsClientHello hello, CancellationToken cancellationToken) =>
+            new(authority.GetLeaf(hello.ServerName ?? connectHost));
+    }
+
+    private sealed class MitmLogLayer(ILogger logger, HostPort target) : ILayer<HttpRequest, HttpResponse>
+    {
+        public IService<HttpRequest, HttpResponse> Layer(IService<HttpRequest, HttpResponse> inner) => Service.FromFunc<HttpRequest, HttpResponse>(async (request, token) =>
+        {
+            var response = await inner.ServeAsync(request, token).ConfigureAwait(false);
+            LogDecrypted(logger, target.ToString(), request.Method, request.Target, request.Headers.GetText("Host") ?? "-", response.Status);
+            return response;
+        });
+    }
+
+    [LoggerMessage(EventId = 7100, Level = LogLevel.Information, Message = "MITM {Target}: {Method} {Path} host={Host} -> {Status}")]
+    private static partial void LogDecrypted(ILogger logger, string target, string method, string path, string host, int status);
+
+    [LoggerMessage(EventId = 7101, Level = LogLevel.Information, Message = "Connection {ConnectionId}: MITM origin {ServerName} failed TLS verification: {Detail}")]
+    private static partial void LogUpstreamTls(ILogger logger, long connectionId, string serverName, string detail);
+}
