@@ -413,53 +413,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
         }
 
-        private async ValueTask<ResponseHead?> ReadResponseHeadAsync(CancellationToken cancellationToken)
-        {
-            var input = upstream.Input;
-            var state = default(HeadScanState);
-            while (true)
-            {
-                var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-                var buffer = result.Buffer;
-                bool parsed;
-                ResponseHead? head;
-                SequencePosition consumed;
-                try
-                {
-                    parsed = Http1Parser.TryParseResponse(buffer, owner._options.Limits, ref state, request.Method, out head, out consumed);
-                }
-                catch
-                {
-                    input.AdvanceTo(buffer.Start, buffer.End);
-                    throw;
-                }
-
-                if (parsed)
-                {
-                    input.AdvanceTo(consumed);
-                    if (head!.Status == 101)
-                    {
-                        HttpRejection.Throw(HttpRejectReason.InvalidStatusLine); // we never ask for an upgrade (Upgrade is not forwarded)
-                    }
-
-                    if (head.IsInterim)
-                    {
-                        // RFC 9110 §15.2: 1xx interim answers (100 Continue, 103) are not relayed: our
-                        // server answers 100-continue itself when the body is first read.
-                        state = default;
-                        continue;
-                    }
-
-                    return head;
-                }
-
-                input.AdvanceTo(buffer.Start, buffer.End);
-                if (result.IsCompleted)
-                {
-                    return buffer.IsEmpty ? null : HttpRejection.Throw<ResponseHead>(HttpRejectReason.UnexpectedEndOfBody);
-                }
-            }
-        }
+        // A 101 is refused: we never ask for an upgrade (Upgrade is not forwarded).
+        private ValueTask<ResponseHead?> ReadResponseHeadAsync(CancellationToken cancellationToken) =>
+            Http1ResponseReader.ReadFinalHeadAsync(upstream.Input, owner._options.Limits, request.Method, rejectSwitchingProtocols: true, cancellationToken);
 
         private async ValueTask<(HttpResponse?, ForwardError, string)> AbandonAsync(ForwardError error, string detail)
         {

@@ -31,52 +31,33 @@ internal static class HttpConnectClient
         request.Append("\r\n");
         await upstream.Output.WriteAsync(Encoding.UTF8.GetBytes(request.ToString()), cancellationToken).ConfigureAwait(false);
 
-        var input = upstream.Input;
-        var state = default(HeadScanState);
-        while (true)
+        ResponseHead? head;
+        try
         {
-            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            bool parsed;
-            ResponseHead? head;
-            System.SequencePosition consumed;
-            try
-            {
-                parsed = Http1Parser.TryParseResponse(buffer, Limits, ref state, HttpMethods.Connect, out head, out consumed);
-            }
-            catch (HttpCodecException ex)
-            {
-                input.AdvanceTo(buffer.Start, buffer.End);
-                return UpstreamHandshakeResult.Upstream("upstream answered CONNECT with a malformed response: " + ex.Message);
-            }
-
-            if (!parsed)
-            {
-                input.AdvanceTo(buffer.Start, buffer.End);
-                if (result.IsCompleted || result.IsCanceled)
-                {
-                    return UpstreamHandshakeResult.Upstream("upstream closed before answering CONNECT");
-                }
-
-                continue;
-            }
-
-            input.AdvanceTo(consumed);
-            if (head!.IsInterim)
-            {
-                state = default;
-                continue;
-            }
-
-            return head.Status switch
-            {
-                >= 200 and < 300 => UpstreamHandshakeResult.Ok,
-                407 => UpstreamHandshakeResult.Upstream("upstream refused our credentials (407)"),
-                403 => UpstreamHandshakeResult.Target(ConnectError.NotAllowed, $"upstream forbids CONNECT {authority} (403)"),
-                504 => UpstreamHandshakeResult.Target(ConnectError.TimedOut, "upstream: target timed out (504)"),
-                502 or 503 => UpstreamHandshakeResult.Target(ConnectError.Failed, $"upstream could not reach {authority} ({head.Status})"),
-                _ => UpstreamHandshakeResult.Upstream($"upstream answered CONNECT with {head.Status}"),
-            };
+            head = await Http1ResponseReader.ReadFinalHeadAsync(upstream.Input, Limits, HttpMethods.Connect, rejectSwitchingProtocols: false, cancellationToken).ConfigureAwait(false);
         }
+        catch (HttpCodecException ex) when (ex.Reason != HttpRejectReason.UnexpectedEndOfBody)
+        {
+            return UpstreamHandshakeResult.Upstream("upstream answered CONNECT with a malformed response: " + ex.Message);
+        }
+        catch (HttpCodecException)
+        {
+            head = null;
+        }
+
+        if (head is null)
+        {
+            return UpstreamHandshakeResult.Upstream("upstream closed before answering CONNECT");
+        }
+
+        return head.Status switch
+        {
+            >= 200 and < 300 => UpstreamHandshakeResult.Ok,
+            407 => UpstreamHandshakeResult.Upstream("upstream refused our credentials (407)"),
+            403 => UpstreamHandshakeResult.Target(ConnectError.NotAllowed, $"upstream forbids CONNECT {authority} (403)"),
+            504 => UpstreamHandshakeResult.Target(ConnectError.TimedOut, "upstream: target timed out (504)"),
+            502 or 503 => UpstreamHandshakeResult.Target(ConnectError.Failed, $"upstream could not reach {authority} ({head.Status})"),
+            _ => UpstreamHandshakeResult.Upstream($"upstream answered CONNECT with {head.Status}"),
+        };
     }
 }

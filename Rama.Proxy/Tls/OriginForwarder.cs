@@ -150,45 +150,8 @@ public sealed partial class OriginForwarder(OriginDialer dial, HttpLimits limits
         }, ForwardError.None, "");
     }
 
-    private async ValueTask<ResponseHead?> ReadHeadAsync(PipeReader input, string method, CancellationToken cancellationToken)
-    {
-        var state = default(HeadScanState);
-        while (true)
-        {
-            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
-            var buffer = result.Buffer;
-            bool parsed;
-            ResponseHead? head;
-            SequencePosition consumed;
-            try
-            {
-                parsed = Http1Parser.TryParseResponse(buffer, limits, ref state, method, out head, out consumed);
-            }
-            catch
-            {
-                input.AdvanceTo(buffer.Start, buffer.End);
-                throw;
-            }
-
-            if (parsed)
-            {
-                input.AdvanceTo(consumed);
-                if (head!.IsInterim)
-                {
-                    state = default; // RFC 9110 §15.2: 1xx not relayed
-                    continue;
-                }
-
-                return head;
-            }
-
-            input.AdvanceTo(buffer.Start, buffer.End);
-            if (result.IsCompleted)
-            {
-                return buffer.IsEmpty ? null : HttpRejection.Throw<ResponseHead>(HttpRejectReason.UnexpectedEndOfBody);
-            }
-        }
-    }
+    private ValueTask<ResponseHead?> ReadHeadAsync(PipeReader input, string method, CancellationToken cancellationToken) =>
+        Http1ResponseReader.ReadFinalHeadAsync(input, limits, method, rejectSwitchingProtocols: true, cancellationToken);
 
     private HttpResponse Fail(HttpRequest request, ForwardError error, string detail)
     {
