@@ -94,7 +94,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                     // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
                     var moved = tunnel is not null && request.Extensions.Get<ConnectionContext>() is { } connection
                         ? await tunnel.RunAsync(connection, client, upstream, target.Value, token).ConfigureAwait(false)
-                        : await Relay.RunAsync(client, upstream, token).ConfigureAwait(false);
+                        : await Relay.RunAsync(client, upstream, token, _options.TunnelIdleTimeout, _time).ConfigureAwait(false);
                     LogTunnelClosed(_logger, target.Value.ToString(), moved.ClientToTarget, moved.TargetToClient);
                 }
                 finally

@@ -34,9 +34,17 @@ public sealed record HttpProxyOptions
     /// <summary>Longest wait for the origin's response head after the request was sent; then 504. Default 60 s: nginx's <c>proxy_read_timeout</c>.</summary>
     public TimeSpan UpstreamResponseHeaderTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>A CONNECT tunnel with no traffic either way for this long is closed. Default <see cref="Relay.DefaultIdleTimeout"/> (15 min, squid's read_timeout); <see cref="Timeout.InfiniteTimeSpan"/> for none.</summary>
+    public TimeSpan TunnelIdleTimeout { get; init; } = Relay.DefaultIdleTimeout;
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
     public void Validate()
     {
+        if (TunnelIdleTimeout <= TimeSpan.Zero && TunnelIdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentException($"{nameof(TunnelIdleTimeout)} must be positive (or infinite)", nameof(TunnelIdleTimeout));
+        }
+
         Limits.Validate();
         if (string.IsNullOrEmpty(Realm) || Realm.Contains('"', StringComparison.Ordinal) || Realm.Any(char.IsControl))
         {

@@ -12,11 +12,12 @@ public interface ITunnelHandler
     Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target, CancellationToken cancellationToken);
 }
 
-/// <summary>The default tunnel: bytes both ways (<see cref="Relay"/>).</summary>
-public sealed class RelayTunnel : ITunnelHandler
+/// <summary>The default tunnel: bytes both ways (<see cref="Relay"/>), closed after <paramref name="idleTimeout"/> without traffic.</summary>
+public sealed class RelayTunnel(TimeSpan? idleTimeout = null, TimeProvider? time = null) : ITunnelHandler
 {
+    /// <summary>A relay with <see cref="Relay.DefaultIdleTimeout"/>.</summary>
     public static RelayTunnel Instance { get; } = new();
 
     public Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target, CancellationToken cancellationToken) =>
-        Relay.RunAsync(client, upstream, cancellationToken);
+        Relay.RunAsync(client, upstream, cancellationToken, idleTimeout, time);
 }

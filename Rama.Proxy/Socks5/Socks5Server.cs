@@ -14,8 +14,16 @@ public sealed record Socks5ServerOptions
     /// <summary>Longest the whole negotiation (greeting, auth, request) may take. Default 10 s (dante's negotiate timeout is 30 s; a real client needs milliseconds).</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>An established tunnel with no traffic either way for this long is closed. Default <see cref="Relay.DefaultIdleTimeout"/> (15 min); <see cref="Timeout.InfiniteTimeSpan"/> for none.</summary>
+    public TimeSpan TunnelIdleTimeout { get; init; } = Relay.DefaultIdleTimeout;
+
     public void Validate()
     {
+        if (TunnelIdleTimeout <= TimeSpan.Zero && TunnelIdleTimeout != Timeout.InfiniteTimeSpan)
+        {
+            throw new ArgumentException("Socks5 TunnelIdleTimeout must be positive (or infinite)", nameof(TunnelIdleTimeout));
+        }
+
         if (HandshakeTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException("Socks5 HandshakeTimeout must be positive", nameof(HandshakeTimeout));
@@ -42,7 +50,7 @@ public static class Socks5Server
     {
         options.Validate();
         return new Socks5Service(options, connector, authenticator,
-            (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System, tunnel ?? RelayTunnel.Instance);
+            (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System, tunnel ?? new RelayTunnel(options.TunnelIdleTimeout, time));
     }
 }
 
