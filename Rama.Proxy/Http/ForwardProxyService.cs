@@ -385,12 +385,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             {
                 Reason = head.Reason,
                 Body = body,
-                BodyLength = head.Framing switch
-                {
-                    BodyFraming.ContentLength => head.ContentLength,
-                    BodyFraming.None => 0,
-                    _ => null,
-                },
+                BodyLength = head.KnownBodyLength,
             };
             return (response, ForwardError.None, "");
         }

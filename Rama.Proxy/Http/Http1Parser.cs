@@ -29,6 +29,14 @@ internal sealed record ResponseHead(int Status, string Reason, HttpProtocolVersi
     public bool KeepAlive => Http1Parser.IsPersistent(Version, Headers);
 
     public bool IsInterim => Status is >= 100 and < 200;
+
+    /// <summary>The body length when the framing tells it (Content-Length, or no body); null for chunked or until-close.</summary>
+    public long? KnownBodyLength => Framing switch
+    {
+        BodyFraming.ContentLength => ContentLength,
+        BodyFraming.None => 0,
+        _ => null,
+    };
 }
 
 /// <summary>

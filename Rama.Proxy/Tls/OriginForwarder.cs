@@ -141,12 +141,7 @@ public sealed partial class OriginForwarder(OriginDialer dial, HttpLimits limits
         {
             Reason = head.Reason,
             Body = body,
-            BodyLength = head.Framing switch
-            {
-                BodyFraming.ContentLength => head.ContentLength,
-                BodyFraming.None => 0,
-                _ => null,
-            },
+            BodyLength = head.KnownBodyLength,
         }, ForwardError.None, "");
     }
 
