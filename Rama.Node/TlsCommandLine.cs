@@ -177,7 +177,7 @@ internal sealed class TlsCommandLine
 
     private static IService<ConnectionContext, Unit> WithProxyProtocol(NodeOptions options, IService<ConnectionContext, Unit> stack, ILoggerFactory loggerFactory) =>
         options.ProxyProtocol.Options is { } pp && options.ProxyProtocol.Enabled
-            ? new OwnedStack(new ProxyProtocolLayer(pp, loggerFactory).Layer(stack), stack as IAsyncDisposable)
+            ? Service.Owning(new ProxyProtocolLayer(pp, loggerFactory).Layer(stack), stack as IAsyncDisposable)
             : stack;
 
     /// <summary>What listener <paramref name="index"/> serves, for the start-up lines.</summary>
@@ -205,12 +205,5 @@ internal sealed class TlsCommandLine
         }
 
         return $"echo{(options.Tls.ServerOptions is null ? "" : " (HTTP + HTTPS)")}{pp}";
-    }
-
-    private sealed class OwnedStack(IService<ConnectionContext, Unit> inner, IAsyncDisposable? owned) : IService<ConnectionContext, Unit>, IAsyncDisposable
-    {
-        public ValueTask<Unit> ServeAsync(ConnectionContext request, CancellationToken cancellationToken) => inner.ServeAsync(request, cancellationToken);
-
-        public ValueTask DisposeAsync() => owned?.DisposeAsync() ?? ValueTask.CompletedTask;
     }
 }

@@ -49,6 +49,21 @@ public static class Service
         return service;
     }
 
+    /// <summary>
+    /// <paramref name="inner"/> plus a resource it owns (an origin pool, say): disposing the returned
+    /// service disposes <paramref name="owned"/>. Layering a built stack keeps it disposable this way.
+    /// </summary>
+    public static IService<TRequest, TResponse> Owning<TRequest, TResponse>(IService<TRequest, TResponse> inner, IAsyncDisposable? owned) =>
+        new OwningService<TRequest, TResponse>(inner, owned);
+
+    private sealed class OwningService<TRequest, TResponse>(IService<TRequest, TResponse> inner, IAsyncDisposable? owned)
+        : IService<TRequest, TResponse>, IAsyncDisposable
+    {
+        public ValueTask<TResponse> ServeAsync(TRequest request, CancellationToken cancellationToken) => inner.ServeAsync(request, cancellationToken);
+
+        public ValueTask DisposeAsync() => owned?.DisposeAsync() ?? ValueTask.CompletedTask;
+    }
+
     private sealed class FuncService<TRequest, TResponse>(Func<TRequest, CancellationToken, ValueTask<TResponse>> serve)
         : IService<TRequest, TResponse>
     {

@@ -102,7 +102,7 @@ public static class HttpProxy
     }
 
     // The shared shape: validated options, one origin pool, the forwarder, an application over it, the HTTP/1.1 server.
-    private static ForwardProxyConnectionService Build(HttpProxyOptions options, ITcpConnector connector, string loggerName,
+    private static IService<ConnectionContext, Unit> Build(HttpProxyOptions options, ITcpConnector connector, string loggerName,
         Func<ForwardProxyService, IService<HttpRequest, HttpResponse>> application, ILoggerFactory? loggerFactory, TimeProvider? time, ITunnelHandler? tunnel)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -114,13 +114,6 @@ public static class HttpProxy
         var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger(loggerName), time, tunnel);
         var server = new Http1Server(application(forwarder), options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
             loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
-        return new ForwardProxyConnectionService(server, pool);
-    }
-
-    private sealed class ForwardProxyConnectionService(Http1Server server, Http1ConnectionPool pool) : IService<ConnectionContext, Unit>, IAsyncDisposable
-    {
-        public ValueTask<Unit> ServeAsync(ConnectionContext request, CancellationToken cancellationToken) => server.ServeAsync(request, cancellationToken);
-
-        public ValueTask DisposeAsync() => pool.DisposeAsync();
+        return Service.Owning<ConnectionContext, Unit>(server, pool);
     }
 }

@@ -108,14 +108,6 @@ public static class ForwardProxyStack
             })));
         }
 
-        return new OwningService(stack, http as IAsyncDisposable);
-    }
-
-    /// <summary>The stack plus what it owns (the HTTP origin pool): disposing the stack releases them.</summary>
-    private sealed class OwningService(IService<ConnectionContext, Unit> inner, IAsyncDisposable? owned) : IService<ConnectionContext, Unit>, IAsyncDisposable
-    {
-        public ValueTask<Unit> ServeAsync(ConnectionContext request, CancellationToken cancellationToken) => inner.ServeAsync(request, cancellationToken);
-
-        public ValueTask DisposeAsync() => owned?.DisposeAsync() ?? ValueTask.CompletedTask;
+        return Service.Owning(stack, http as IAsyncDisposable);
     }
 }
