@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -177,4 +178,30 @@ internal static class Eventually
             await Task.Delay(20);
         }
     }
+}
+
+/// <summary>Socket reads as tests need them.</summary>
+internal static class Sockets
+{
+    /// <summary>Reads once within 10 s; 0 means the peer closed, whether by FIN or by reset.</summary>
+    public static async Task<int> ReceiveOrZeroAsync(Socket socket)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            return await socket.ReceiveAsync(new byte[4096], SocketFlags.None, cts.Token);
+        }
+        catch (SocketException)
+        {
+            return 0;
+        }
+    }
+}
+
+/// <summary>Two pipe ends as one duplex pipe (in-memory transports for relay tests).</summary>
+internal sealed class TestDuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
+{
+    public PipeReader Input { get; } = input;
+
+    public PipeWriter Output { get; } = output;
 }

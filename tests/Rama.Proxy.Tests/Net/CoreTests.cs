@@ -84,8 +84,8 @@ public sealed class CoreTests
         var clientOut = new Pipe();
         var targetIn = new Pipe();
         var targetOut = new Pipe();
-        var client = new DuplexPipe(clientSide.Reader, clientOut.Writer);
-        var target = new DuplexPipe(targetOut.Reader, targetIn.Writer);
+        var client = new TestDuplexPipe(clientSide.Reader, clientOut.Writer);
+        var target = new TestDuplexPipe(targetOut.Reader, targetIn.Writer);
         var relay = Relay.RunAsync(client, target, CancellationToken.None);
 
         await clientSide.Writer.WriteAsync("request"u8.ToArray());
@@ -256,12 +256,5 @@ public sealed class CoreTests
 
             reader.AdvanceTo(result.Buffer.Start, result.Buffer.End);
         }
-    }
-
-    private sealed class DuplexPipe(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
     }
 }

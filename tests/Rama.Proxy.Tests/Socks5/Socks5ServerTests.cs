@@ -115,7 +115,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         Assert.Equal(new byte[] { 5, 2 }, await ReceiveExactlyAsync(client, 2));
         await client.SendAsync(new byte[] { 1, 4, (byte)'j', (byte)'o', (byte)'h', (byte)'n', 1, (byte)'x' });
         Assert.Equal(new byte[] { 1, 1 }, await ReceiveExactlyAsync(client, 2));
-        Assert.Equal(0, await ReceiveOrZeroAsync(client));
+        Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
     [Fact]
@@ -125,7 +125,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         using var client = await ConnectAsync();
         await client.SendAsync(new byte[] { 5, 1, 0 });
         Assert.Equal(new byte[] { 5, 0xFF }, await ReceiveExactlyAsync(client, 2));
-        Assert.Equal(0, await ReceiveOrZeroAsync(client));
+        Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
     [Fact]
@@ -134,7 +134,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         Start();
         using var client = await ConnectAsync();
         await client.SendAsync(new byte[] { 4, 1, 0, 80, 127, 0, 0, 1, 0 });
-        Assert.Equal(0, await ReceiveOrZeroAsync(client));
+        Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
     [Fact]
@@ -147,7 +147,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         var reply = await ReceiveExactlyAsync(client, 10);
         Assert.Equal(5, reply[0]);
         Assert.Equal((byte)Socks5Reply.ConnectionRefused, reply[1]);
-        Assert.Equal(0, await ReceiveOrZeroAsync(client));
+        Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
     [Fact]
@@ -171,7 +171,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         await client.SendAsync(new byte[] { 5, command, 0, 1, 127, 0, 0, 1, 0, 80 });
         var reply = await ReceiveExactlyAsync(client, 10);
         Assert.Equal((byte)expected, reply[1]);
-        Assert.Equal(0, await ReceiveOrZeroAsync(client));
+        Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
     [Fact]
@@ -191,7 +191,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         using var client = await ConnectAsync();
         await client.SendAsync(new byte[] { 5, 1 }); // announces one method, never sends it
         var started = DateTime.UtcNow;
-        Assert.Equal(0, await ReceiveOrZeroAsync(client));
+        Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(5));
     }
 
@@ -207,7 +207,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         Assert.Equal(0, reply[1]);
         client.Shutdown(SocketShutdown.Send);
         Assert.Equal("ping"u8.ToArray(), await ReceiveExactlyAsync(client, 4));
-        Assert.Equal(0, await ReceiveOrZeroAsync(client));
+        Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
     private async Task<Socket> ConnectAsync()
@@ -242,19 +242,5 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         }
 
         return buffer;
-    }
-
-    /// <summary>Reads once; 0 means the server closed (FIN or reset).</summary>
-    internal static async Task<int> ReceiveOrZeroAsync(Socket socket)
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        try
-        {
-            return await socket.ReceiveAsync(new byte[64], SocketFlags.None, cts.Token);
-        }
-        catch (SocketException)
-        {
-            return 0;
-        }
     }
 }
