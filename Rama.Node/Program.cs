@@ -14,8 +14,20 @@ namespace Rama.Node;
 
 public static class Program
 {
+    /// <summary>.NET's switch that runs socket completions on the epoll threads (one per core) instead of queueing them to the thread pool.</summary>
+    internal const string InlineSocketCompletions = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
     public static async Task<int> Main(string[] args)
     {
+        // Before the first socket exists: a proxy's continuations are short and never block, so running them where
+        // epoll reported the event saves a thread-pool hop and a context switch per receive (Kestrel's Linux transport
+        // does the same). Measured in benchmarks/: CPU per tunnelled request 36 -> 21 us, context switches per proxied
+        // request 1.9 -> 0.7. An operator's own setting (e.g. 0) wins.
+        if (Environment.GetEnvironmentVariable(InlineSocketCompletions) is null)
+        {
+            Environment.SetEnvironmentVariable(InlineSocketCompletions, "1");
+        }
+
         var listen = new Option<string[]>("--listen") { Description = "Endpoint for HTTP proxy + SOCKS5 (ip:port, repeatable; default 127.0.0.1:8080; port 0 picks one)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var auth = new Option<string[]>("--auth") { Description = "Proxy user as user:password (repeatable); without it the proxy is open (loopback only)", Arity = ArgumentArity.OneOrMore, AllowMultipleArgumentsPerToken = false };
         var drain = new Option<double?>("--drain-timeout") { Description = "Seconds shutdown waits for connections in flight (default 20)" };
