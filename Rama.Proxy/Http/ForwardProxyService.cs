@@ -44,6 +44,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     private readonly Http1ConnectionPool _pool = pool;
     private readonly ILogger _logger = logger;
     private readonly TimeProvider _time = time;
+    private readonly Core.TimeoutSources _timeouts = new(time);
 
     public ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
     {
@@ -113,9 +114,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// <paramref name="authority"/> Host is set to it (forward proxy, RFC 9112 §3.2.2); with null the
     /// client's Host is kept (reverse proxy) and only added, as the target's authority, when missing.
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
-        var headers = BuildUpstreamHeaders(request, target, authority);
         var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
         var retryable = HttpMethods.IsIdempotent(request.Method);
         while (true)
@@ -134,7 +135,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
 
             var exchange = new UpstreamExchange(this, request, upstream, key);
-            var outcome = await exchange.SendAsync(pathAndQuery, headers, cancellationToken).ConfigureAwait(false);
+            var outcome = await exchange.SendAsync(pathAndQuery, target, authority, cancellationToken).ConfigureAwait(false);
             if (outcome.Response is not null)
             {
                 return outcome.Response;
@@ -153,40 +154,75 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     }
 
     /// <summary>
-    /// The request's fields for the origin: hop-by-hop ones removed (RFC 9110 §7.6.1), Host set to
-    /// the target's authority (RFC 9112 §3.2.2), framing normalised, Via added (§7.6.3); the order and
-    /// case of everything else kept.
+    /// The request head for the origin, written straight to <paramref name="output"/> (no copy of the field list):
+    /// hop-by-hop fields removed (RFC 9110 §7.6.1), Host set to <paramref name="authority"/> or added first as the
+    /// target's when missing (RFC 9112 §3.2.2), framing normalised (one Content-Length with the parsed value, or
+    /// Transfer-Encoding: chunked), Via added (§7.6.3); the order and case of everything else kept.
     /// </summary>
-    private HttpHeaders BuildUpstreamHeaders(HttpRequest request, HostPort target, string? authority)
+    private void WriteUpstreamRequestHead(PipeWriter output, HttpRequest request, string pathAndQuery, HostPort target, string? authority)
     {
-        var headers = CopyEndToEnd(request.Headers);
-        var at = headers.IndexOf(HeaderNames.Host);
-        if (authority is not null && at >= 0)
+        var source = request.Headers;
+        Http1Writer.WriteLatin1(output, request.Method);
+        output.Write(" "u8);
+        Http1Writer.WriteLatin1(output, pathAndQuery);
+        output.Write(" HTTP/1.1\r\n"u8);
+        if (!source.Contains(HeaderNames.Host))
         {
-            headers.SetValue(at, Encoding.ASCII.GetBytes(authority));
-        }
-        else if (at < 0)
-        {
-            headers.Insert(0, s_hostName, Encoding.ASCII.GetBytes(authority ?? target.ToString()));
+            WriteTextField(output, s_hostName, authority ?? target.ToString());
         }
 
-        if (request.BodyFraming == BodyFraming.ContentLength)
+        var hasConnectionOptions = source.Contains(HeaderNames.Connection) || source.Contains(HeaderNames.ProxyConnection);
+        var wroteLength = false;
+        foreach (var field in source)
         {
-            // One Content-Length with the value we parsed ("5, 5" or repeated lines become one).
-            var first = headers.IndexOf(HeaderNames.ContentLength);
-            headers.SetValue(first, Encoding.ASCII.GetBytes(request.ContentLength.ToString(System.Globalization.CultureInfo.InvariantCulture)));
-            for (var i = headers.IndexOf(HeaderNames.ContentLength, first + 1); i >= 0; i = headers.IndexOf(HeaderNames.ContentLength, i))
+            if (IsHopByHop(field) || (hasConnectionOptions && IsNamedByConnection(source, field.Name.Span)))
             {
-                headers.RemoveAt(i);
+                continue;
             }
-        }
-        else if (request.BodyFraming == BodyFraming.Chunked)
-        {
-            headers.Add(s_transferEncodingName, s_chunked);
+
+            if (authority is not null && field.NameIs(HeaderNames.Host))
+            {
+                WriteTextField(output, field.Name.Span, authority);
+                continue;
+            }
+
+            if (request.BodyFraming == BodyFraming.ContentLength && field.NameIs(HeaderNames.ContentLength))
+            {
+                // One Content-Length with the value we parsed ("5, 5" or repeated lines become one).
+                if (!wroteLength)
+                {
+                    output.Write(field.Name.Span);
+                    output.Write(": "u8);
+                    Http1Writer.WriteNumber(output, request.ContentLength);
+                    output.Write("\r\n"u8);
+                    wroteLength = true;
+                }
+
+                continue;
+            }
+
+            Http1Writer.WriteField(output, field.Name.Span, field.Value.Span);
         }
 
-        AddVia(headers);
-        return headers;
+        if (request.BodyFraming == BodyFraming.Chunked)
+        {
+            Http1Writer.WriteField(output, s_transferEncodingName, s_chunked);
+        }
+
+        if (_via is not null)
+        {
+            Http1Writer.WriteField(output, s_viaName, _via);
+        }
+
+        output.Write("\r\n"u8);
+    }
+
+    private static void WriteTextField(PipeWriter output, ReadOnlySpan<byte> name, string value)
+    {
+        output.Write(name);
+        output.Write(": "u8);
+        Http1Writer.WriteLatin1(output, value);
+        output.Write("\r\n"u8);
     }
 
     private void AddVia(HttpHeaders headers)
@@ -211,6 +247,26 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         }
 
         return copy;
+    }
+
+    /// <summary>The same rule as <see cref="CopyEndToEnd"/>, applied in place to fields this proxy owns (a parsed response head).</summary>
+    internal static void RemoveHopByHop(HttpHeaders headers)
+    {
+        var hasConnectionOptions = headers.Contains(HeaderNames.Connection) || headers.Contains(HeaderNames.ProxyConnection);
+        Span<bool> drop = headers.Count <= 128 ? stackalloc bool[headers.Count] : new bool[headers.Count];
+        for (var i = 0; i < headers.Count; i++)
+        {
+            var field = headers[i];
+            drop[i] = IsHopByHop(field) || (hasConnectionOptions && IsNamedByConnection(headers, field.Name.Span));
+        }
+
+        for (var i = headers.Count - 1; i >= 0; i--)
+        {
+            if (drop[i])
+            {
+                headers.RemoveAt(i);
+            }
+        }
     }
 
     private static bool IsHopByHop(HttpHeaderField field) =>
@@ -312,12 +368,13 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
         public long BodyBytesSent => Interlocked.Read(ref _bodyBytesSent);
 
-        public async ValueTask<(HttpResponse? Response, ForwardError Error, string Detail)> SendAsync(string pathAndQuery, HttpHeaders headers, CancellationToken cancellationToken)
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+        public async ValueTask<(HttpResponse? Response, ForwardError Error, string Detail)> SendAsync(string pathAndQuery, HostPort target, string? authority, CancellationToken cancellationToken)
         {
             ResponseHead? head;
             try
             {
-                Http1Writer.WriteRequestHead(upstream.Output, request.Method, pathAndQuery, headers);
+                owner.WriteUpstreamRequestHead(upstream.Output, request, pathAndQuery, target, authority);
                 var flush = await upstream.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
                 if (flush.IsCompleted)
                 {
@@ -332,11 +389,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                     _upload = UploadAsync(cancellationToken);
                 }
 
-                // One timer source per exchange; the client's token and a failed upload cancel it too
+                // One pooled timer source per exchange; the client's token and a failed upload cancel it too
                 // (registrations instead of a linked source: no second allocation per request).
-                using var timeout = new CancellationTokenSource(owner._options.UpstreamResponseHeaderTimeout, owner._time);
-                using var clientGone = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout);
-                using var uploadBroke = _uploadFailed?.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout) ?? default;
+                var timeout = owner._timeouts.Rent(owner._options.UpstreamResponseHeaderTimeout);
+                var clientGone = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout);
+                var uploadBroke = _uploadFailed?.Token.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout) ?? default;
                 try
                 {
                     head = await ReadResponseHeadAsync(timeout.Token).ConfigureAwait(false);
@@ -356,6 +413,12 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
                 {
                     return await AbandonAsync(ForwardError.UpstreamTimedOut, "no response head in time").ConfigureAwait(false);
+                }
+                finally
+                {
+                    clientGone.Dispose();
+                    uploadBroke.Dispose();
+                    owner._timeouts.Return(timeout);
                 }
             }
             catch (HttpCodecException ex) when (!ReferenceEquals(ex, _uploadError))
@@ -378,8 +441,10 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
 
             var body = new Http1BodyReader(upstream.Input, head.Framing, head.ContentLength, owner._options.Limits);
-            body.OnCompleted(reachedEnd => FinishAsync(reachedEnd && head.KeepAlive && head.Framing != BodyFraming.UntilClose));
-            var responseHeaders = CopyEndToEnd(head.Headers);
+            var reusable = head.KeepAlive && head.Framing != BodyFraming.UntilClose; // before the Connection field goes
+            body.OnCompleted(reachedEnd => FinishAsync(reachedEnd && reusable));
+            var responseHeaders = head.Headers; // parsed for this exchange only: trimmed in place, not copied
+            RemoveHopByHop(responseHeaders);
             owner.AddVia(responseHeaders);
             var response = new HttpResponse(head.Status, responseHeaders)
             {
@@ -419,6 +484,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             return (null, error, detail);
         }
 
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
         private async ValueTask<bool> StopUploadAsync()
         {
             if (!_upload.IsCompleted)
@@ -444,6 +510,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
         // Runs when the server completes the response body: the connection goes back to the pool
         // only when both bodies ended cleanly and the origin keeps the connection.
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
         private async ValueTask FinishAsync(bool responseEndedCleanly)
         {
             var uploaded = await StopUploadAsync().ConfigureAwait(false);

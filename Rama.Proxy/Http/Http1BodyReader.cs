@@ -72,6 +72,7 @@ internal sealed class Http1BodyReader : PipeReader
     /// <summary>Disarms the first-read callback; true if it had not run yet.</summary>
     public bool CancelFirstRead() => Interlocked.Exchange(ref _beforeFirstRead, null) is not null;
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
     {
         if (_state == State.Done)

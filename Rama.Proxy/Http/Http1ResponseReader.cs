@@ -12,6 +12,7 @@ internal static class Http1ResponseReader
     /// (<see cref="HttpRejectReason.UnexpectedEndOfBody"/>). A 101 is rejected when
     /// <paramref name="rejectSwitchingProtocols"/>: we never ask for an upgrade, so one is a protocol error.
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<ResponseHead?> ReadFinalHeadAsync(PipeReader input, HttpLimits limits, string requestMethod,
         bool rejectSwitchingProtocols, CancellationToken cancellationToken)
     {

@@ -121,6 +121,7 @@ internal sealed partial class Http1Connection : IDisposable
     }
 
     /// <summary>Reads one request head; null when the connection should close quietly (idle, shutdown, client closed).</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<HttpRequest?> ReadRequestHeadAsync(TimeSpan idleTimeout, CancellationToken cancellationToken)
     {
         var state = default(HeadScanState);
@@ -187,6 +188,7 @@ internal sealed partial class Http1Connection : IDisposable
     }
 
     /// <summary>Serves one request; true when the connection stays open for the next.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<bool> ServeRequestAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var startedAt = _server.Time.GetTimestamp();
@@ -314,6 +316,7 @@ internal sealed partial class Http1Connection : IDisposable
         }
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<(long Bytes, bool KeepAlive)> WriteResponseAsync(HttpRequest request, HttpResponse response, bool keepAlive, CancellationToken cancellationToken)
     {
         var status = response.Status;

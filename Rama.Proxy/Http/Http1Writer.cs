@@ -87,6 +87,7 @@ internal static class Http1Writer
     /// (back-pressure: memory stays within the pipes' limits). Chunked re-encodes each read as one
     /// chunk; a known length stops there and fails if the body ends early. Returns body bytes written.
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     public static async ValueTask<long> CopyBodyAsync(PipeReader body, PipeWriter output, bool chunked, long length, CancellationToken cancellationToken)
     {
         long total = 0;

@@ -184,6 +184,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         }
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAllAsync(ReadOnlyMemory<byte> remaining)
     {
         while (!remaining.IsEmpty)
@@ -194,6 +195,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     }
 
     // One gathered send (sendmsg with an iovec) for a multi-segment buffer instead of a syscall per segment.
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendGatheredAsync(System.Buffers.ReadOnlySequence<byte> buffer)
     {
         var segments = _gather ??= new List<ArraySegment<byte>>(16);
