@@ -171,7 +171,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             WriteTextField(output, s_hostName, authority ?? target.ToString());
         }
 
-        var hasConnectionOptions = source.Contains(HeaderNames.Connection) || source.Contains(HeaderNames.ProxyConnection);
+        var hasConnectionOptions = NamesOtherFields(source);
         var wroteLength = false;
         foreach (var field in source)
         {
@@ -237,7 +237,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     internal static HttpHeaders CopyEndToEnd(HttpHeaders source)
     {
         var copy = new HttpHeaders(source.Count + 2);
-        var hasConnectionOptions = source.Contains(HeaderNames.Connection) || source.Contains(HeaderNames.ProxyConnection);
+        var hasConnectionOptions = NamesOtherFields(source);
         foreach (var field in source)
         {
             if (!IsHopByHop(field) && !(hasConnectionOptions && IsNamedByConnection(source, field.Name.Span)))
@@ -252,7 +252,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// <summary>The same rule as <see cref="CopyEndToEnd"/>, applied in place to fields this proxy owns (a parsed response head).</summary>
     internal static void RemoveHopByHop(HttpHeaders headers)
     {
-        var hasConnectionOptions = headers.Contains(HeaderNames.Connection) || headers.Contains(HeaderNames.ProxyConnection);
+        var hasConnectionOptions = NamesOtherFields(headers);
         Span<bool> drop = headers.Count <= 128 ? stackalloc bool[headers.Count] : new bool[headers.Count];
         for (var i = 0; i < headers.Count; i++)
         {
@@ -273,6 +273,30 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         field.NameIs(HeaderNames.Connection) || field.NameIs(HeaderNames.ProxyConnection) || field.NameIs(HeaderNames.KeepAlive)
         || field.NameIs(HeaderNames.TE) || field.NameIs(HeaderNames.TransferEncoding) || field.NameIs(HeaderNames.Trailer)
         || field.NameIs(HeaderNames.Upgrade) || field.NameIs(HeaderNames.ProxyAuthorization) || field.NameIs(HeaderNames.ProxyAuthenticate);
+
+    /// <summary>
+    /// Whether Connection / Proxy-Connection name any field to drop: not when they carry only "close" and
+    /// "keep-alive" (the usual case; Keep-Alive is dropped as hop-by-hop anyway), so the per-field check is skipped.
+    /// </summary>
+    private static bool NamesOtherFields(HttpHeaders headers)
+    {
+        foreach (var field in headers)
+        {
+            if (field.NameIs(HeaderNames.Connection) || field.NameIs(HeaderNames.ProxyConnection))
+            {
+                var list = new HttpListEnumerator(field.Value.Span);
+                while (list.MoveNext())
+                {
+                    if (!Ascii.EqualsIgnoreCase(list.Current, "close"u8) && !Ascii.EqualsIgnoreCase(list.Current, "keep-alive"u8))
+                    {
+                        return true;
+                    }
+                }
+            }
+        }
+
+        return false;
+    }
 
     private static bool IsNamedByConnection(HttpHeaders headers, ReadOnlySpan<byte> name)
     {

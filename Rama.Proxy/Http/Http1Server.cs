@@ -150,11 +150,8 @@ internal sealed partial class Http1Connection : IDisposable
             }
 
             var buffer = result.Buffer;
-            if (!started && !buffer.IsEmpty)
-            {
-                started = true;
-                _timer.CancelAfter(_limits.HeaderTimeout); // runs from the first byte; later bytes do not extend it
-            }
+            var firstBytes = !started && !buffer.IsEmpty;
+            started |= firstBytes;
 
             bool parsed;
             HttpRequest? request;
@@ -174,6 +171,13 @@ internal sealed partial class Http1Connection : IDisposable
                 _input.AdvanceTo(consumed);
                 _timer.CancelAfter(Timeout.InfiniteTimeSpan);
                 return request;
+            }
+
+            if (firstBytes)
+            {
+                // The head is incomplete: the header timeout runs from its first byte; later bytes do not extend it.
+                // (A head that arrives whole, the usual case, is parsed without re-arming the timer.)
+                _timer.CancelAfter(_limits.HeaderTimeout);
             }
 
             _input.AdvanceTo(buffer.Start, buffer.End);
