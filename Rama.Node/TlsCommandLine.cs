@@ -130,12 +130,8 @@ internal sealed class TlsCommandLine
     /// <summary>The forward-proxy stack: HTTPS too with a certificate, MITM when enabled, PROXY protocol in front when enabled.</summary>
     public static IService<ConnectionContext, Unit> ForwardProxy(NodeOptions options, ILoggerFactory loggerFactory, Rama.Proxy.Upstream.IProxyDatabase? proxyDatabase = null)
     {
-        ITunnelHandler? tunnel = null;
-        if (options.Mitm.Enabled)
-        {
-            var connector = new TcpConnector(new DnsResolver(options.Proxy.Dns), options.Proxy.Connector, TimeProvider.System, loggerFactory.CreateLogger<TcpConnector>());
-            tunnel = new MitmTunnel(options.Mitm.Options(options.Proxy), connector, loggerFactory);
-        }
+        // The MITM tunnel redials origins through the stack's own connector (and so the selected upstream), it has none of its own.
+        ITunnelHandler? tunnel = options.Mitm.Enabled ? new MitmTunnel(options.Mitm.Options(options.Proxy), loggerFactory) : null;
 
         var stack = ForwardProxyStack.Create(options.Proxy, options.CreateAuthenticator(), loggerFactory, proxyDatabase: proxyDatabase, extras: new ForwardProxyExtras
         {

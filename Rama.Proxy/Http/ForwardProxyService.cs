@@ -83,6 +83,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
         var upstream = dial.Connection!;
 
+        // A tunnel handler that needs the target again (MITM after the origin closed) dials it as the CONNECT was dialled: same request bag, so same upstream.
+        ValueTask<ConnectResult> Redial(CancellationToken token) => connector.ConnectAsync(target.Value, request.Extensions, token);
+
         // Safety net: if the 200 never reaches the client (it went away), the tunnel's target is closed with it.
         var closeWithClient = cancellationToken.Register(static state => ((SocketConnection)state!).Abort("client connection closed"), upstream);
         return new HttpResponse(200)
@@ -94,7 +97,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 {
                     // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
                     var moved = tunnel is not null && request.Extensions.Get<ConnectionContext>() is { } connection
-                        ? await tunnel.RunAsync(connection, client, upstream, target.Value, token).ConfigureAwait(false)
+                        ? await tunnel.RunAsync(connection, client, upstream, target.Value, Redial, token).ConfigureAwait(false)
                         : await Relay.RunAsync(client, upstream, token, _options.TunnelIdleTimeout, _time).ConfigureAwait(false);
                     LogTunnelClosed(_logger, target.Value.ToString(), moved.ClientToTarget, moved.TargetToClient);
                 }

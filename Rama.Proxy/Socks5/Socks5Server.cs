@@ -161,7 +161,10 @@ internal sealed partial class Socks5Service(
         await using (upstream.ConfigureAwait(false))
         {
             // Bytes the client sent after the request are already in the pipe: the relay forwards them.
-            var moved = await tunnel.RunAsync(connection, transport, upstream, request.Target, cancellationToken).ConfigureAwait(false);
+            // A tunnel handler that needs the target again (MITM after the origin closed) dials it as above: same connection bag, so same upstream.
+            var target = request.Target;
+            var moved = await tunnel.RunAsync(connection, transport, upstream, target,
+                token => connector.ConnectAsync(target, connection.Extensions, token), cancellationToken).ConfigureAwait(false);
             connection.TrySetCloseReason("tunnel closed");
             LogTunnel(logger, connection.Id, connection.Extensions.Get<ProxyUser>()?.Name ?? "-", request.Target.ToString(),
                 moved.ClientToTarget, moved.TargetToClient, Stopwatch.GetElapsedTime(started).TotalMilliseconds,

@@ -35,30 +35,38 @@ public sealed record MitmOptions
 /// through the HTTP server and the configured request layers, and forward each request to the
 /// origin over TLS (verified, SNI as the client sent it, ALPN http/1.1 only: our HTTP/2 does not
 /// exist yet, so h2 is never offered to the client either). Anything else is relayed untouched.
+/// The first decrypted request uses the connection the tunnel was opened with; every later origin
+/// connection (after the origin closed) is dialled with the tunnel's redial function, so it leaves
+/// through the same upstream proxy as the first one, never directly.
 /// </summary>
 public sealed partial class MitmTunnel : ITunnelHandler
 {
     private readonly MitmOptions _options;
-    private readonly ITcpConnector _connector;
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
 
-    public MitmTunnel(MitmOptions options, ITcpConnector connector, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    /// <summary>A MITM tunnel handler; origin connections come from the tunnel (its first connection, then its redial function).</summary>
+    /// <param name="options">The authority, origin verification, limits and request layers.</param>
+    /// <param name="loggerFactory">Loggers of the tunnel, its HTTP server and its origin forwarder.</param>
+    /// <param name="time">Time for handshake and response timeouts.</param>
+    public MitmTunnel(MitmOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Limits.Validate();
         _options = options;
-        _connector = connector;
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _logger = _loggerFactory.CreateLogger("Rama.Proxy.Tls.Mitm");
         _time = time ?? TimeProvider.System;
     }
 
-    public async Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target, CancellationToken cancellationToken)
+    /// <inheritdoc/>
+    public async Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target,
+        Func<CancellationToken, ValueTask<ConnectResult>> redial, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(client);
+        ArgumentNullException.ThrowIfNull(redial);
         if (!await StartsWithTlsAsync(client.Input, cancellationToken).ConfigureAwait(false))
         {
             return await Relay.RunAsync(client, upstream, cancellationToken).ConfigureAwait(false);
@@ -74,7 +82,8 @@ public sealed partial class MitmTunnel : ITunnelHandler
             var socket = Interlocked.Exchange(ref firstDial, null);
             if (socket is null)
             {
-                var result = await _connector.ConnectAsync(target, token).ConfigureAwait(false);
+                // Not a fresh direct dial: the caller's redial goes out the way the tunnel did (same upstream, same session).
+                var result = await redial(token).ConfigureAwait(false);
                 if (result.Connection is null)
                 {
                     return OriginDial.Failed(result.Error == ConnectError.TimedOut ? ForwardError.ConnectTimedOut : ForwardError.ConnectFailed, $"{result.Error}: {result.Detail}");

@@ -59,12 +59,11 @@ public sealed class HttpsAndMitmTests : IDisposable
         var authority = MitmAuthority.Create();
         var caFile = Path.Combine(_pki.Directory, "mitm-ca.pem");
         File.WriteAllText(caFile, authority.ExportCertificatePem());
-        var connector = new TcpConnector(new DnsResolver(), ProxyOptions.Connector);
         var mitm = new MitmTunnel(new MitmOptions
         {
             Authority = authority,
             Upstream = new TlsClientOptions { ExtraTrustedRoots = trustOrigin ? TlsFiles.LoadAuthorities(_pki.CaFile) : null },
-        }, connector, loggers);
+        }, loggers);
         var proxy = new ProxyHarness(ForwardProxyStack.Create(ProxyOptions, StaticProxyAuthenticator.None, loggers, extras: new ForwardProxyExtras { Tunnel = mitm }));
         return (proxy, authority, caFile);
     }
