@@ -32,8 +32,8 @@ public static class Relay
         var idle = idleTimeout ?? DefaultIdleTimeout;
         if (idle == Timeout.InfiniteTimeSpan)
         {
-            var upOnly = CopyAsync(client.Input, target.Output, cancellationToken, null);
-            var downOnly = CopyAsync(target.Input, client.Output, cancellationToken, null);
+            var upOnly = CopyAsync(client.Input, target, cancellationToken, null);
+            var downOnly = CopyAsync(target.Input, client, cancellationToken, null);
             await Task.WhenAll(upOnly, downOnly).ConfigureAwait(false);
             return new RelayResult(await upOnly.ConfigureAwait(false), await downOnly.ConfigureAwait(false));
         }
@@ -41,8 +41,8 @@ public static class Relay
         var activity = new Activity(time ?? TimeProvider.System);
         using var relay = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var finished = new CancellationTokenSource();
-        var up = CopyAsync(client.Input, target.Output, relay.Token, activity);
-        var down = CopyAsync(target.Input, client.Output, relay.Token, activity);
+        var up = CopyAsync(client.Input, target, relay.Token, activity);
+        var down = CopyAsync(target.Input, client, relay.Token, activity);
         var watchdog = WatchIdleAsync(activity, idle, relay, finished.Token);
         await Task.WhenAll(up, down).ConfigureAwait(false);
         await finished.CancelAsync().ConfigureAwait(false);
@@ -87,6 +87,36 @@ public static class Relay
 
     /// <summary>Copies until <paramref name="from"/> ends or <paramref name="to"/> stops taking data, then completes <paramref name="to"/> (half-close).</summary>
     public static Task<long> CopyAsync(PipeReader from, PipeWriter to, CancellationToken cancellationToken) => CopyAsync(from, to, cancellationToken, null);
+
+    // To a socket: sent straight from the source's buffers (no copy into the socket's output pipe).
+    private static Task<long> CopyAsync(PipeReader from, IDuplexPipe to, CancellationToken cancellationToken, Activity? activity) =>
+        to is SocketConnection socket ? SendDirectAsync(from, socket, cancellationToken, activity) : CopyAsync(from, to.Output, cancellationToken, activity);
+
+    private static async Task<long> SendDirectAsync(PipeReader from, SocketConnection to, CancellationToken cancellationToken, Activity? activity)
+    {
+        long total = 0;
+        Exception? failure = null;
+        try
+        {
+            total = await to.SendFromAsync(from, activity is null ? null : activity.Touch, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException ex)
+        {
+            // A reset on the reading side: pass it on so the other side is closed, not half-closed.
+            failure = ex;
+        }
+        catch (InvalidOperationException)
+        {
+            // The pipe was completed under us by a close on the other side.
+        }
+        finally
+        {
+            await to.Output.CompleteAsync(failure).ConfigureAwait(false);
+            await from.CompleteAsync().ConfigureAwait(false);
+        }
+
+        return total;
+    }
 
     private static async Task<long> CopyAsync(PipeReader from, PipeWriter to, CancellationToken cancellationToken, Activity? activity)
     {

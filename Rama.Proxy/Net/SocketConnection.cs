@@ -18,6 +18,8 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     private readonly CancellationTokenSource _closed = new();
     private readonly SocketConnectionOptions _options;
     private List<ArraySegment<byte>>? _gather;
+    private PipeReader? _relaySource;
+    private RelaySend? _relaySend;
     private Task? _receiving;
     private Task? _sending;
     private string? _closeReason;
@@ -138,7 +140,8 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
             while (true)
             {
                 var result = await reader.ReadAsync().ConfigureAwait(false);
-                if (result.IsCanceled)
+                var relay = result.IsCanceled ? Interlocked.Exchange(ref _relaySource, null) : null;
+                if (result.IsCanceled && relay is null)
                 {
                     break;
                 }
@@ -154,6 +157,17 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
                 }
 
                 reader.AdvanceTo(buffer.End);
+                if (relay is not null)
+                {
+                    // Everything written to Output before is sent: now the relay's source, straight from its buffers.
+                    if (!await SendRelayedAsync(relay).ConfigureAwait(false))
+                    {
+                        break;
+                    }
+
+                    continue;
+                }
+
                 if (result.IsCompleted)
                 {
                     // Half-close: everything written has been sent; tell the peer we are done.
@@ -178,9 +192,119 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         {
             // reader completed by DisposeAsync while a read was pending
         }
+        catch (IOException ex)
+        {
+            // Output was completed with an error: a relay passing on a reset from the other side. Reset this
+            // side too (RST), so the peer learns the tunnel broke instead of waiting on a half-open connection.
+            Abort("reset passed on: " + ex.Message);
+        }
         finally
         {
+            // A relay asked for after the loop stopped gets its answer here (nothing sent), never a hang.
+            if (Interlocked.Exchange(ref _relaySource, null) is not null)
+            {
+                _relaySend?.Done.TrySetResult(0);
+            }
+
             await reader.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A request to send a relay's source straight from its buffers (see <see cref="SendFromAsync"/>).</summary>
+    private sealed class RelaySend(Action? onData, CancellationToken cancellationToken)
+    {
+        public Action? OnData { get; } = onData;
+
+        public CancellationToken CancellationToken { get; } = cancellationToken;
+
+        public TaskCompletionSource<long> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>
+    /// Sends what <paramref name="source"/> yields to this socket from the source's own buffers, on the send
+    /// loop (after everything already written to <see cref="Output"/>): a relay's destination without the copy
+    /// into <see cref="Output"/> and the hop through it. Completes with the bytes sent when the source ends, the
+    /// socket fails or <paramref name="cancellationToken"/> fires; throws what reading the source threw (a reset
+    /// there). The caller must not write to <see cref="Output"/> meanwhile, and completes it afterwards (FIN).
+    /// </summary>
+    internal Task<long> SendFromAsync(PipeReader source, Action? onData, CancellationToken cancellationToken)
+    {
+        var send = new RelaySend(onData, cancellationToken);
+        _relaySend = send;
+        Interlocked.Exchange(ref _relaySource, source);
+        if (_sending is null || _sending.IsCompleted)
+        {
+            // No send loop to take it: nothing can be sent.
+            if (Interlocked.Exchange(ref _relaySource, null) is not null)
+            {
+                send.Done.TrySetResult(0);
+            }
+        }
+        else
+        {
+            _output.Reader.CancelPendingRead();
+        }
+
+        return send.Done.Task;
+    }
+
+    // The relay mode of the send loop; false when the socket can no longer send (the loop ends).
+    private async ValueTask<bool> SendRelayedAsync(PipeReader source)
+    {
+        var send = _relaySend!;
+        long total = 0;
+        var token = send.CancellationToken;
+        try
+        {
+            while (true)
+            {
+                var result = await source.ReadAsync(token).ConfigureAwait(false);
+                var buffer = result.Buffer;
+                if (!buffer.IsEmpty)
+                {
+                    send.OnData?.Invoke();
+                    foreach (var segment in buffer)
+                    {
+                        var remaining = segment;
+                        while (!remaining.IsEmpty)
+                        {
+                            remaining = remaining[await _socket.SendAsync(remaining, SocketFlags.None, token).ConfigureAwait(false)..];
+                        }
+                    }
+
+                    total += buffer.Length;
+                }
+
+                source.AdvanceTo(buffer.End);
+                if (result.IsCompleted || result.IsCanceled)
+                {
+                    send.Done.TrySetResult(total);
+                    return true;
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            send.Done.TrySetResult(total);
+            return true;
+        }
+        catch (SocketException ex)
+        {
+            TrySetCloseReason(IsNormalClose(ex.SocketErrorCode) ? "peer reset" : $"send failed: {ex.SocketErrorCode}");
+            send.Done.TrySetResult(total);
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            TrySetCloseReason("closed locally");
+            send.Done.TrySetResult(total);
+            return false;
+        }
+        catch (Exception ex) when (ex is IOException or InvalidOperationException)
+        {
+            // Reading the source failed (its peer reset) or it was completed under us: the relay passes it on.
+            send.Done.TrySetException(ex);
+            return true;
         }
     }
 

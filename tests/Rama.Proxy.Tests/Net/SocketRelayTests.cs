@@ -1,0 +1,200 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Tests.Net;
+
+/// <summary>
+/// The relay between two real socket connections, where each direction is sent straight from the
+/// source's buffers by the destination's send loop (no copy into its output pipe). Each test holds
+/// the far ends as plain sockets: the client's and the target's.
+/// </summary>
+public sealed class SocketRelayTests
+{
+    /// <summary>A connected pair: <c>Proxied</c> is the proxy's SocketConnection, <c>Peer</c> the far end.</summary>
+    private sealed class Leg : IAsyncDisposable
+    {
+        public required SocketConnection Proxied { get; init; }
+
+        public required Socket Peer { get; init; }
+
+        public static async Task<Leg> OpenAsync()
+        {
+            using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+            listener.Listen(1);
+            var peer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+            var accepting = listener.AcceptAsync();
+            await peer.ConnectAsync(listener.LocalEndPoint!);
+            var proxied = new SocketConnection(await accepting);
+            proxied.Start();
+            return new Leg { Proxied = proxied, Peer = peer };
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            Peer.Dispose();
+            await Proxied.DisposeAsync();
+        }
+    }
+
+    private static async Task<byte[]> ReadToEndAsync(Socket socket, TimeSpan within)
+    {
+        using var timeout = new CancellationTokenSource(within);
+        using var all = new MemoryStream();
+        var buffer = new byte[64 * 1024];
+        while (true)
+        {
+            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
+            if (read == 0)
+            {
+                return all.ToArray();
+            }
+
+            all.Write(buffer, 0, read);
+        }
+    }
+
+    [Fact]
+    public async Task Bytes_cross_both_ways_intact_and_in_order_after_what_was_written_before()
+    {
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+
+        // Written to the client's output before the tunnel starts (a CONNECT's 200): it must arrive first.
+        client.Proxied.Output.Write("HTTP/1.1 200 Connection established\r\n\r\n"u8);
+        await client.Proxied.Output.FlushAsync();
+        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
+
+        var up = RandomNumberGenerator.GetBytes(3 * 1024 * 1024 + 17);
+        var down = RandomNumberGenerator.GetBytes(5 * 1024 * 1024 + 5);
+        var sendUp = Task.Run(async () =>
+        {
+            await client.Peer.SendAsync(up, SocketFlags.None);
+            client.Peer.Shutdown(SocketShutdown.Send);
+        });
+        var sendDown = Task.Run(async () =>
+        {
+            await target.Peer.SendAsync(down, SocketFlags.None);
+            target.Peer.Shutdown(SocketShutdown.Send);
+        });
+        var atTarget = ReadToEndAsync(target.Peer, TimeSpan.FromSeconds(30));
+        var atClient = ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(30));
+        await Task.WhenAll(sendUp, sendDown);
+
+        Assert.Equal(SHA256.HashData(up), SHA256.HashData(await atTarget));
+        var received = await atClient;
+        var head = "HTTP/1.1 200 Connection established\r\n\r\n"u8.ToArray();
+        Assert.Equal(head, received[..head.Length]);
+        Assert.Equal(SHA256.HashData(down), SHA256.HashData(received[head.Length..]));
+
+        var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(up.Length, moved.ClientToTarget);
+        Assert.Equal(down.Length, moved.TargetToClient);
+    }
+
+    [Fact]
+    public async Task A_half_close_is_passed_on_and_the_other_direction_keeps_flowing()
+    {
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
+
+        await client.Peer.SendAsync("request"u8.ToArray(), SocketFlags.None);
+        client.Peer.Shutdown(SocketShutdown.Send);
+        Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(target.Peer, TimeSpan.FromSeconds(10))); // FIN reached the target
+
+        // The client stopped sending, not receiving: the answer still comes back, then the target's FIN.
+        await target.Peer.SendAsync("answer after the client's FIN"u8.ToArray(), SocketFlags.None);
+        target.Peer.Shutdown(SocketShutdown.Send);
+        Assert.Equal("answer after the client's FIN"u8.ToArray(), await ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(10)));
+        var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(7, moved.ClientToTarget);
+    }
+
+    [Fact]
+    public async Task A_reset_on_one_side_closes_the_other_and_ends_the_relay()
+    {
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
+
+        await client.Peer.SendAsync("x"u8.ToArray(), SocketFlags.None);
+        Assert.Equal((byte)'x', (await ReadExactlyAsync(target.Peer, 1))[0]);
+        target.Peer.LingerState = new LingerOption(true, 0);
+        target.Peer.Close(); // RST
+
+        await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        await client.Proxied.DisposeAsync(); // what a tunnel's owner does once the relay ends
+        await target.Proxied.DisposeAsync();
+        // The reset is passed on (RST, as haproxy does), never a half-open client waiting for the idle timeout.
+        var ended = await Assert.ThrowsAsync<SocketException>(() => ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(10)));
+        Assert.Equal(SocketError.ConnectionReset, ended.SocketErrorCode);
+    }
+
+    [Fact]
+    public async Task An_idle_tunnel_is_closed_both_ways_after_the_idle_timeout()
+    {
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None, TimeSpan.FromMilliseconds(300));
+
+        await client.Peer.SendAsync("ping"u8.ToArray(), SocketFlags.None);
+        Assert.Equal("ping"u8.ToArray(), await ReadExactlyAsync(target.Peer, 4));
+        var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.True(moved.IdleTimedOut);
+        Assert.Empty(await ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(5))); // FIN, nothing else
+        Assert.Empty(await ReadToEndAsync(target.Peer, TimeSpan.FromSeconds(5)));
+    }
+
+    [Fact]
+    public async Task A_target_that_stops_reading_back_pressures_the_client_without_buffering_it()
+    {
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        target.Peer.ReceiveBufferSize = 64 * 1024;
+        using var cancel = new CancellationTokenSource();
+        var relay = Relay.RunAsync(client.Proxied, target.Proxied, cancel.Token, Timeout.InfiniteTimeSpan);
+
+        // Push until the client's sends stop completing: the target reads nothing.
+        client.Peer.Blocking = false;
+        var chunk = new byte[64 * 1024];
+        long accepted = 0;
+        var stalledFor = 0;
+        while (stalledFor < 20 && accepted < 256L * 1024 * 1024) // a proxy that buffered everything would never stall
+        {
+            try
+            {
+                accepted += client.Peer.Send(chunk);
+                stalledFor = 0;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.WouldBlock)
+            {
+                stalledFor++;
+                await Task.Delay(25);
+            }
+        }
+
+        // Everything accepted sits in kernel socket buffers and at most one read in the proxy: bounded, not growing.
+        Assert.InRange(accepted, 1, 64L * 1024 * 1024);
+        await cancel.CancelAsync();
+        await relay.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    private static async Task<byte[]> ReadExactlyAsync(Socket socket, int count)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var buffer = new byte[count];
+        var read = 0;
+        while (read < count)
+        {
+            var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None, timeout.Token);
+            Assert.NotEqual(0, n);
+            read += n;
+        }
+
+        return buffer;
+    }
+}
