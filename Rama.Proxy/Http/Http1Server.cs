@@ -74,6 +74,7 @@ internal sealed partial class Http1Connection : IDisposable
     private PipeReader _input = null!;
     private PipeWriter _output = null!;
     private bool _responseStarted;
+    private bool _continueArmed;
 
     public Http1Connection(Http1Server server, ConnectionContext connection)
     {
@@ -96,6 +97,7 @@ internal sealed partial class Http1Connection : IDisposable
                 _input = _connection.Transport.Input;
                 _output = _connection.Transport.Output;
                 _responseStarted = false;
+                _continueArmed = false;
                 var request = await ReadRequestHeadAsync(first ? _limits.HeaderTimeout : _limits.KeepAliveTimeout, cancellationToken).ConfigureAwait(false);
                 if (request is null || !await ServeRequestAsync(request, cancellationToken).ConfigureAwait(false))
                 {
@@ -206,6 +208,7 @@ internal sealed partial class Http1Connection : IDisposable
             // before (407, 502) never makes the client send its body.
             if (request.Version == HttpProtocolVersion.Http11 && !body.IsEnd && request.Headers.ContainsToken(HeaderNames.Expect, "100-continue"u8))
             {
+                _continueArmed = true;
                 body.OnFirstRead(() => SendContinueAsync(cancellationToken));
             }
         }
@@ -254,9 +257,12 @@ internal sealed partial class Http1Connection : IDisposable
         finally
         {
             await response.Body.CompleteAsync().ConfigureAwait(false); // idempotent: also when the head never went out
-            LogAccess(_server.AccessLog, request.Method, request.Target, response.Status, bytes,
-                (long)_server.Time.GetElapsedTime(startedAt).TotalMilliseconds, request.Extensions.Get<ProxyUser>()?.Name ?? "-", _connection.Id,
-                request.Extensions.Get<Upstream.SelectedUpstream>()?.Id ?? "-");
+            if (_server.AccessLog.IsEnabled(LogLevel.Information))
+            {
+                LogAccess(_server.AccessLog, request.Method, request.Target, response.Status, bytes,
+                    (long)_server.Time.GetElapsedTime(startedAt).TotalMilliseconds, request.Extensions.Get<ProxyUser>()?.Name ?? "-", _connection.Id,
+                    request.Extensions.Get<Upstream.SelectedUpstream>()?.Id ?? "-");
+            }
         }
 
         if (response.OnUpgrade is { } upgrade && response.Status is 101 or (>= 200 and < 300))
@@ -351,9 +357,17 @@ internal sealed partial class Http1Connection : IDisposable
             keepAlive = true; // the connection is handed over, not closed by a header
         }
 
-        await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        _responseStarted = true;
-        _writeGate.Release();
+        if (_continueArmed)
+        {
+            // A 100 Continue may be being written on the body reader's first read: the head goes after it.
+            await _writeGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+            _responseStarted = true;
+            _writeGate.Release();
+        }
+        else
+        {
+            _responseStarted = true;
+        }
 
         Http1Writer.WriteStatusLine(_output, status, response.Reason);
         var wroteLength = false;
