@@ -268,6 +268,7 @@ internal sealed partial class Http1Connection : IDisposable
         if (response.OnUpgrade is { } upgrade && response.Status is 101 or (>= 200 and < 300))
         {
             _connection.TrySetCloseReason("upgraded");
+            DisposeTimers(); // no request head is read on this connection again: a long-lived tunnel holds no timer
             await upgrade(_connection.Transport, cancellationToken).ConfigureAwait(false);
             return false;
         }
@@ -521,11 +522,16 @@ internal sealed partial class Http1Connection : IDisposable
         }
     }
 
-    public void Dispose()
+    private void DisposeTimers()
     {
         _idleToken.Dispose();
         _headToken.Dispose();
         _timer.Dispose();
+    }
+
+    public void Dispose()
+    {
+        DisposeTimers(); // idempotent
         _writeGate.Dispose();
     }
 
