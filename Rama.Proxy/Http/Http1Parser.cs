@@ -192,6 +192,12 @@ internal static class Http1Parser
     internal static bool TryScanFieldLines(in ReadOnlySequence<byte> buffer, long sectionStart, HttpLimits limits, ref long nextLine, ref int lines, out long sectionEnd)
     {
         sectionEnd = 0;
+        if (buffer.IsSingleSegment)
+        {
+            // The usual case (a head within one receive): the same scan over a span, without a reader per line.
+            return TryScanFieldLines(buffer.FirstSpan, sectionStart, limits, ref nextLine, ref lines, out sectionEnd);
+        }
+
         while (true)
         {
             var allowance = limits.MaxHeaderBytes - (nextLine - sectionStart);
@@ -210,6 +216,40 @@ internal static class Http1Parser
 
             var lineLength = reader.Consumed;
             if (lineLength == 0 || (lineLength == 1 && window.FirstSpan[0] == '\r'))
+            {
+                sectionEnd = nextLine + lineLength + 1;
+                return true;
+            }
+
+            if (++lines > limits.MaxHeaderCount)
+            {
+                HttpRejection.Throw(HttpRejectReason.TooManyHeaders);
+            }
+
+            nextLine += lineLength + 1;
+        }
+    }
+
+    private static bool TryScanFieldLines(ReadOnlySpan<byte> buffer, long sectionStart, HttpLimits limits, ref long nextLine, ref int lines, out long sectionEnd)
+    {
+        sectionEnd = 0;
+        while (true)
+        {
+            var allowance = limits.MaxHeaderBytes - (nextLine - sectionStart);
+            var available = buffer.Length - nextLine;
+            var window = buffer.Slice((int)nextLine, (int)Math.Min(available, allowance));
+            var lineLength = window.IndexOf((byte)'\n');
+            if (lineLength < 0)
+            {
+                if (window.Length >= allowance)
+                {
+                    HttpRejection.Throw(HttpRejectReason.HeadersTooLarge);
+                }
+
+                return false;
+            }
+
+            if (lineLength == 0 || (lineLength == 1 && window[0] == '\r'))
             {
                 sectionEnd = nextLine + lineLength + 1;
                 return true;
