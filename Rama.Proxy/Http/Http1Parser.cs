@@ -133,8 +133,8 @@ internal static class Http1Parser
                 window = window.Slice(0, limit);
             }
 
-            var reader = new SequenceReader<byte>(window.Slice(state.StartLineScanned));
-            if (!reader.TryAdvanceTo((byte)'\n', advancePastDelimiter: false))
+            var lf = IndexOfLf(window.Slice(state.StartLineScanned));
+            if (lf < 0)
             {
                 if (window.Length >= limit)
                 {
@@ -145,7 +145,7 @@ internal static class Http1Parser
                 return false;
             }
 
-            state.StartLineEnd = state.Skipped + state.StartLineScanned + reader.Consumed + 1;
+            state.StartLineEnd = state.Skipped + state.StartLineScanned + lf + 1;
             state.NextLine = state.StartLineEnd;
         }
 
@@ -157,9 +157,26 @@ internal static class Http1Parser
         return true;
     }
 
+    private static long IndexOfLf(in ReadOnlySequence<byte> buffer)
+    {
+        if (buffer.IsSingleSegment)
+        {
+            return buffer.FirstSpan.IndexOf((byte)'\n');
+        }
+
+        var reader = new SequenceReader<byte>(buffer);
+        return reader.TryAdvanceTo((byte)'\n', advancePastDelimiter: false) ? reader.Consumed : -1;
+    }
+
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line (CRLF) received before the request-line.
     private static bool TrySkipLeadingEmptyLines(in ReadOnlySequence<byte> buffer, int max, ref HeadScanState state)
     {
+        var first = buffer.FirstSpan;
+        if (state.Skipped < first.Length && first[(int)state.Skipped] != '\r')
+        {
+            return true; // the usual case: the request-line starts here
+        }
+
         var reader = new SequenceReader<byte>(buffer.Slice(state.Skipped));
         while (reader.TryPeek(out var b) && b == '\r')
         {
