@@ -96,7 +96,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 try
                 {
                     // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
-                    var moved = tunnel is not null && request.Extensions.Get<ConnectionContext>() is { } connection
+                    var moved = tunnel is not null && request.Connection is { } connection
                         ? await tunnel.RunAsync(connection, client, upstream, target.Value, Redial, token).ConfigureAwait(false)
                         : await Relay.RunAsync(client, upstream, token, _options.TunnelIdleTimeout, _time).ConfigureAwait(false);
                     LogTunnelClosed(_logger, target.Value.ToString(), moved.ClientToTarget, moved.TargetToClient);

@@ -172,6 +172,7 @@ internal sealed partial class Http1Connection : IDisposable
             {
                 _input.AdvanceTo(consumed);
                 _timer.CancelAfter(Timeout.InfiniteTimeSpan);
+                request!.Connection = _connection;
                 return request;
             }
 

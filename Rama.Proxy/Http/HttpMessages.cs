@@ -68,6 +68,9 @@ public sealed class HttpRequest
     /// <summary>The body, streamed; empty when there is none. Do not complete it: the server owns it.</summary>
     public PipeReader Body { get; set; } = EmptyBody.Instance;
 
+    /// <summary>The client connection the request arrived on (set by the HTTP server; null for a request built in code).</summary>
+    public Net.ConnectionContext? Connection { get; internal set; }
+
     /// <summary>How the body is framed on the wire.</summary>
     public BodyFraming BodyFraming { get; set; }
 

@@ -75,8 +75,8 @@ public static class HttpProxy
     /// <c>Proxy-Authorization: Basic</c> when <paramref name="authenticator"/> requires it. The returned
     /// service also implements <see cref="IAsyncDisposable"/>: disposing it closes pooled origin connections.
     /// <paramref name="requestLayer"/> (e.g. upstream routing) runs after auth, before forwarding. A
-    /// <paramref name="tunnel"/> handler (MITM) runs CONNECT tunnels instead of the byte relay; it
-    /// needs the <see cref="ConnectionContext"/> in its own extensions bag (ForwardProxyStack puts it there).
+    /// <paramref name="tunnel"/> handler (MITM) runs CONNECT tunnels instead of the byte relay, on the
+    /// request's <see cref="HttpRequest.Connection"/>.
     /// </summary>
     public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
         ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ILayer<HttpRequest, HttpResponse>? requestLayer = null, ITunnelHandler? tunnel = null)

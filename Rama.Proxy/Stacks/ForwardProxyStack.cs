@@ -97,17 +97,6 @@ public static class ForwardProxyStack
             options.FirstBytesTimeout ?? options.Http.Limits.HeaderTimeout,
             time,
             loggerFactory.CreateLogger("Rama.Proxy.Net.PeekRouter"));
-        IService<ConnectionContext, Unit> stack = router;
-        if (extras?.Tunnel is not null)
-        {
-            // The tunnel handler of an HTTP CONNECT finds its connection through the request's bag.
-            stack = Service.Stack(stack, Service.Layer<ConnectionContext, Unit>(inner => Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
-            {
-                connection.Extensions.Set(connection);
-                return inner.ServeAsync(connection, token);
-            })));
-        }
-
-        return Service.Owning(stack, http as IAsyncDisposable);
+        return Service.Owning<ConnectionContext, Unit>(router, http as IAsyncDisposable);
     }
 }
