@@ -105,17 +105,20 @@ public sealed class LifecycleTests : TestKit.TestKit
     [Fact]
     public async Task Terminating_the_system_stops_every_actor()
     {
-        var actor = Sys.ActorOf(Props.Create(() => new HookRecorder(TestActor)));
+        // The actors live in a system of their own: the test actor (in Sys) must outlive the system being
+        // terminated, or the last PostStop could reach it after it was stopped (system messages go first).
+        await using var system = ActorSystem.Create("terminated");
+        var actor = system.ActorOf(Props.Create(() => new HookRecorder(TestActor)));
         ExpectMsg("constructor");
         ExpectMsg("PreStart");
         actor.Tell("child");
         ExpectMsg("child PreStart");
 
-        await Sys.Terminate().WaitAsync(TimeSpan.FromSeconds(10));
+        await system.Terminate().WaitAsync(TimeSpan.FromSeconds(10));
 
         ExpectMsg("child PostStop");
         ExpectMsg("PostStop");
-        Assert.True(Sys.WhenTerminated.IsCompletedSuccessfully);
+        Assert.True(system.WhenTerminated.IsCompletedSuccessfully);
         actor.Tell("after termination"); // goes to dead letters, no exception
     }
 }
