@@ -174,11 +174,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             WriteTextField(output, s_hostName, authority ?? target.ToString());
         }
 
-        var hasConnectionOptions = NamesOtherFields(source);
+        var namesOtherFields = NamesOtherFields(source);
         var wroteLength = false;
         foreach (var field in source)
         {
-            if (IsHopByHop(field) || (hasConnectionOptions && IsNamedByConnection(source, field.Name.Span)))
+            if (IsDropped(source, namesOtherFields, field))
             {
                 continue;
             }
@@ -240,10 +240,10 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     internal static HttpHeaders CopyEndToEnd(HttpHeaders source)
     {
         var copy = new HttpHeaders(source.Count + 2);
-        var hasConnectionOptions = NamesOtherFields(source);
+        var namesOtherFields = NamesOtherFields(source);
         foreach (var field in source)
         {
-            if (!IsHopByHop(field) && !(hasConnectionOptions && IsNamedByConnection(source, field.Name.Span)))
+            if (!IsDropped(source, namesOtherFields, field))
             {
                 copy.Add(field.Name, field.Value);
             }
@@ -255,12 +255,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// <summary>The same rule as <see cref="CopyEndToEnd"/>, applied in place to fields this proxy owns (a parsed response head).</summary>
     internal static void RemoveHopByHop(HttpHeaders headers)
     {
-        var hasConnectionOptions = NamesOtherFields(headers);
+        var namesOtherFields = NamesOtherFields(headers);
         Span<bool> drop = headers.Count <= 128 ? stackalloc bool[headers.Count] : new bool[headers.Count];
         for (var i = 0; i < headers.Count; i++)
         {
-            var field = headers[i];
-            drop[i] = IsHopByHop(field) || (hasConnectionOptions && IsNamedByConnection(headers, field.Name.Span));
+            drop[i] = IsDropped(headers, namesOtherFields, headers[i]); // decided before any removal: Connection names fields
         }
 
         for (var i = headers.Count - 1; i >= 0; i--)
@@ -271,6 +270,10 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
         }
     }
+
+    // The one rule of all three: a known connection-specific field, or one that Connection / Proxy-Connection names.
+    private static bool IsDropped(HttpHeaders source, bool namesOtherFields, HttpHeaderField field) =>
+        IsHopByHop(field) || (namesOtherFields && IsNamedByConnection(source, field.Name.Span));
 
     private static bool IsHopByHop(HttpHeaderField field) =>
         field.NameIs(HeaderNames.Connection) || field.NameIs(HeaderNames.ProxyConnection) || field.NameIs(HeaderNames.KeepAlive)

@@ -265,11 +265,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
                     send.OnData?.Invoke();
                     foreach (var segment in buffer)
                     {
-                        var remaining = segment;
-                        while (!remaining.IsEmpty)
-                        {
-                            remaining = remaining[await _socket.SendAsync(remaining, SocketFlags.None, token).ConfigureAwait(false)..];
-                        }
+                        await SendAllAsync(segment, token).ConfigureAwait(false);
                     }
 
                     total += buffer.Length;
@@ -309,11 +305,11 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     }
 
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> remaining)
+    private async ValueTask SendAllAsync(ReadOnlyMemory<byte> remaining, CancellationToken cancellationToken = default)
     {
         while (!remaining.IsEmpty)
         {
-            var sent = await _socket.SendAsync(remaining, SocketFlags.None).ConfigureAwait(false);
+            var sent = await _socket.SendAsync(remaining, SocketFlags.None, cancellationToken).ConfigureAwait(false);
             remaining = remaining[sent..];
         }
     }

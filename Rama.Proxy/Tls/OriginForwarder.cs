@@ -137,7 +137,8 @@ public sealed partial class OriginForwarder(OriginDialer dial, HttpLimits limits
                 await slot.ReleaseAsync().ConfigureAwait(false);
             }
         });
-        return (new HttpResponse(head.Status, ForwardProxyService.CopyEndToEnd(head.Headers))
+        ForwardProxyService.RemoveHopByHop(head.Headers); // parsed for this exchange only; keep-alive was read above
+        return (new HttpResponse(head.Status, head.Headers)
         {
             Reason = head.Reason,
             Body = body,
