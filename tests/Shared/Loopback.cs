@@ -183,6 +183,26 @@ internal static class Eventually
 /// <summary>Socket reads as tests need them.</summary>
 internal static class Sockets
 {
+    /// <summary>Reads exactly <paramref name="count"/> bytes within 10 s; an early close throws.</summary>
+    public static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var buffer = new byte[count];
+        var read = 0;
+        while (read < count)
+        {
+            var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None, cts.Token);
+            if (n == 0)
+            {
+                throw new IOException($"closed after {read} of {count} bytes");
+            }
+
+            read += n;
+        }
+
+        return buffer;
+    }
+
     /// <summary>Reads once within 10 s; 0 means the peer closed, whether by FIN or by reset.</summary>
     public static async Task<int> ReceiveOrZeroAsync(Socket socket)
     {

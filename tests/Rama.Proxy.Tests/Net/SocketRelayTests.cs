@@ -2,7 +2,10 @@ using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using System.Text;
 using Rama.Proxy.Net;
+using Rama.Proxy.Tests.Support;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Net;
 
@@ -40,23 +43,6 @@ public sealed class SocketRelayTests
         }
     }
 
-    private static async Task<byte[]> ReadToEndAsync(Socket socket, TimeSpan within)
-    {
-        using var timeout = new CancellationTokenSource(within);
-        using var all = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        while (true)
-        {
-            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token);
-            if (read == 0)
-            {
-                return all.ToArray();
-            }
-
-            all.Write(buffer, 0, read);
-        }
-    }
-
     [Fact]
     public async Task Bytes_cross_both_ways_intact_and_in_order_after_what_was_written_before()
     {
@@ -80,12 +66,13 @@ public sealed class SocketRelayTests
             await target.Peer.SendAsync(down, SocketFlags.None);
             target.Peer.Shutdown(SocketShutdown.Send);
         });
-        var atTarget = ReadToEndAsync(target.Peer, TimeSpan.FromSeconds(30));
-        var atClient = ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(30));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var atTarget = ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token);
+        var atClient = ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token);
         await Task.WhenAll(sendUp, sendDown);
 
-        Assert.Equal(SHA256.HashData(up), SHA256.HashData(await atTarget));
-        var received = await atClient;
+        Assert.Equal(SHA256.HashData(up), SHA256.HashData(Encoding.Latin1.GetBytes(await atTarget)));
+        var received = Encoding.Latin1.GetBytes(await atClient);
         var head = "HTTP/1.1 200 Connection established\r\n\r\n"u8.ToArray();
         Assert.Equal(head, received[..head.Length]);
         Assert.Equal(SHA256.HashData(down), SHA256.HashData(received[head.Length..]));
@@ -101,15 +88,16 @@ public sealed class SocketRelayTests
         await using var client = await Leg.OpenAsync();
         await using var target = await Leg.OpenAsync();
         var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
 
         await client.Peer.SendAsync("request"u8.ToArray(), SocketFlags.None);
         client.Peer.Shutdown(SocketShutdown.Send);
-        Assert.Equal("request"u8.ToArray(), await ReadToEndAsync(target.Peer, TimeSpan.FromSeconds(10))); // FIN reached the target
+        Assert.Equal("request", await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token)); // FIN reached the target
 
         // The client stopped sending, not receiving: the answer still comes back, then the target's FIN.
         await target.Peer.SendAsync("answer after the client's FIN"u8.ToArray(), SocketFlags.None);
         target.Peer.Shutdown(SocketShutdown.Send);
-        Assert.Equal("answer after the client's FIN"u8.ToArray(), await ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(10)));
+        Assert.Equal("answer after the client's FIN", await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token));
         var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(7, moved.ClientToTarget);
     }
@@ -122,7 +110,7 @@ public sealed class SocketRelayTests
         var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
 
         await client.Peer.SendAsync("x"u8.ToArray(), SocketFlags.None);
-        Assert.Equal((byte)'x', (await ReadExactlyAsync(target.Peer, 1))[0]);
+        Assert.Equal((byte)'x', (await Sockets.ReceiveExactlyAsync(target.Peer, 1))[0]);
         target.Peer.LingerState = new LingerOption(true, 0);
         target.Peer.Close(); // RST
 
@@ -130,8 +118,8 @@ public sealed class SocketRelayTests
         await client.Proxied.DisposeAsync(); // what a tunnel's owner does once the relay ends
         await target.Proxied.DisposeAsync();
         // The reset is passed on (RST, as haproxy does), never a half-open client waiting for the idle timeout.
-        var ended = await Assert.ThrowsAsync<SocketException>(() => ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(10)));
-        Assert.Equal(SocketError.ConnectionReset, ended.SocketErrorCode);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Assert.Equal("<RST>", await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token)); // ECONNRESET, nothing before it
     }
 
     [Fact]
@@ -142,11 +130,12 @@ public sealed class SocketRelayTests
         var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None, TimeSpan.FromMilliseconds(300));
 
         await client.Peer.SendAsync("ping"u8.ToArray(), SocketFlags.None);
-        Assert.Equal("ping"u8.ToArray(), await ReadExactlyAsync(target.Peer, 4));
+        Assert.Equal("ping"u8.ToArray(), await Sockets.ReceiveExactlyAsync(target.Peer, 4));
         var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.True(moved.IdleTimedOut);
-        Assert.Empty(await ReadToEndAsync(client.Peer, TimeSpan.FromSeconds(5))); // FIN, nothing else
-        Assert.Empty(await ReadToEndAsync(target.Peer, TimeSpan.FromSeconds(5)));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        Assert.Empty(await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token)); // FIN, nothing else
+        Assert.Empty(await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token));
     }
 
     [Fact]
@@ -181,20 +170,5 @@ public sealed class SocketRelayTests
         Assert.InRange(accepted, 1, 64L * 1024 * 1024);
         await cancel.CancelAsync();
         await relay.WaitAsync(TimeSpan.FromSeconds(10));
-    }
-
-    private static async Task<byte[]> ReadExactlyAsync(Socket socket, int count)
-    {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        var buffer = new byte[count];
-        var read = 0;
-        while (read < count)
-        {
-            var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None, timeout.Token);
-            Assert.NotEqual(0, n);
-            read += n;
-        }
-
-        return buffer;
     }
 }

@@ -112,9 +112,9 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         Start(new StaticProxyAuthenticator([new("john", "s3cret")]));
         using var client = await ConnectAsync();
         await client.SendAsync(new byte[] { 5, 1, 2 });
-        Assert.Equal(new byte[] { 5, 2 }, await ReceiveExactlyAsync(client, 2));
+        Assert.Equal(new byte[] { 5, 2 }, await Sockets.ReceiveExactlyAsync(client, 2));
         await client.SendAsync(new byte[] { 1, 4, (byte)'j', (byte)'o', (byte)'h', (byte)'n', 1, (byte)'x' });
-        Assert.Equal(new byte[] { 1, 1 }, await ReceiveExactlyAsync(client, 2));
+        Assert.Equal(new byte[] { 1, 1 }, await Sockets.ReceiveExactlyAsync(client, 2));
         Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
@@ -124,7 +124,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         Start(new StaticProxyAuthenticator([new("john", "s3cret")]));
         using var client = await ConnectAsync();
         await client.SendAsync(new byte[] { 5, 1, 0 });
-        Assert.Equal(new byte[] { 5, 0xFF }, await ReceiveExactlyAsync(client, 2));
+        Assert.Equal(new byte[] { 5, 0xFF }, await Sockets.ReceiveExactlyAsync(client, 2));
         Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
@@ -144,7 +144,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         var refused = Ports.Refused();
         using var client = await HandshakeAsync();
         await client.SendAsync(new byte[] { 5, 1, 0, 1, 127, 0, 0, 1, (byte)(refused >> 8), (byte)refused });
-        var reply = await ReceiveExactlyAsync(client, 10);
+        var reply = await Sockets.ReceiveExactlyAsync(client, 10);
         Assert.Equal(5, reply[0]);
         Assert.Equal((byte)Socks5Reply.ConnectionRefused, reply[1]);
         Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
@@ -157,7 +157,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         using var client = await HandshakeAsync();
         var name = "nosuch.invalid"u8.ToArray();
         await client.SendAsync(new byte[] { 5, 1, 0, 3, (byte)name.Length }.Concat(name).Concat(new byte[] { 0, 80 }).ToArray());
-        var reply = await ReceiveExactlyAsync(client, 10);
+        var reply = await Sockets.ReceiveExactlyAsync(client, 10);
         Assert.Equal((byte)Socks5Reply.HostUnreachable, reply[1]);
     }
 
@@ -169,7 +169,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         Start();
         using var client = await HandshakeAsync();
         await client.SendAsync(new byte[] { 5, command, 0, 1, 127, 0, 0, 1, 0, 80 });
-        var reply = await ReceiveExactlyAsync(client, 10);
+        var reply = await Sockets.ReceiveExactlyAsync(client, 10);
         Assert.Equal((byte)expected, reply[1]);
         Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
@@ -180,7 +180,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         Start();
         using var client = await HandshakeAsync();
         await client.SendAsync(new byte[] { 5, 1, 0, 7, 1, 2, 3, 4, 0, 80 });
-        var reply = await ReceiveExactlyAsync(client, 10);
+        var reply = await Sockets.ReceiveExactlyAsync(client, 10);
         Assert.Equal((byte)Socks5Reply.AddressTypeNotSupported, reply[1]);
     }
 
@@ -203,10 +203,10 @@ public sealed class Socks5ServerTests : IAsyncLifetime
         using var client = await HandshakeAsync();
         // The request and the first payload bytes in one write: nothing may be lost.
         await client.SendAsync(new byte[] { 5, 1, 0, 1, 127, 0, 0, 1, (byte)(origin.Port >> 8), (byte)origin.Port }.Concat("ping"u8.ToArray()).ToArray());
-        var reply = await ReceiveExactlyAsync(client, 10);
+        var reply = await Sockets.ReceiveExactlyAsync(client, 10);
         Assert.Equal(0, reply[1]);
         client.Shutdown(SocketShutdown.Send);
-        Assert.Equal("ping"u8.ToArray(), await ReceiveExactlyAsync(client, 4));
+        Assert.Equal("ping"u8.ToArray(), await Sockets.ReceiveExactlyAsync(client, 4));
         Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
     }
 
@@ -221,26 +221,7 @@ public sealed class Socks5ServerTests : IAsyncLifetime
     {
         var socket = await ConnectAsync();
         await socket.SendAsync(new byte[] { 5, 1, 0 });
-        Assert.Equal(new byte[] { 5, 0 }, await ReceiveExactlyAsync(socket, 2));
+        Assert.Equal(new byte[] { 5, 0 }, await Sockets.ReceiveExactlyAsync(socket, 2));
         return socket;
-    }
-
-    internal static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count)
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        var buffer = new byte[count];
-        var read = 0;
-        while (read < count)
-        {
-            var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None, cts.Token);
-            if (n == 0)
-            {
-                throw new IOException($"closed after {read} of {count} bytes");
-            }
-
-            read += n;
-        }
-
-        return buffer;
     }
 }
