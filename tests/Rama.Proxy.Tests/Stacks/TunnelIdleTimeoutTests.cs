@@ -21,15 +21,16 @@ public sealed class TunnelIdleTimeoutTests
         var targetIn = new Pipe();
         var targetOut = new Pipe();
         var relay = Relay.RunAsync(new TestDuplexPipe(clientIn.Reader, clientOut.Writer), new TestDuplexPipe(targetOut.Reader, targetIn.Writer),
-            CancellationToken.None, TimeSpan.FromMilliseconds(400));
+            CancellationToken.None, TimeSpan.FromSeconds(1));
 
-        // Traffic every 100 ms for well past the idle timeout: the tunnel stays up.
+        // Traffic every 150 ms for well past the idle timeout: the tunnel stays up. (The gap is a sixth of the
+        // timeout: with 100 ms against 400 ms, a loaded test run once stalled a gap past the timeout.)
         for (var i = 0; i < 10; i++)
         {
             await clientIn.Writer.WriteAsync("x"u8.ToArray());
             var read = await targetIn.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(5));
             targetIn.Reader.AdvanceTo(read.Buffer.End);
-            await Task.Delay(100);
+            await Task.Delay(150);
             Assert.False(relay.IsCompleted, $"closed while active, after {i + 1} exchanges");
         }
 
