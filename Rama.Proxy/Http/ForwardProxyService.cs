@@ -272,7 +272,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     }
 
     // The one rule of all three: a known connection-specific field, or one that Connection / Proxy-Connection names.
-    private static bool IsDropped(HttpHeaders source, bool namesOtherFields, HttpHeaderField field) =>
+    internal static bool IsDropped(HttpHeaders source, bool namesOtherFields, HttpHeaderField field) =>
         IsHopByHop(field) || (namesOtherFields && IsNamedByConnection(source, field.Name.Span));
 
     private static bool IsHopByHop(HttpHeaderField field) =>
@@ -284,7 +284,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// Whether Connection / Proxy-Connection name any field to drop: not when they carry only "close" and
     /// "keep-alive" (the usual case; Keep-Alive is dropped as hop-by-hop anyway), so the per-field check is skipped.
     /// </summary>
-    private static bool NamesOtherFields(HttpHeaders headers)
+    internal static bool NamesOtherFields(HttpHeaders headers)
     {
         foreach (var field in headers)
         {

@@ -19,7 +19,7 @@ internal static class Http1Writer
     }
 
     /// <summary>The status line (RFC 9112 §4): always HTTP/1.1, our version (RFC 9110 §6.2).</summary>
-    public static void WriteStatusLine(PipeWriter output, int status, string? reason)
+    public static void WriteStatusLine(IBufferWriter<byte> output, int status, string? reason)
     {
         output.Write("HTTP/1.1 "u8);
         WriteNumber(output, status);
@@ -36,7 +36,7 @@ internal static class Http1Writer
         }
     }
 
-    public static void WriteField(PipeWriter output, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
+    public static void WriteField(IBufferWriter<byte> output, ReadOnlySpan<byte> name, ReadOnlySpan<byte> value)
     {
         output.Write(name);
         output.Write(": "u8);
@@ -44,7 +44,7 @@ internal static class Http1Writer
         output.Write("\r\n"u8);
     }
 
-    public static void WriteNumber(PipeWriter output, long value, string? format = null)
+    public static void WriteNumber(IBufferWriter<byte> output, long value, string? format = null)
     {
         var span = output.GetSpan(20);
         if (!value.TryFormat(span, out var written, format, System.Globalization.CultureInfo.InvariantCulture))
@@ -55,7 +55,7 @@ internal static class Http1Writer
         output.Advance(written);
     }
 
-    public static void WriteLatin1(PipeWriter output, string text)
+    public static void WriteLatin1(IBufferWriter<byte> output, string text)
     {
         var span = output.GetSpan(text.Length);
         output.Advance(Encoding.Latin1.GetBytes(text, span));

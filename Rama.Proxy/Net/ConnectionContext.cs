@@ -38,6 +38,9 @@ public sealed class ConnectionContext
     /// </summary>
     public ConnectionContext CreateNested(IDuplexPipe transport) => new(this, transport);
 
+    /// <summary>The accepted socket connection under every layer.</summary>
+    internal SocketConnection SocketConnection => _socket;
+
     /// <summary>Process-unique connection id (for logs).</summary>
     public long Id { get; }
 

@@ -61,11 +61,32 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     public bool TrySetCloseReason(string reason) => Interlocked.CompareExchange(ref _closeReason, reason, null) is null;
 
     /// <summary>Starts the receive and send loops. Called once by whoever created the connection.</summary>
-    public void Start()
+    public void Start() => Start(default);
+
+    /// <summary>
+    /// Starts the loops with <paramref name="prefix"/> already in <see cref="Input"/>: bytes a transport that
+    /// owned the socket before (the epoll reverse proxy handing a connection over) had read and not consumed.
+    /// </summary>
+    internal void Start(ReadOnlySpan<byte> prefix)
     {
+        if (!prefix.IsEmpty)
+        {
+            System.Buffers.BuffersExtensions.Write(_input.Writer, prefix);
+            // Below the pause threshold (the caller's buffer is smaller than MaxBufferedBytes): completes at once.
+            var flush = _input.Writer.FlushAsync();
+            System.Diagnostics.Debug.Assert(flush.IsCompleted, "a prefix larger than the input pipe's pause threshold");
+            flush.GetAwaiter().GetResult();
+        }
+
         _receiving = ReceiveLoopAsync();
         _sending = SendLoopAsync();
     }
+
+    /// <summary>The socket, for a transport that runs it itself before (or instead of) the pipes.</summary>
+    internal Socket Socket => _socket;
+
+    /// <summary>Whether <see cref="Start()"/> ran (the pipes own the socket).</summary>
+    internal bool IsStarted => _receiving is not null;
 
     private async Task ReceiveLoopAsync()
     {

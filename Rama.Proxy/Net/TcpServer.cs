@@ -7,6 +7,15 @@ using Rama.Proxy.Core;
 
 namespace Rama.Proxy.Net;
 
+/// <summary>
+/// A connection service that runs the accepted socket on a transport of its own: the server hands it a
+/// <see cref="ConnectionContext"/> whose <see cref="SocketConnection"/> is not started (no pipes running), and
+/// the service either drives the socket itself or starts the pipes. Tracking, abort and close stay the server's.
+/// </summary>
+public interface ISocketTransportService : IService<ConnectionContext, Unit>
+{
+}
+
 /// <summary>Options of a <see cref="TcpServer"/>.</summary>
 public sealed record TcpServerOptions
 {
@@ -127,7 +136,11 @@ public sealed partial class TcpServer : IAsyncDisposable
         _connections[id] = connection;
         try
         {
-            connection.Start();
+            if (service is not ISocketTransportService)
+            {
+                connection.Start();
+            }
+
             var context = new ConnectionContext(id, connection, _shutdown.ShutdownRequested) { RemoteEndPoint = connection.RemoteEndPoint };
             LogConnectionOpened(_logger, id, connection.RemoteEndPoint?.ToString() ?? "?", LocalEndPoint.ToString());
             await service.ServeAsync(context, connection.ConnectionClosed).ConfigureAwait(false);

@@ -22,6 +22,12 @@ public sealed record ForwardProxyOptions
     /// <summary>Upstream routing (used when the stack is given a proxy database).</summary>
     public UpstreamRoutingOptions Upstream { get; init; } = new();
 
+    /// <summary>
+    /// The transport of reverse-proxy ports. Default <see cref="ReverseProxyTransport.Auto"/>: the epoll event loops on
+    /// Linux x86-64, the socket pipes elsewhere (measured in benchmarks/: the event loops need about half the CPU per request).
+    /// </summary>
+    public ReverseProxyTransport ReverseTransport { get; init; } = ReverseProxyTransport.Auto;
+
     /// <summary>How long a new connection may stay silent before we know its protocol. Default: the HTTP header timeout.</summary>
     public TimeSpan? FirstBytesTimeout { get; init; }
 
@@ -35,6 +41,17 @@ public sealed record ForwardProxyOptions
             throw new ArgumentException("ConnectTimeout must be positive", nameof(Connector));
         }
     }
+}
+
+/// <summary>How a reverse-proxy port moves its bytes.</summary>
+public enum ReverseProxyTransport
+{
+    /// <summary><see cref="Epoll"/> where supported (Linux x86-64), else <see cref="Sockets"/>.</summary>
+    Auto,
+    /// <summary>Event-loop threads over epoll, one per core; each connection a state machine on one loop (Linux x86-64 only).</summary>
+    Epoll,
+    /// <summary>.NET sockets with System.IO.Pipelines and the async HTTP/1.1 server (portable).</summary>
+    Sockets,
 }
 
 /// <summary>Optional parts of a forward-proxy port (issue 5): absent, the port is plain HTTP + SOCKS5.</summary>

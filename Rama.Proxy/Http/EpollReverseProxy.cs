@@ -1,0 +1,329 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Rama.Proxy.Core;
+using Rama.Proxy.Net;
+using Rama.Proxy.Net.Epoll;
+
+namespace Rama.Proxy.Http;
+
+/// <summary>
+/// The reverse proxy on the Linux epoll transport: each client connection is a state machine run on one
+/// event-loop thread (<see cref="EpollLoop"/>), with its upstream connections on the same loop and a
+/// per-loop idle pool, so a keep-alive request costs one receive and one send on each side and no
+/// thread hop, pipe or async state machine (the reason haproxy and nginx are fast). Same rules as the
+/// pipe-based reverse proxy (<see cref="ReverseProxyService"/> over <see cref="Http1Server"/>): hop-by-hop
+/// fields removed (RFC 9110 §7.6.1), Via added (§7.6.3), Content-Length normalised, the client's Host kept,
+/// the same limits and timeouts, the same parser. What it does not run itself it hands, at a request
+/// boundary and with the bytes already read, to that pipe-based stack: HTTP/1.0 clients, chunked request
+/// bodies, <c>Expect</c>, targets other than origin-form (CONNECT's 405, absolute-form, <c>*</c>), and
+/// heads the parser rejects (so 400/414/431/505 are answered by the one server that answers them).
+/// </summary>
+internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyncDisposable
+{
+    private static readonly byte[] s_viaName = "Via"u8.ToArray();
+    private readonly IService<ConnectionContext, Unit> _classic;
+    private readonly HttpProxyOptions _options;
+    private readonly HttpLimits _limits;
+    private readonly HostPort _upstream;
+    private readonly TcpConnectorOptions _connector;
+    private readonly IDnsResolver _dns;
+    private readonly byte[]? _via;
+    private readonly ILogger _logger;
+    private readonly ILogger _accessLog;
+    private readonly LoopState[] _loops;
+    private readonly int _maxIdlePerLoop;
+    private readonly int _maxHeadBuffer;
+    private IPAddress[]? _addresses;
+    private long _addressesExpireMs;
+    private int _disposed;
+
+    public EpollReverseProxy(IService<ConnectionContext, Unit> classic, HttpProxyOptions options, HostPort upstream, TcpConnectorOptions connector,
+        IDnsResolver dns, ILoggerFactory loggerFactory)
+    {
+        _classic = classic;
+        _options = options;
+        _limits = options.Limits;
+        _upstream = upstream;
+        _connector = connector;
+        _dns = dns;
+        _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
+        _logger = loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy");
+        _accessLog = loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog");
+        var loops = EpollLoop.Shared;
+        _loops = new LoopState[loops.Length];
+        for (var i = 0; i < loops.Length; i++)
+        {
+            var state = new LoopState(this, loops[i]);
+            _loops[i] = state;
+            loops[i].Post(static s => ((LoopState)s!).Attach(), state);
+        }
+
+        _maxIdlePerLoop = Math.Max(1, (options.MaxIdleConnectionsPerTarget + loops.Length - 1) / loops.Length);
+        // The largest head the parser accepts, plus room for the start of a body: a fuller buffer is a rejection.
+        _maxHeadBuffer = _limits.MaxRequestLineBytes + _limits.MaxHeaderBytes + 4096;
+    }
+
+    /// <summary>Whether this machine runs the epoll transport (Linux x86-64).</summary>
+    public static bool IsSupported => EpollNative.IsSupported;
+
+    public async ValueTask<Unit> ServeAsync(ConnectionContext context, CancellationToken cancellationToken)
+    {
+        var socket = context.SocketConnection;
+        if (socket.IsStarted || !ReferenceEquals(context.Transport, socket) || Volatile.Read(ref _disposed) != 0)
+        {
+            // Layered under something that already runs the pipes (or shutting down): the pipe-based stack.
+            if (!socket.IsStarted)
+            {
+                socket.Start();
+            }
+
+            return await _classic.ServeAsync(context, cancellationToken).ConfigureAwait(false);
+        }
+
+        var loop = EpollLoop.Next();
+        var connection = new ClientConnection(this, _loops[loop.Index], context, cancellationToken);
+        loop.Post(static s => ((ClientConnection)s!).Start(), connection, connection);
+        await connection.Completion.ConfigureAwait(false);
+        return Unit.Value;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        var closed = new List<Task>();
+        foreach (var state in _loops)
+        {
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            state.Loop.Post(static s =>
+            {
+                var (loopState, tcs) = ((LoopState, TaskCompletionSource))s!;
+                loopState.CloseIdle();
+                tcs.TrySetResult();
+            }, (state, done));
+            closed.Add(done.Task);
+        }
+
+        await Task.WhenAll(closed).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        if (_classic is IAsyncDisposable disposable)
+        {
+            await disposable.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    // The upstream's addresses: literal, or resolved and kept for a short while (the pool keeps connections longer).
+    private bool TryGetAddresses(out IPAddress[]? addresses)
+    {
+        if (IPAddress.TryParse(_upstream.Host, out var literal))
+        {
+            addresses = [literal];
+            return true;
+        }
+
+        addresses = Volatile.Read(ref _addresses);
+        return addresses is not null && EpollLoop.NowMs < Volatile.Read(ref _addressesExpireMs);
+    }
+
+    private async Task<IPAddress[]> ResolveAsync()
+    {
+        var addresses = await _dns.ResolveAsync(_upstream.Host, CancellationToken.None).ConfigureAwait(false);
+        Volatile.Write(ref _addressesExpireMs, EpollLoop.NowMs + 10_000);
+        Volatile.Write(ref _addresses, addresses);
+        return addresses;
+    }
+
+    /// <summary>Per-loop state: the connections on it (for timeouts) and its idle upstream connections. Loop thread only.</summary>
+    private sealed class LoopState(EpollReverseProxy owner, EpollLoop loop) : IEpollTicker
+    {
+        public EpollLoop Loop { get; } = loop;
+
+        public EpollReverseProxy Owner { get; } = owner;
+
+        public List<ClientConnection> Connections { get; } = [];
+
+        public List<OriginConnection> Idle { get; } = [];
+
+        public void Attach() => Loop.AddTicker(this);
+
+        public void Add(ClientConnection connection)
+        {
+            connection.ListIndex = Connections.Count;
+            Connections.Add(connection);
+        }
+
+        public void Remove(ClientConnection connection)
+        {
+            var index = connection.ListIndex;
+            if (index < 0)
+            {
+                return;
+            }
+
+            var last = Connections[^1];
+            Connections[index] = last;
+            last.ListIndex = index;
+            Connections.RemoveAt(Connections.Count - 1);
+            connection.ListIndex = -1;
+        }
+
+        public OriginConnection? TakeIdle()
+        {
+            while (Idle.Count > 0)
+            {
+                var origin = Idle[^1];
+                Idle.RemoveAt(Idle.Count - 1);
+                if (!origin.PeerClosed)
+                {
+                    return origin;
+                }
+
+                origin.Close();
+            }
+
+            return null;
+        }
+
+        public void ReturnIdle(OriginConnection origin)
+        {
+            if (Idle.Count >= Owner._maxIdlePerLoop || Volatile.Read(ref Owner._disposed) != 0 || origin.PeerClosed)
+            {
+                origin.Close();
+                return;
+            }
+
+            origin.Owner = null;
+            origin.IdleSinceMs = EpollLoop.NowMs;
+            Idle.Add(origin);
+        }
+
+        public void RemoveIdle(OriginConnection origin)
+        {
+            var index = Idle.IndexOf(origin);
+            if (index >= 0)
+            {
+                Idle.RemoveAt(index);
+            }
+        }
+
+        public void CloseIdle()
+        {
+            foreach (var origin in Idle)
+            {
+                origin.Close();
+            }
+
+            Idle.Clear();
+        }
+
+        public void OnTick(long nowMs)
+        {
+            for (var i = Connections.Count - 1; i >= 0; i--)
+            {
+                if (i < Connections.Count)
+                {
+                    Connections[i].OnTick(nowMs);
+                }
+            }
+
+            var idleLimit = (long)Owner._options.PooledConnectionIdleTimeout.TotalMilliseconds;
+            for (var i = Idle.Count - 1; i >= 0; i--)
+            {
+                if (nowMs - Idle[i].IdleSinceMs >= idleLimit)
+                {
+                    var origin = Idle[i];
+                    Idle.RemoveAt(i);
+                    origin.Close();
+                }
+            }
+        }
+    }
+
+    /// <summary>One upstream connection: its socket, readiness flags and the client exchange using it (null while pooled). Loop thread only.</summary>
+    private sealed class OriginConnection(LoopState loop, Socket socket) : IEpollHandler
+    {
+        private EpollLoop.Registration _registration;
+        private bool _registered;
+
+        public Socket Socket { get; } = socket;
+
+        public ClientConnection? Owner { get; set; }
+
+        public bool Readable { get; set; }
+
+        public bool Writable { get; set; }
+
+        /// <summary>The origin closed its side, reset, or sent bytes while idle: never reused.</summary>
+        public bool PeerClosed { get; private set; }
+
+        public bool Connected { get; set; }
+
+        public long IdleSinceMs { get; set; }
+
+        public void Register()
+        {
+            _registration = loop.Loop.Register(Socket, this);
+            _registered = true;
+        }
+
+        public void OnEvents(uint events)
+        {
+            if ((events & (EpollNative.EpollIn | EpollNative.EpollRdHup | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
+            {
+                Readable = true;
+            }
+
+            if ((events & (EpollNative.EpollOut | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
+            {
+                Writable = true;
+            }
+
+            if ((events & (EpollNative.EpollRdHup | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
+            {
+                PeerClosed = true;
+            }
+
+            if (Owner is { } owner)
+            {
+                owner.Pump();
+            }
+            else if (Readable)
+            {
+                // Idle and the origin spoke or closed: an idle connection has nothing to say, so it is not reused.
+                loop.RemoveIdle(this);
+                Close();
+            }
+        }
+
+        public void OnFault(Exception exception)
+        {
+            if (Owner is { } owner)
+            {
+                owner.OnFault(exception);
+            }
+            else
+            {
+                loop.RemoveIdle(this);
+                Close();
+            }
+        }
+
+        public void Close()
+        {
+            Owner = null;
+            if (_registered)
+            {
+                _registered = false;
+                loop.Loop.Unregister(_registration);
+            }
+
+            Socket.Dispose();
+        }
+    }
+}

@@ -1,0 +1,266 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using static Rama.Proxy.Net.Epoll.EpollNative;
+
+namespace Rama.Proxy.Net.Epoll;
+
+/// <summary>Something registered with an <see cref="EpollLoop"/>: told of readiness changes on its loop's thread.</summary>
+internal interface IEpollHandler
+{
+    /// <summary>Readiness (EPOLLIN/OUT/RDHUP/HUP/ERR bits) changed. Runs on the loop thread; must not block.</summary>
+    void OnEvents(uint events);
+
+    /// <summary>An exception escaped <see cref="OnEvents"/> or a posted action for this handler: close what it owns.</summary>
+    void OnFault(Exception exception);
+}
+
+/// <summary>Called on the loop thread every <see cref="EpollLoop.TickInterval"/> (timeouts, idle pools).</summary>
+internal interface IEpollTicker
+{
+    void OnTick(long nowMs);
+}
+
+/// <summary>
+/// One event-loop thread over one epoll set (haproxy's and nginx's shape, and Tmds's Kestrel transport's):
+/// sockets are registered once, edge-triggered, for in, out and peer-close; handlers keep their own
+/// readiness flags, so a read or a write costs one syscall and no <c>epoll_ctl</c> per request. Everything
+/// a handler owns is touched only on its loop's thread; other threads <see cref="Post"/> work to it (an
+/// eventfd wakes the loop). A coarse tick (<see cref="TickInterval"/>) drives timeouts.
+/// </summary>
+internal sealed unsafe class EpollLoop
+{
+    /// <summary>Timeout granularity: every ticker runs this often. 100 ms, a tenth of the shortest timeout tests use.</summary>
+    public static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(100);
+
+    private const int MaxEvents = 256;
+    private const ulong WakeToken = ulong.MaxValue;
+
+    private static readonly Lazy<EpollLoop[]> s_shared = new(() =>
+    {
+        var loops = new EpollLoop[Math.Max(1, Environment.ProcessorCount)];
+        for (var i = 0; i < loops.Length; i++)
+        {
+            loops[i] = new EpollLoop(i);
+        }
+
+        return loops;
+    });
+
+    private static int s_next;
+
+    private readonly int _epfd;
+    private readonly int _wakeFd;
+    private readonly ConcurrentQueue<(Action<object?> Action, object? State, IEpollHandler? Owner)> _posted = new();
+    private readonly List<IEpollHandler?> _handlers = [];
+    private readonly List<uint> _generations = [];
+    private readonly Stack<int> _freeSlots = new();
+    private readonly List<IEpollTicker> _tickers = [];
+    private int _wakePending;
+
+    private EpollLoop(int index)
+    {
+        _epfd = EpollCreate1(EpollCloexec);
+        if (_epfd < 0)
+        {
+            throw new SocketException(Marshal.GetLastPInvokeError());
+        }
+
+        _wakeFd = EventFd(0, EfdNonblock | EfdCloexec);
+        if (_wakeFd < 0)
+        {
+            throw new SocketException(Marshal.GetLastPInvokeError());
+        }
+
+        var ev = new EpollEvent { Events = EpollIn, Data = WakeToken };
+        if (EpollCtl(_epfd, EpollCtlAdd, _wakeFd, &ev) != 0)
+        {
+            throw new SocketException(Marshal.GetLastPInvokeError());
+        }
+
+        Index = index;
+        var thread = new Thread(Run) { IsBackground = true, Name = $"rama-epoll-{index}" };
+        thread.UnsafeStart();
+    }
+
+    /// <summary>The loops of the process: one per core, started on first use, living as long as the process (like .NET's own socket engine threads).</summary>
+    public static EpollLoop[] Shared => s_shared.Value;
+
+    /// <summary>The next loop in round-robin order, for a new connection.</summary>
+    public static EpollLoop Next()
+    {
+        var loops = Shared;
+        return loops[(int)((uint)Interlocked.Increment(ref s_next) % (uint)loops.Length)];
+    }
+
+    public int Index { get; }
+
+    /// <summary>Milliseconds of a monotonic clock (the loops' notion of now).</summary>
+    public static long NowMs => Environment.TickCount64;
+
+    /// <summary>Whether the caller runs on this loop's thread.</summary>
+    public bool IsCurrent => ReferenceEquals(t_current, this);
+
+    [ThreadStatic]
+    private static EpollLoop? t_current;
+
+    /// <summary>Runs <paramref name="action"/> on the loop thread; a fault goes to <paramref name="owner"/>'s <see cref="IEpollHandler.OnFault"/>.</summary>
+    public void Post(Action<object?> action, object? state, IEpollHandler? owner = null)
+    {
+        _posted.Enqueue((action, state, owner));
+        if (Interlocked.Exchange(ref _wakePending, 1) == 0)
+        {
+            ulong one = 1;
+            _ = EpollNative.Write(_wakeFd, &one, sizeof(ulong));
+        }
+    }
+
+    /// <summary>Adds a ticker. Loop thread only.</summary>
+    public void AddTicker(IEpollTicker ticker) => _tickers.Add(ticker);
+
+    /// <summary>
+    /// Registers <paramref name="socket"/> (made non-blocking) edge-triggered for in, out and peer close. Loop
+    /// thread only. The socket's handle is kept open (a reference is held) until <see cref="Unregister"/>, so its
+    /// descriptor number cannot be reused while epoll may still report it.
+    /// </summary>
+    public Registration Register(Socket socket, IEpollHandler handler)
+    {
+        var handle = socket.SafeHandle;
+        var added = false;
+        handle.DangerousAddRef(ref added);
+        int slot;
+        if (_freeSlots.Count > 0)
+        {
+            slot = _freeSlots.Pop();
+            _handlers[slot] = handler;
+        }
+        else
+        {
+            slot = _handlers.Count;
+            _handlers.Add(handler);
+            _generations.Add(0);
+        }
+
+        var generation = ++CollectionsMarshal.AsSpan(_generations)[slot];
+        var fd = (int)handle.DangerousGetHandle();
+        var ev = new EpollEvent { Events = EpollIn | EpollOut | EpollRdHup | EpollEt, Data = ((ulong)generation << 32) | (uint)slot };
+        if (EpollCtl(_epfd, EpollCtlAdd, fd, &ev) != 0)
+        {
+            var error = Marshal.GetLastPInvokeError();
+            _handlers[slot] = null;
+            _freeSlots.Push(slot);
+            handle.DangerousRelease();
+            throw new SocketException(error);
+        }
+
+        return new Registration(socket, fd, slot);
+    }
+
+    /// <summary>Removes a registration and releases the handle reference taken by <see cref="Register"/>. Loop thread only; once per registration.</summary>
+    public void Unregister(Registration registration)
+    {
+        var ev = default(EpollEvent);
+        _ = EpollCtl(_epfd, EpollCtlDel, registration.Fd, &ev);
+        _handlers[registration.Slot] = null;
+        CollectionsMarshal.AsSpan(_generations)[registration.Slot]++; // events already fetched for it are ignored
+        _freeSlots.Push(registration.Slot);
+        registration.Socket.SafeHandle.DangerousRelease();
+    }
+
+    private void Run()
+    {
+        t_current = this;
+        var events = stackalloc EpollEvent[MaxEvents];
+        var tickMs = (long)TickInterval.TotalMilliseconds;
+        var nextTick = NowMs + tickMs;
+        while (true)
+        {
+            var timeout = (int)Math.Clamp(nextTick - NowMs, 0, tickMs);
+            var count = EpollWait(_epfd, events, MaxEvents, _posted.IsEmpty ? timeout : 0);
+            if (count < 0 && Marshal.GetLastPInvokeError() != EIntr)
+            {
+                // EBADF/EINVAL cannot happen on our own descriptors; back off rather than spin.
+                Thread.Sleep(10);
+            }
+
+            for (var i = 0; i < count; i++)
+            {
+                var data = events[i].Data;
+                if (data == WakeToken)
+                {
+                    ulong value;
+                    _ = EpollNative.Read(_wakeFd, &value, sizeof(ulong));
+                    continue;
+                }
+
+                var slot = (int)(uint)data;
+                var generation = (uint)(data >> 32);
+                if (slot < _handlers.Count && _generations[slot] == generation && _handlers[slot] is { } handler)
+                {
+                    Dispatch(handler, events[i].Events);
+                }
+            }
+
+            RunPosted();
+            var now = NowMs;
+            if (now >= nextTick)
+            {
+                nextTick = now + tickMs;
+                foreach (var ticker in _tickers)
+                {
+                    try
+                    {
+                        ticker.OnTick(now);
+                    }
+                    catch (Exception)
+                    {
+                        // Tickers catch their own faults; the loop serves every other connection regardless.
+                    }
+                }
+            }
+        }
+    }
+
+    private void RunPosted()
+    {
+        Volatile.Write(ref _wakePending, 0);
+        while (_posted.TryDequeue(out var item))
+        {
+            try
+            {
+                item.Action(item.State);
+            }
+            catch (Exception ex) when (item.Owner is not null)
+            {
+                Fault(item.Owner, ex);
+            }
+        }
+    }
+
+    private static void Dispatch(IEpollHandler handler, uint events)
+    {
+        try
+        {
+            handler.OnEvents(events);
+        }
+        catch (Exception ex)
+        {
+            Fault(handler, ex);
+        }
+    }
+
+    private static void Fault(IEpollHandler handler, Exception ex)
+    {
+        try
+        {
+            handler.OnFault(ex);
+        }
+        catch (Exception)
+        {
+            // A fault path that faults: nothing more can be done for that handler; the loop keeps serving the rest.
+        }
+    }
+
+    /// <summary>A socket's place in a loop's epoll set.</summary>
+    internal readonly record struct Registration(Socket Socket, int Fd, int Slot);
+}
