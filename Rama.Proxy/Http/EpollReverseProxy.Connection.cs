@@ -55,7 +55,6 @@ internal sealed partial class EpollReverseProxy
         private long _deadlineMs;
         private bool _readable = true;
         private bool _writable = true;
-        private bool _firstRequest = true;
         private bool _closeAfterResponse;
 
         // Client input: [_inStart, _inEnd) not yet consumed.
@@ -175,6 +174,19 @@ internal sealed partial class EpollReverseProxy
                 return;
             }
 
+            try
+            {
+                OnDeadline();
+            }
+            catch (Exception ex)
+            {
+                OnFault(ex);
+            }
+        }
+
+        private void OnDeadline()
+        {
+
             var kind = _deadline;
             _deadline = Deadline.None;
             switch (kind)
@@ -199,6 +211,8 @@ internal sealed partial class EpollReverseProxy
                     Close("lingering close timed out");
                     break;
             }
+
+            Pump(); // a timeout's answer goes out now (a no-op once closed)
         }
 
         private void SetDeadline(Deadline kind, TimeSpan after)
@@ -498,6 +512,7 @@ internal sealed partial class EpollReverseProxy
                 // A non-blocking connect answers "in progress"; EPOLLOUT says when it is done (connect(2)).
                 socket.Connect(new IPEndPoint(address, _owner._upstream.Port));
                 origin.Connected = true;
+                _deadline = Deadline.None;
             }
             catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.IOPending)
             {
@@ -1079,7 +1094,6 @@ internal sealed partial class EpollReverseProxy
                 return;
             }
 
-            _firstRequest = false;
             _scan = default;
             _phase = Phase.ReadingHead;
             if (_inEnd > _inStart)
@@ -1089,7 +1103,7 @@ internal sealed partial class EpollReverseProxy
             else
             {
                 ReturnInputBuffer();
-                SetDeadline(Deadline.Idle, _firstRequest ? Limits.HeaderTimeout : Limits.KeepAliveTimeout);
+                SetDeadline(Deadline.Idle, Limits.KeepAliveTimeout);
             }
         }
 
