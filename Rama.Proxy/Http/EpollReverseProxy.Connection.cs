@@ -40,6 +40,8 @@ internal sealed partial class EpollReverseProxy
     private sealed class ClientConnection : IEpollHandler
     {
         private const int BufferSize = 16 * 1024;
+        private const int BodyBufferSize = 64 * 1024;
+        private const int StepBudget = 256;
         private readonly EpollReverseProxy _owner;
         private readonly LoopState _loop;
         private readonly ConnectionContext _context;
@@ -225,8 +227,17 @@ internal sealed partial class EpollReverseProxy
         public void Pump()
         {
             var progress = true;
+            var budget = StepBudget;
             while (progress)
             {
+                if (--budget == 0)
+                {
+                    // Fairness: a connection whose both sides never block (a bulk body on loopback) yields to the
+                    // others on its loop; the readiness flags are still set, so it continues from the queue.
+                    _loop.Loop.Post(static s => ((ClientConnection)s!).Pump(), this, this);
+                    return;
+                }
+
                 progress = _phase switch
                 {
                     Phase.ReadingHead => StepReadHead(),
@@ -654,14 +665,30 @@ internal sealed partial class EpollReverseProxy
         }
 
         // An origin may answer before it has read the whole body (RFC 9112 §9.3): stop uploading and read the answer.
+        // The readiness flag may be stale (a pooled connection's last read filled its buffer), so this reads to know.
         private bool CheckEarlyResponse()
         {
-            if (!_origin!.Readable)
+            var origin = _origin!;
+            if (!origin.Readable)
             {
                 return false;
             }
 
-            _uploadIncomplete = true;
+            _resp ??= ArrayPool<byte>.Shared.Rent(BufferSize);
+            var read = origin.Socket.Receive(_resp.AsSpan(_respEnd), SocketFlags.None, out var error);
+            if (error == SocketError.WouldBlock)
+            {
+                origin.Readable = false;
+                return false;
+            }
+
+            if (error != SocketError.Success || read == 0)
+            {
+                return OriginFailedBeforeResponse(read == 0 ? "closed while the request was sent" : $"receive failed: {error}");
+            }
+
+            _respEnd += read;
+            _uploadIncomplete = _upSent < _upHead!.WrittenCount || _bodyRemaining > 0;
             _phase = Phase.ReadingResponseHead;
             SetDeadline(Deadline.ResponseHead, _owner._options.UpstreamResponseHeaderTimeout);
             return true;
@@ -886,6 +913,20 @@ internal sealed partial class EpollReverseProxy
             _bodyDone = _respFraming == BodyFraming.None || (_respFraming == BodyFraming.ContentLength && _respRemaining == 0);
             _approvedEnd = _respStart;
             _bytesOut = 0;
+            var large = _respFraming is BodyFraming.Chunked or BodyFraming.UntilClose
+                || (_respFraming == BodyFraming.ContentLength && _respRemaining > _resp!.Length);
+            if (large && _resp!.Length < BodyBufferSize)
+            {
+                // A large body moves in 64 KiB reads (loopback's segment size): a quarter of the syscalls of 16 KiB ones.
+                var bigger = ArrayPool<byte>.Shared.Rent(BodyBufferSize);
+                var buffered = _respEnd - _respStart;
+                Buffer.BlockCopy(_resp, _respStart, bigger, 0, buffered);
+                ArrayPool<byte>.Shared.Return(_resp);
+                _resp = bigger;
+                _respStart = _approvedEnd = 0;
+                _respEnd = buffered;
+            }
+
             if (!_bodyDone)
             {
                 Classify();
@@ -1068,7 +1109,7 @@ internal sealed partial class EpollReverseProxy
             if (_origin is { } origin)
             {
                 _origin = null;
-                if (_originReusable && _respEnd == _respStart && _bodyDone)
+                if (_originReusable && _respEnd == _respStart && _bodyDone && !HasMoreBytes(origin))
                 {
                     _loop.ReturnIdle(origin);
                 }
@@ -1105,6 +1146,20 @@ internal sealed partial class EpollReverseProxy
                 ReturnInputBuffer();
                 SetDeadline(Deadline.Idle, Limits.KeepAliveTimeout);
             }
+        }
+
+        // A connection whose last read filled the buffer may hold more: bytes past the response's end mean it is not reusable.
+        private static bool HasMoreBytes(OriginConnection origin)
+        {
+            if (!origin.Readable)
+            {
+                return false;
+            }
+
+            Span<byte> probe = stackalloc byte[1];
+            _ = origin.Socket.Receive(probe, SocketFlags.None, out var error);
+            origin.Readable = false;
+            return error != SocketError.WouldBlock;
         }
 
         // ---- errors as answers --------------------------------------------------------------------

@@ -5,6 +5,7 @@ using BenchmarkDotNet.Attributes;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
 using Rama.Proxy.Net;
+using Rama.Proxy.Stacks;
 
 namespace Rama.Benchmarks;
 
@@ -25,6 +26,10 @@ public class ReverseProxyBenchmarks
     private readonly byte[] _response = new byte[64 * 1024];
     private int _responseLength;
 
+    /// <summary>The epoll event loops (the default on Linux x86-64) and the portable sockets + pipes transport.</summary>
+    [Params(ReverseProxyTransport.Epoll, ReverseProxyTransport.Sockets)]
+    public ReverseProxyTransport Transport { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
@@ -39,7 +44,7 @@ public class ReverseProxyBenchmarks
         _origin.Start();
 
         var upstream = new HostPort("127.0.0.1", ((IPEndPoint)_originListener.LocalEndPoint!).Port);
-        _proxy = HttpProxy.CreateReverseProxy(new HttpProxyOptions(), upstream, new TcpConnector());
+        _proxy = ReverseProxyStack.Create(new ForwardProxyOptions { ReverseTransport = Transport }, upstream);
         _server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         _server.Start(_proxy);
         _client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
