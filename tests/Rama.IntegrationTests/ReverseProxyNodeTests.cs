@@ -26,6 +26,17 @@ public sealed class ReverseProxyNodeTests
     }
 
     [Fact]
+    public async Task Node_with_only_reverse_listens_on_no_forward_proxy_port()
+    {
+        await using var origin = await KestrelOrigin.StartAsync();
+        await using var node = await NodeProcess.StartAsync(["--reverse", $"127.0.0.1:0=127.0.0.1:{origin.Port}"]);
+        var endpoint = Assert.Single(node.Endpoints);
+        Assert.DoesNotContain("HTTP proxy + SOCKS5", node.Output, StringComparison.Ordinal);
+        var result = await Cli.CurlAsync($"http://{endpoint}/hello");
+        Assert.Equal("hello from origin", result.Text);
+    }
+
+    [Fact]
     public async Task A_malformed_reverse_option_is_refused()
     {
         await using var node = await NodeProcess.StartAsync(["--reverse", "127.0.0.1:0"], expectListening: false);
