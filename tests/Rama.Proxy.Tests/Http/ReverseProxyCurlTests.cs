@@ -7,14 +7,16 @@ using Rama.Proxy.Tests.Support;
 
 namespace Rama.Proxy.Tests.Http;
 
-/// <summary>The reverse proxy with curl as the real client and a raw-socket origin as its one upstream.</summary>
+/// <summary>The reverse proxy, on each transport, with curl as the real client and a raw-socket origin as its one upstream.</summary>
 public class ReverseProxyCurlTests
 {
-    [Fact]
-    public async Task Get_is_forwarded_in_origin_form_keeping_the_clients_host_and_adding_via()
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Get_is_forwarded_in_origin_form_keeping_the_clients_host_and_adding_via(ReverseProxyTransport transport)
     {
         await using var origin = new TestOrigin();
-        await using var proxy = new ReverseHarness(origin.Port);
+        await using var proxy = new ReverseHarness(origin.Port, transport);
         var (code, stdout, stderr) = await Curl.RunAsync("-H", "Host: app.example", proxy.Url("/hello?x=1"));
         Assert.True(code == 0, stderr);
         Assert.Equal("hello", stdout);
@@ -24,11 +26,13 @@ public class ReverseProxyCurlTests
         Assert.Equal("1.1 rama", seen.Header("Via"));
     }
 
-    [Fact]
-    public async Task Hop_by_hop_fields_are_removed_and_end_to_end_ones_kept()
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Hop_by_hop_fields_are_removed_and_end_to_end_ones_kept(ReverseProxyTransport transport)
     {
         await using var origin = new TestOrigin();
-        await using var proxy = new ReverseHarness(origin.Port);
+        await using var proxy = new ReverseHarness(origin.Port, transport);
         var (code, _, stderr) = await Curl.RunAsync("-H", "Connection: X-Secret", "-H", "X-Secret: 1", "-H", "Proxy-Authorization: Basic eDp5",
             "-H", "X-Kept: yes", proxy.Url("/headers"));
         Assert.True(code == 0, stderr);
@@ -39,11 +43,13 @@ public class ReverseProxyCurlTests
         Assert.Equal("yes", seen.Header("X-Kept"));
     }
 
-    [Fact]
-    public async Task Responses_get_via_and_no_proxy_authentication_is_asked()
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Responses_get_via_and_no_proxy_authentication_is_asked(ReverseProxyTransport transport)
     {
         await using var origin = new TestOrigin();
-        await using var proxy = new ReverseHarness(origin.Port);
+        await using var proxy = new ReverseHarness(origin.Port, transport);
         var (code, stdout, stderr) = await Curl.RunAsync("-i", proxy.Url("/hello"));
         Assert.True(code == 0, stderr);
         Assert.StartsWith("HTTP/1.1 200", stdout, StringComparison.Ordinal);
@@ -51,11 +57,13 @@ public class ReverseProxyCurlTests
         Assert.DoesNotContain("Proxy-Authenticate", stdout, StringComparison.OrdinalIgnoreCase);
     }
 
-    [Fact]
-    public async Task Keep_alive_reuses_one_upstream_connection()
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Keep_alive_reuses_one_upstream_connection(ReverseProxyTransport transport)
     {
         await using var origin = new TestOrigin();
-        await using var proxy = new ReverseHarness(origin.Port);
+        await using var proxy = new ReverseHarness(origin.Port, transport);
         var (code, stdout, stderr) = await Curl.RunAsync("-v", proxy.Url("/hello"), proxy.Url("/chunked"), proxy.Url("/hello"));
         Assert.True(code == 0, stderr);
         Assert.Equal("hello" + "first;second;" + new string('x', 10000) + "hello", stdout);
@@ -64,8 +72,10 @@ public class ReverseProxyCurlTests
         Assert.Equal(1, origin.Connections);
     }
 
-    [Fact]
-    public async Task Post_body_is_streamed_intact()
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Post_body_is_streamed_intact(ReverseProxyTransport transport)
     {
         var payload = new byte[3 * 1024 * 1024];
         new Random(7).NextBytes(payload);
@@ -74,7 +84,7 @@ public class ReverseProxyCurlTests
         try
         {
             await using var origin = new TestOrigin();
-            await using var proxy = new ReverseHarness(origin.Port);
+            await using var proxy = new ReverseHarness(origin.Port, transport);
             var (code, stdout, stderr) = await Curl.RunAsync("--data-binary", "@" + file, proxy.Url("/hash"));
             Assert.True(code == 0, stderr);
             Assert.Equal(Convert.ToHexString(SHA256.HashData(payload)), stdout);
@@ -85,18 +95,22 @@ public class ReverseProxyCurlTests
         }
     }
 
-    [Fact]
-    public async Task Connect_is_refused_with_405()
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Connect_is_refused_with_405(ReverseProxyTransport transport)
     {
         await using var origin = new TestOrigin();
-        await using var proxy = new ReverseHarness(origin.Port);
+        await using var proxy = new ReverseHarness(origin.Port, transport);
         var answer = await proxy.Harness.SendAndReadToCloseAsync($"CONNECT 127.0.0.1:{origin.Port} HTTP/1.1\r\nHost: 127.0.0.1:{origin.Port}\r\nConnection: close\r\n\r\n");
         Assert.StartsWith("HTTP/1.1 405", answer, StringComparison.Ordinal);
         Assert.Empty(origin.Requests);
     }
 
-    [Fact]
-    public async Task Upstream_down_answers_502()
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Upstream_down_answers_502(ReverseProxyTransport transport)
     {
         int closedPort;
         using (var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0))
@@ -105,21 +119,24 @@ public class ReverseProxyCurlTests
             closedPort = ((IPEndPoint)listener.LocalEndpoint).Port;
         }
 
-        await using var proxy = new ReverseHarness(closedPort);
+        await using var proxy = new ReverseHarness(closedPort, transport);
         var (code, stdout, stderr) = await Curl.RunAsync("-i", proxy.Url("/hello"));
         Assert.True(code == 0, stderr);
         Assert.StartsWith("HTTP/1.1 502", stdout, StringComparison.Ordinal);
     }
 
-    /// <summary>A reverse-proxy stack on 127.0.0.1:0 in front of 127.0.0.1:<paramref name="upstreamPort"/>.</summary>
+    /// <summary>A reverse-proxy stack on 127.0.0.1:0, on <paramref name="transport"/>, in front of 127.0.0.1:<paramref name="upstreamPort"/>.</summary>
     private sealed class ReverseHarness : IAsyncDisposable
     {
         private readonly IService<ConnectionContext, Unit> _service;
 
-        public ReverseHarness(int upstreamPort)
+        public ReverseHarness(int upstreamPort, ReverseProxyTransport transport)
         {
-            _service = ReverseProxyStack.Create(new ForwardProxyOptions { Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) } },
-                new HostPort("127.0.0.1", upstreamPort));
+            _service = ReverseProxyStack.Create(new ForwardProxyOptions
+            {
+                Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) },
+                ReverseTransport = transport,
+            }, new HostPort("127.0.0.1", upstreamPort));
             Server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
             Server.Start(_service);
             Harness = new RawClient(Server.LocalEndPoint.Port);
