@@ -929,7 +929,18 @@ internal sealed partial class EpollReverseProxy
 
             if (!_bodyDone)
             {
-                Classify();
+                try
+                {
+                    Classify();
+                }
+                catch (HttpCodecException ex)
+                {
+                    // Bad chunked framing in the first body bytes, before anything went to the client: a 502, like a bad head.
+                    CloseOrigin();
+                    Fail(ForwardError.UpstreamProtocolError, ex.Message);
+                    return;
+                }
+
                 // A small body already here goes out with the head, in one send.
                 var approved = _approvedEnd - _respStart;
                 if (approved > 0 && approved <= 8 * 1024)
@@ -1300,10 +1311,20 @@ internal sealed partial class EpollReverseProxy
             }
         }
 
+        /// <summary>Ends the connection with a reset (RST): the client must not take a broken response for a complete one.</summary>
         private void Abort(string reason)
         {
-            _context.Abort(reason);
-            Close(reason);
+            if (_phase == Phase.Closed)
+            {
+                return;
+            }
+
+            _context.TrySetCloseReason(reason);
+            CloseOrigin();
+            Detach();
+            _phase = Phase.Closed;
+            _context.Abort(reason); // before completing: the server's graceful close must not come first (a FIN)
+            _completion.TrySetResult();
         }
 
         /// <summary>Ends the connection (the server that accepted it closes the socket: FIN). Idempotent.</summary>

@@ -55,6 +55,7 @@ internal sealed unsafe class EpollLoop
     private readonly List<IEpollHandler?> _handlers = [];
     private readonly List<uint> _generations = [];
     private readonly Stack<int> _freeSlots = new();
+    private readonly Dictionary<int, int> _slotByFd = [];
     private readonly List<IEpollTicker> _tickers = [];
     private int _wakePending;
 
@@ -119,15 +120,14 @@ internal sealed unsafe class EpollLoop
     public void AddTicker(IEpollTicker ticker) => _tickers.Add(ticker);
 
     /// <summary>
-    /// Registers <paramref name="socket"/> (made non-blocking) edge-triggered for in, out and peer close. Loop
-    /// thread only. The socket's handle is kept open (a reference is held) until <see cref="Unregister"/>, so its
-    /// descriptor number cannot be reused while epoll may still report it.
+    /// Registers <paramref name="socket"/> (already non-blocking) edge-triggered for in, out and peer close. Loop
+    /// thread only. A socket closed elsewhere (an abort) leaves the set by itself (the kernel drops a closed
+    /// descriptor); its number may then be reused by a socket registered later, so <see cref="Unregister"/> removes
+    /// a descriptor only while it still belongs to that registration.
     /// </summary>
     public Registration Register(Socket socket, IEpollHandler handler)
     {
         var handle = socket.SafeHandle;
-        var added = false;
-        handle.DangerousAddRef(ref added);
         int slot;
         if (_freeSlots.Count > 0)
         {
@@ -149,22 +149,29 @@ internal sealed unsafe class EpollLoop
             var error = Marshal.GetLastPInvokeError();
             _handlers[slot] = null;
             _freeSlots.Push(slot);
-            handle.DangerousRelease();
             throw new SocketException(error);
         }
 
+        _slotByFd[fd] = slot;
         return new Registration(socket, fd, slot);
     }
 
-    /// <summary>Removes a registration and releases the handle reference taken by <see cref="Register"/>. Loop thread only; once per registration.</summary>
+    /// <summary>Removes a registration. Loop thread only; once per registration.</summary>
     public void Unregister(Registration registration)
     {
-        var ev = default(EpollEvent);
-        _ = EpollCtl(_epfd, EpollCtlDel, registration.Fd, &ev);
+        if (_slotByFd.TryGetValue(registration.Fd, out var current) && current == registration.Slot)
+        {
+            _slotByFd.Remove(registration.Fd);
+            if (!registration.Socket.SafeHandle.IsClosed)
+            {
+                var ev = default(EpollEvent);
+                _ = EpollCtl(_epfd, EpollCtlDel, registration.Fd, &ev);
+            }
+        }
+
         _handlers[registration.Slot] = null;
         CollectionsMarshal.AsSpan(_generations)[registration.Slot]++; // events already fetched for it are ignored
         _freeSlots.Push(registration.Slot);
-        registration.Socket.SafeHandle.DangerousRelease();
     }
 
     private void Run()

@@ -157,11 +157,15 @@ public class ReverseProxyCurlTests
             }
 
             Assert.Equal(0, Server.OpenConnections);
-            await Server.DisposeAsync();
-            if (_service is IAsyncDisposable disposable)
+            // Bounded: a socket left registered with a stuck epoll loop makes Socket.Dispose spin, uncancellably.
+            await Task.Run(async () =>
             {
-                await disposable.DisposeAsync();
-            }
+                await Server.DisposeAsync();
+                if (_service is IAsyncDisposable disposable)
+                {
+                    await disposable.DisposeAsync();
+                }
+            }).WaitAsync(TimeSpan.FromSeconds(30));
         }
     }
 
