@@ -29,6 +29,7 @@ internal sealed partial class EpollReverseProxy
         Header,
         Connect,
         ResponseHead,
+        ResponseBody,
         Linger,
     }
 
@@ -58,6 +59,7 @@ internal sealed partial class EpollReverseProxy
         private bool _readable = true;
         private bool _writable = true;
         private bool _closeAfterResponse;
+        private bool _peerClosed;
 
         // Client input: [_inStart, _inEnd) not yet consumed.
         private byte[]? _in;
@@ -144,6 +146,11 @@ internal sealed partial class EpollReverseProxy
                 _writable = true;
             }
 
+            if ((events & (EpollNative.EpollRdHup | EpollNative.EpollHup | EpollNative.EpollErr)) != 0)
+            {
+                _peerClosed = true;
+            }
+
             Pump();
         }
 
@@ -208,6 +215,9 @@ internal sealed partial class EpollReverseProxy
                     break;
                 case Deadline.ResponseHead:
                     Fail(ForwardError.UpstreamTimedOut, "no response head in time");
+                    break;
+                case Deadline.ResponseBody:
+                    AbortMidBody("the origin sent nothing for the upstream timeout mid-body");
                     break;
                 case Deadline.Linger:
                     Close("lingering close timed out");
@@ -324,10 +334,20 @@ internal sealed partial class EpollReverseProxy
             _inEnd += read;
             if (_inEnd < _in.Length)
             {
-                _readable = false; // a short read drained the socket: wait for the next edge
+                ShortRead();
             }
 
             return true;
+        }
+
+        // A short read drained the socket: wait for the next edge. Not once the peer closed: its FIN may have come
+        // with the data just read, and no further edge will announce the end of file that the next read returns.
+        private void ShortRead()
+        {
+            if (!_peerClosed)
+            {
+                _readable = false;
+            }
         }
 
         private void EnsureInputSpace()
@@ -653,7 +673,7 @@ internal sealed partial class EpollReverseProxy
                 _inEnd += read;
                 if (_inEnd < _in!.Length)
                 {
-                    _readable = false;
+                    ShortRead();
                 }
 
                 return true;
@@ -814,7 +834,7 @@ internal sealed partial class EpollReverseProxy
             _respEnd += read;
             if (_respEnd < _resp.Length)
             {
-                origin.Readable = false;
+                origin.ShortRead();
             }
 
             return true;
@@ -1067,6 +1087,7 @@ internal sealed partial class EpollReverseProxy
             var origin = _origin;
             if (!origin.Readable)
             {
+                WaitForBody();
                 return false;
             }
 
@@ -1075,8 +1096,11 @@ internal sealed partial class EpollReverseProxy
             if (readError == SocketError.WouldBlock)
             {
                 origin.Readable = false;
+                WaitForBody();
                 return false;
             }
+
+            _deadline = Deadline.None;
 
             if (readError != SocketError.Success || read == 0)
             {
@@ -1093,10 +1117,19 @@ internal sealed partial class EpollReverseProxy
             _respEnd += read;
             if (_respEnd < _resp!.Length)
             {
-                origin.Readable = false;
+                origin.ShortRead();
             }
 
             return true;
+        }
+
+        // nginx's proxy_read_timeout: the upstream timeout also bounds the wait between two reads of a body.
+        private void WaitForBody()
+        {
+            if (_deadline == Deadline.None)
+            {
+                SetDeadline(Deadline.ResponseBody, _owner._options.UpstreamResponseHeaderTimeout);
+            }
         }
 
         private bool ClientGoneMidResponse(SocketError error)
@@ -1117,6 +1150,7 @@ internal sealed partial class EpollReverseProxy
 
         private void FinishExchange()
         {
+            _deadline = Deadline.None;
             if (_origin is { } origin)
             {
                 _origin = null;

@@ -266,6 +266,15 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         public long IdleSinceMs { get; set; }
 
+        /// <summary>A short read drained the socket, unless the origin closed: then the next read returns the end of file that no further edge announces.</summary>
+        public void ShortRead()
+        {
+            if (!PeerClosed)
+            {
+                Readable = false;
+            }
+        }
+
         public void Register()
         {
             _registration = loop.Loop.Register(Socket, this);

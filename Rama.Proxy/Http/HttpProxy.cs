@@ -31,7 +31,7 @@ public sealed record HttpProxyOptions
     /// <summary>How long an idle origin connection is kept. Default 60 s: SocketsHttpHandler's <c>PooledConnectionIdleTimeout</c> (1 min), below nginx's 75 s <c>keepalive_timeout</c> so we usually close first.</summary>
     public TimeSpan PooledConnectionIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>Longest wait for the origin's response head after the request was sent; then 504. Default 60 s: nginx's <c>proxy_read_timeout</c>.</summary>
+    /// <summary>Longest wait for the origin's response head after the request was sent; then 504. Default 60 s: nginx's <c>proxy_read_timeout</c>, which the epoll reverse transport also applies between two reads of a response body (then the client connection is reset).</summary>
     public TimeSpan UpstreamResponseHeaderTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>A CONNECT tunnel with no traffic either way for this long is closed. Default <see cref="Relay.DefaultIdleTimeout"/> (15 min, squid's read_timeout); <see cref="Timeout.InfiniteTimeSpan"/> for none.</summary>

@@ -156,19 +156,22 @@ public class EpollReverseProxyTests
     [Fact]
     public async Task Response_delimited_by_the_origin_closing_arrives_whole_and_then_the_client_connection_closes()
     {
-        // Large enough that the origin's FIN is queued behind data the proxy has not read yet.
+        // Large enough that the proxy, held back by a client that does not read yet, still has data to read when the origin's FIN is queued.
         var body = RandomText(1024 * 1024, seed: 7);
+        var originDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var origin = new RawOrigin(async socket =>
         {
             using var cts = new CancellationTokenSource(Bound);
             await TinyHttpOrigin.ReadHeadAsync(socket);
             await socket.SendAsync(Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body), cts.Token);
             socket.Shutdown(SocketShutdown.Send); // RFC 9112 §6.3 (8): the close ends the body
+            originDone.TrySetResult();
         });
         await using var proxy = EpollProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /until-close HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token); // keep-alive asked: the proxy must still close
+        await Task.WhenAny(originDone.Task, Task.Delay(TimeSpan.FromSeconds(3), cts.Token)); // the client reads only once the origin has closed (or 3 s passed)
 
         var answer = await ProxyHarness.ReadToCloseAsync(socket, cts.Token);
 
@@ -187,18 +190,22 @@ public class EpollReverseProxyTests
     public async Task Origin_closing_before_the_end_of_a_content_length_body_resets_the_client()
     {
         var sent = RandomText(1024 * 1024, seed: 9);
+        var originDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var origin = new RawOrigin(async socket =>
         {
             using var cts = new CancellationTokenSource(Bound);
             await TinyHttpOrigin.ReadHeadAsync(socket);
-            // Announces twice what it sends, then closes: its FIN is queued behind data the proxy has not read yet.
+            // Announces twice what it sends, then closes: its FIN is queued behind data the proxy has not read yet
+            // (the client does not read until then, so the proxy is held back).
             await socket.SendAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {2 * sent.Length}\r\n\r\n{sent}"), cts.Token);
             socket.Shutdown(SocketShutdown.Send);
+            originDone.TrySetResult();
         });
         await using var proxy = EpollProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /short HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token);
+        await Task.WhenAny(originDone.Task, Task.Delay(TimeSpan.FromSeconds(3), cts.Token)); // the client reads only once the origin has closed (or 3 s passed)
 
         var answer = await ProxyHarness.ReadToCloseAsync(socket, cts.Token);
 
@@ -292,6 +299,31 @@ public class EpollReverseProxyTests
         Assert.Contains("\r\nConnection: close\r\n", answer, StringComparison.Ordinal);
         Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(4));
         Assert.Empty(origin.Requests);
+        await proxy.Harness.AssertNoOpenConnectionsAsync();
+    }
+
+    [Fact]
+    public async Task Origin_silent_mid_body_for_the_upstream_timeout_resets_the_client()
+    {
+        await using var origin = new RawOrigin(async socket =>
+        {
+            using var cts = new CancellationTokenSource(Bound);
+            await TinyHttpOrigin.ReadHeadAsync(socket);
+            // Announces 100 bytes, sends 10, then says nothing more (and does not close).
+            await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"u8.ToArray(), cts.Token);
+            await WaitForCloseAsync(socket, cts.Token);
+        });
+        await using var proxy = EpollProxy.Start(origin.Port, upstreamResponseHeaderTimeout: TimeSpan.FromSeconds(1));
+        using var socket = await proxy.Harness.ConnectAsync();
+        using var cts = new CancellationTokenSource(Bound);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        await SendAsync(socket, "GET /stalls HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token);
+
+        var answer = await ProxyHarness.ReadToCloseAsync(socket, cts.Token);
+
+        Assert.StartsWith("HTTP/1.1 200 ", answer, StringComparison.Ordinal);
+        Assert.EndsWith("0123456789<RST>", answer, StringComparison.Ordinal); // never a clean end of a short body
+        Assert.InRange(clock.Elapsed, TimeSpan.FromSeconds(0.9), TimeSpan.FromSeconds(4));
         await proxy.Harness.AssertNoOpenConnectionsAsync();
     }
 
@@ -709,6 +741,11 @@ public class EpollReverseProxyTests
                 // Bounded: closing a socket still registered with a stuck event loop spins in Socket.Dispose, which no
                 // token can cancel; a test then fails with a TimeoutException here instead of hanging the run.
                 await Task.Run(async () => await Harness.DisposeAsync()).WaitAsync(TimeSpan.FromSeconds(40));
+            }
+            catch (TimeoutException ex)
+            {
+                throw new TimeoutException(
+                    $"the epoll proxy did not shut down ({Harness.Server.OpenConnections} connections open): a connection never closed, or an event-loop thread is stuck", ex);
             }
             finally
             {
