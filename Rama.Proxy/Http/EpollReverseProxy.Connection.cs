@@ -1346,23 +1346,12 @@ internal sealed partial class EpollReverseProxy
         }
 
         /// <summary>Ends the connection with a reset (RST): the client must not take a broken response for a complete one.</summary>
-        private void Abort(string reason)
-        {
-            if (_phase == Phase.Closed)
-            {
-                return;
-            }
-
-            _context.TrySetCloseReason(reason);
-            CloseOrigin();
-            Detach();
-            _phase = Phase.Closed;
-            _context.Abort(reason); // before completing: the server's graceful close must not come first (a FIN)
-            _completion.TrySetResult();
-        }
+        private void Abort(string reason) => End(reason, reset: true);
 
         /// <summary>Ends the connection (the server that accepted it closes the socket: FIN). Idempotent.</summary>
-        public void Close(string reason)
+        public void Close(string reason) => End(reason, reset: false);
+
+        private void End(string reason, bool reset)
         {
             if (_phase == Phase.Closed)
             {
@@ -1373,6 +1362,11 @@ internal sealed partial class EpollReverseProxy
             CloseOrigin();
             Detach();
             _phase = Phase.Closed;
+            if (reset)
+            {
+                _context.Abort(reason); // before completing: the server's graceful close must not come first (a FIN)
+            }
+
             _completion.TrySetResult();
         }
 
