@@ -381,11 +381,17 @@ internal sealed partial class EpollReverseProxy
 
             if (_in.Length < _owner._maxHeadBuffer)
             {
-                var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(_in.Length * 2, _owner._maxHeadBuffer));
-                Buffer.BlockCopy(_in, 0, bigger, 0, _inEnd);
-                ArrayPool<byte>.Shared.Return(_in);
-                _in = bigger;
+                _in = Regrow(_in, 0, _inEnd, Math.Min(_in.Length * 2, _owner._maxHeadBuffer));
             }
+        }
+
+        /// <summary>A pooled buffer of at least <paramref name="size"/> holding <paramref name="buffer"/>'s [from, to) at its start; the old one goes back to the pool.</summary>
+        private static byte[] Regrow(byte[] buffer, int from, int to, int size)
+        {
+            var bigger = ArrayPool<byte>.Shared.Rent(size);
+            Buffer.BlockCopy(buffer, from, bigger, 0, to - from);
+            ArrayPool<byte>.Shared.Return(buffer);
+            return bigger;
         }
 
         private void OnRequest(HttpRequest request, int headStart)
@@ -476,6 +482,12 @@ internal sealed partial class EpollReverseProxy
                 return;
             }
 
+            Dial();
+        }
+
+        /// <summary>A new upstream connection: resolved (or the cached addresses) and connected without blocking the loop.</summary>
+        private void Dial()
+        {
             _reused = false;
             SetDeadline(Deadline.Connect, _owner._connector.ConnectTimeout);
             if (_owner.TryGetAddresses(out var addresses))
@@ -491,18 +503,19 @@ internal sealed partial class EpollReverseProxy
         private async Task ResolveThenConnectAsync()
         {
             IPAddress[]? addresses = null;
+            string? failure = null;
             try
             {
                 addresses = await _owner.ResolveAsync().ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is SocketException or OperationCanceledException or ArgumentException)
             {
-                LogForwardFailed(_owner._logger, _request?.Method ?? "-", _request?.Target ?? "-", ForwardError.ConnectFailed, 502, ex.Message);
+                failure = ex.Message;
             }
 
             _loop.Loop.Post(static s =>
             {
-                var (c, a) = ((ClientConnection, IPAddress[]?))s!;
+                var (c, a, f) = ((ClientConnection, IPAddress[]?, string?))s!;
                 if (c._phase != Phase.Resolving)
                 {
                     return; // closed (or timed out) meanwhile
@@ -510,7 +523,7 @@ internal sealed partial class EpollReverseProxy
 
                 if (a is null)
                 {
-                    c.Fail(ForwardError.ConnectFailed, "the upstream name did not resolve");
+                    c.Fail(ForwardError.ConnectFailed, "the upstream name did not resolve: " + f);
                 }
                 else
                 {
@@ -518,7 +531,7 @@ internal sealed partial class EpollReverseProxy
                 }
 
                 c.Pump();
-            }, (this, addresses), this);
+            }, (this, addresses, failure), this);
         }
 
         private void ConnectTo(IPAddress[] addresses)
@@ -538,11 +551,12 @@ internal sealed partial class EpollReverseProxy
 
             var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { Blocking = false, NoDelay = _owner._connector.NoDelay };
             var origin = new OriginConnection(_loop, socket) { Owner = this };
+            var connected = false;
             try
             {
                 // A non-blocking connect answers "in progress"; EPOLLOUT says when it is done (connect(2)).
                 socket.Connect(new IPEndPoint(address, _owner._upstream.Port));
-                origin.Connected = true;
+                connected = true;
                 _deadline = Deadline.None;
             }
             catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.IOPending)
@@ -557,7 +571,7 @@ internal sealed partial class EpollReverseProxy
 
             origin.Register();
             _origin = origin;
-            _phase = origin.Connected ? Phase.SendingRequest : Phase.Connecting;
+            _phase = connected ? Phase.SendingRequest : Phase.Connecting;
         }
 
         private bool StepConnecting()
@@ -576,7 +590,6 @@ internal sealed partial class EpollReverseProxy
                 return true;
             }
 
-            origin.Connected = true;
             _deadline = Deadline.None;
             _phase = Phase.SendingRequest;
             return true;
@@ -726,27 +739,12 @@ internal sealed partial class EpollReverseProxy
                 _upSent = 0;
                 _respScan = default;
                 _respStart = _approvedEnd = _respEnd = 0;
-                AcquireOriginFresh();
+                Dial();
                 return true;
             }
 
             Fail(ForwardError.UpstreamClosed, detail);
             return true;
-        }
-
-        private void AcquireOriginFresh()
-        {
-            _reused = false;
-            SetDeadline(Deadline.Connect, _owner._connector.ConnectTimeout);
-            if (_owner.TryGetAddresses(out var addresses))
-            {
-                ConnectTo(addresses!);
-            }
-            else
-            {
-                _phase = Phase.Resolving;
-                _ = ResolveThenConnectAsync();
-            }
         }
 
         // ---- response from the origin -------------------------------------------------------------
@@ -810,10 +808,7 @@ internal sealed partial class EpollReverseProxy
                     return true;
                 }
 
-                var bigger = ArrayPool<byte>.Shared.Rent(Math.Min(_resp.Length * 2, _owner._maxHeadBuffer));
-                Buffer.BlockCopy(_resp, 0, bigger, 0, _respEnd);
-                ArrayPool<byte>.Shared.Return(_resp);
-                _resp = bigger;
+                _resp = Regrow(_resp, 0, _respEnd, Math.Min(_resp.Length * 2, _owner._maxHeadBuffer));
             }
 
             var read = origin.Socket.Receive(_resp.AsSpan(_respEnd), SocketFlags.None, out var error);
@@ -938,11 +933,8 @@ internal sealed partial class EpollReverseProxy
             if (large && _resp!.Length < BodyBufferSize)
             {
                 // A large body moves in 64 KiB reads (loopback's segment size): a quarter of the syscalls of 16 KiB ones.
-                var bigger = ArrayPool<byte>.Shared.Rent(BodyBufferSize);
                 var buffered = _respEnd - _respStart;
-                Buffer.BlockCopy(_resp, _respStart, bigger, 0, buffered);
-                ArrayPool<byte>.Shared.Return(_resp);
-                _resp = bigger;
+                _resp = Regrow(_resp, _respStart, _respEnd, BodyBufferSize);
                 _respStart = _approvedEnd = 0;
                 _respEnd = buffered;
             }

@@ -262,8 +262,6 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
         /// <summary>The origin closed its side, reset, or sent bytes while idle: never reused.</summary>
         public bool PeerClosed { get; private set; }
 
-        public bool Connected { get; set; }
-
         public long IdleSinceMs { get; set; }
 
         /// <summary>A short read drained the socket, unless the origin closed: then the next read returns the end of file that no further edge announces.</summary>

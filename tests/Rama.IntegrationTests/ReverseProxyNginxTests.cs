@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using Rama.Testing;
 
@@ -58,21 +57,20 @@ public sealed class ReverseProxyNginxTests
 
     private static string Sha(string path) => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(path)));
 
-    /// <summary>nginx (single process, generated config in a temporary directory) serving generated files on 127.0.0.1.</summary>
+    /// <summary>nginx (single process, generated config in a temporary directory) serving generated files on 127.0.0.1, run as a <see cref="Upstream.PeerProcess"/>.</summary>
     private sealed class NginxOrigin : IAsyncDisposable
     {
-        private readonly Process _process;
+        private readonly Upstream.PeerProcess _process;
 
-        private NginxOrigin(Process process, string root, int port)
+        private NginxOrigin(Upstream.PeerProcess process, string root)
         {
             _process = process;
             Root = root;
-            Port = port;
         }
 
         public string Root { get; }
 
-        public int Port { get; }
+        public int Port => _process.Port;
 
         public string Sha(string name) => ReverseProxyNginxTests.Sha(Path.Combine(Root, name));
 
@@ -100,39 +98,13 @@ public sealed class ReverseProxyNginxTests
                   server { listen 127.0.0.1:{{port}}; root {{root}}; location / { } }
                 }
                 """);
-            var binary = File.Exists("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
-            var process = Process.Start(new ProcessStartInfo(binary, ["-p", root, "-c", config, "-e", Path.Combine(root, "error.log")])
-            {
-                RedirectStandardError = true,
-                RedirectStandardOutput = true,
-            })!;
-            var origin = new NginxOrigin(process, root, port);
-            var deadline = Stopwatch.StartNew();
-            while (deadline.Elapsed < TimeSpan.FromSeconds(15))
-            {
-                var probe = await Cli.CurlAsync("-s", "-o", "/dev/null", "-w", "%{http_code}", $"http://127.0.0.1:{port}/small.bin");
-                if (probe.Text == "200")
-                {
-                    return origin;
-                }
-
-                Assert.False(process.HasExited, "nginx exited: " + await process.StandardError.ReadToEndAsync());
-                await Task.Delay(100);
-            }
-
-            await origin.DisposeAsync();
-            throw new TimeoutException("nginx did not answer within 15 s");
+            var process = await Upstream.PeerProcess.StartAsync("nginx", "nginx", ["-p", root, "-c", config, "-e", Path.Combine(root, "error.log")], port, root);
+            return new NginxOrigin(process, root);
         }
 
         public async ValueTask DisposeAsync()
         {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: true);
-            }
-
-            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
-            _process.Dispose();
+            await _process.DisposeAsync();
             Directory.Delete(Root, recursive: true);
         }
     }

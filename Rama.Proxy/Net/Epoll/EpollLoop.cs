@@ -99,12 +99,6 @@ internal sealed unsafe class EpollLoop
     /// <summary>Milliseconds of a monotonic clock (the loops' notion of now).</summary>
     public static long NowMs => Environment.TickCount64;
 
-    /// <summary>Whether the caller runs on this loop's thread.</summary>
-    public bool IsCurrent => ReferenceEquals(t_current, this);
-
-    [ThreadStatic]
-    private static EpollLoop? t_current;
-
     /// <summary>Runs <paramref name="action"/> on the loop thread; a fault goes to <paramref name="owner"/>'s <see cref="IEpollHandler.OnFault"/>.</summary>
     public void Post(Action<object?> action, object? state, IEpollHandler? owner = null)
     {
@@ -176,7 +170,6 @@ internal sealed unsafe class EpollLoop
 
     private void Run()
     {
-        t_current = this;
         var events = stackalloc EpollEvent[MaxEvents];
         var tickMs = (long)TickInterval.TotalMilliseconds;
         var nextTick = NowMs + tickMs;
