@@ -201,6 +201,14 @@ public static class Program
         {
             await host.StartAsync().ConfigureAwait(false);
         }
+        catch (OperationCanceledException) when (host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested)
+        {
+            // Ctrl+C or SIGTERM before the node was ready: the host cancelled its own start. Stop what did start
+            // (listeners bound so far are unbound by coordinated shutdown) and exit as after a drain.
+            await host.StopAsync().ConfigureAwait(false);
+            logger.LogInformation("Rama node stopped before it was ready");
+            return 0;
+        }
         catch (Exception ex) when (ex is System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException)
         {
             await Console.Error.WriteLineAsync("rama-node: could not start: " + ex.Message).ConfigureAwait(false);

@@ -51,15 +51,20 @@ internal sealed partial class NodeProcess : IAsyncDisposable
 
     /// <summary>Starts a node and waits until it says what it listens on (or exits).</summary>
     public static async Task<NodeProcess> StartAsync(IEnumerable<string> args, IDictionary<string, string>? environment = null,
-        string? workingDirectory = null, bool expectListening = true, string project = "Rama.Node", string assembly = "rama-node")
+        string? workingDirectory = null, bool expectListening = true, string project = "Rama.Node", string assembly = "rama-node",
+        Action<int, string>? onLine = null)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        // Through env(1) with SIGINT back at its default: a shell that runs the tests in the background hands its
+        // children SIGINT ignored, and the node (rightly) keeps a disposition it inherited, so Interrupt would do nothing.
+        var psi = new ProcessStartInfo("env")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? Path.GetTempPath(),
         };
+        psi.ArgumentList.Add("--default-signal=INT");
+        psi.ArgumentList.Add("dotnet");
         psi.ArgumentList.Add(NodeDll(project, assembly));
         foreach (var arg in args)
         {
@@ -85,6 +90,7 @@ internal sealed partial class NodeProcess : IAsyncDisposable
             }
 
             node._lines.Enqueue(line);
+            onLine?.Invoke(process.Id, line);
             var match = ListeningLine().Match(line);
             if (match.Success)
             {
@@ -138,7 +144,10 @@ internal sealed partial class NodeProcess : IAsyncDisposable
     public void Terminate() => _ = kill(_process.Id, 15);
 
     /// <summary>Sends SIGINT (Ctrl+C).</summary>
-    public void Interrupt() => _ = kill(_process.Id, 2);
+    public void Interrupt() => Interrupt(_process.Id);
+
+    /// <summary>SIGINT (Ctrl+C) to a process, e.g. from <see cref="StartAsync"/>'s onLine before the node is returned.</summary>
+    public static void Interrupt(int pid) => _ = kill(pid, 2);
 
     /// <summary>Resident set size now and its high-water mark, from /proc (bytes).</summary>
     public (long Rss, long Peak) Memory()

@@ -65,6 +65,27 @@ public sealed class ShutdownTests
         Assert.Equal(0, await node.Exited.WaitAsync(TimeSpan.FromSeconds(15)));
     }
 
+    [Fact]
+    public async Task Ctrl_c_while_the_node_is_still_starting_exits_0_without_a_crash()
+    {
+        // SIGINT the moment the first listener is bound, while the host is still starting (it used to abort with an
+        // unhandled TaskCanceledException, exit 134). The window is a few ms wide, so several tries; each must exit 0.
+        for (var attempt = 0; attempt < 6; attempt++)
+        {
+            await using var node = await NodeProcess.StartAsync(["--listen", "127.0.0.1:0"], expectListening: false,
+                onLine: (pid, line) =>
+                {
+                    if (line.Contains("Listener bound", StringComparison.Ordinal))
+                    {
+                        NodeProcess.Interrupt(pid);
+                    }
+                });
+            var exitCode = await node.Exited.WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.True(exitCode == 0, $"attempt {attempt}: exit {exitCode}\n{node.Output}");
+            Assert.DoesNotContain("Unhandled exception", node.Output, StringComparison.Ordinal);
+        }
+    }
+
     private static bool IsRefused(IPEndPoint endpoint)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
