@@ -69,6 +69,11 @@ internal sealed partial class EpollReverseProxy
 
         // The exchange in flight.
         private HttpRequest? _request;
+        // The in-place parser's reused objects: one request and one response field list per connection, so a request allocates nothing.
+        private HttpRequest? _parsedRequest;
+        private HttpHeaders? _respHeaders;
+        // Whether the client's request lets the connection persist, decided at its head: its fields slice _in, which body bytes reuse.
+        private bool _requestPersistent;
         private long _startedAt;
         private long _bodyRemaining;
         private long _bodySent;
@@ -268,13 +273,12 @@ internal sealed partial class EpollReverseProxy
             if (_inEnd > _inStart)
             {
                 var headStart = _inStart;
-                HttpRequest? request;
-                SequencePosition consumed;
+                int consumed;
                 bool parsed;
                 try
                 {
-                    parsed = Http1Parser.TryParseRequest(new ReadOnlySequence<byte>(_in!, _inStart, _inEnd - _inStart), Limits, ref _scan, _context.Extensions,
-                        out request, out consumed);
+                    parsed = Http1Parser.TryParseRequestInPlace(_in!, _inStart, _inEnd - _inStart, Limits, ref _scan, _context.Extensions,
+                        ref _parsedRequest, out consumed);
                 }
                 catch (HttpCodecException)
                 {
@@ -284,8 +288,8 @@ internal sealed partial class EpollReverseProxy
 
                 if (parsed)
                 {
-                    _inStart = consumed.GetInteger();
-                    OnRequest(request!, headStart);
+                    _inStart = consumed;
+                    OnRequest(_parsedRequest!, headStart);
                     return true;
                 }
             }
@@ -407,6 +411,7 @@ internal sealed partial class EpollReverseProxy
             }
 
             _request = request;
+            _requestPersistent = Http1Parser.IsPersistent(request.Version, request.Headers);
             request.Connection = _context;
             _startedAt = Stopwatch.GetTimestamp();
             _bodyRemaining = request.BodyFraming == BodyFraming.ContentLength ? request.ContentLength : 0;
@@ -755,13 +760,14 @@ internal sealed partial class EpollReverseProxy
             _resp ??= ArrayPool<byte>.Shared.Rent(BufferSize);
             if (_respEnd > _respStart)
             {
-                ResponseHead? head;
-                SequencePosition consumed;
+                ResponseStatus head;
+                int consumed;
                 bool parsed;
+                var headers = _respHeaders ??= new HttpHeaders(16);
                 try
                 {
-                    parsed = Http1Parser.TryParseResponse(new ReadOnlySequence<byte>(_resp, _respStart, _respEnd - _respStart), Limits, ref _respScan,
-                        _request!.Method, out head, out consumed);
+                    parsed = Http1Parser.TryParseResponseInPlace(_resp, _respStart, _respEnd - _respStart, Limits, ref _respScan,
+                        _request!.Method, headers, out head, out consumed);
                 }
                 catch (HttpCodecException ex)
                 {
@@ -772,9 +778,9 @@ internal sealed partial class EpollReverseProxy
 
                 if (parsed)
                 {
-                    _respStart = consumed.GetInteger();
+                    _respStart = consumed;
                     _respScan = default;
-                    if (head!.Status == 101)
+                    if (head.Status == 101)
                     {
                         // We never ask for an upgrade (Upgrade is not forwarded): a 101 is a broken origin.
                         CloseOrigin();
@@ -787,7 +793,7 @@ internal sealed partial class EpollReverseProxy
                         return true; // 1xx: skipped, the final head follows (the client sent no Expect)
                     }
 
-                    OnResponseHead(head);
+                    OnResponseHead(head, headers);
                     return true;
                 }
             }
@@ -858,13 +864,14 @@ internal sealed partial class EpollReverseProxy
             }
         }
 
-        private void OnResponseHead(ResponseHead head)
+        // The head's fields slice _resp: used here, before any body byte moves.
+        private void OnResponseHead(ResponseStatus head, HttpHeaders headers)
         {
             var request = _request!;
             _deadline = Deadline.None;
             _status = head.Status;
-            _originReusable = head.KeepAlive && head.Framing != BodyFraming.UntilClose && !_uploadIncomplete; // before the Connection field goes
-            _keepAlive = Http1Parser.IsPersistent(request.Version, request.Headers) && !_closeAfterResponse
+            _originReusable = Http1Parser.IsPersistent(head.Version, headers) && head.Framing != BodyFraming.UntilClose && !_uploadIncomplete; // before the Connection field goes
+            _keepAlive = _requestPersistent && !_closeAfterResponse
                 && !_context.ShutdownRequested.IsCancellationRequested && !_uploadIncomplete;
             // RFC 9112 §6.3 (1)/(2): no body in answers to HEAD, in 1xx/204/304.
             var bodyAllowed = !(request.IsHead || head.Status < 200 || head.Status is 204 or 304);
@@ -876,7 +883,6 @@ internal sealed partial class EpollReverseProxy
                 _keepAlive = false; // the origin's close ends the body; so does ours (an HTTP/1.1 client reads to close)
             }
 
-            var headers = head.Headers;
             ForwardProxyService.RemoveHopByHop(headers);
             var output = _out ??= new ArrayBufferWriter<byte>(1024);
             output.ResetWrittenCount();
@@ -1211,7 +1217,7 @@ internal sealed partial class EpollReverseProxy
             _deadline = Deadline.None;
             // The request body was not all read: the connection cannot carry another request.
             var clean = _bodyRemaining == 0 && !_uploadIncomplete;
-            _keepAlive = clean && _request is not null && Http1Parser.IsPersistent(_request.Version, _request.Headers) && !_closeAfterResponse
+            _keepAlive = clean && _request is not null && _requestPersistent && !_closeAfterResponse
                 && !_context.ShutdownRequested.IsCancellationRequested;
             _lingerAfter = !clean;
             WriteText(status, $"{ReasonPhrases.For(status)}: {error}", _keepAlive);

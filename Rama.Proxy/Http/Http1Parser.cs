@@ -22,6 +22,15 @@ internal struct HeadScanState
     public int Lines;
 }
 
+/// <summary>
+/// A response head's status line and framing, without its fields: what <see cref="Http1Parser.TryParseResponseInPlace"/>
+/// returns (the fields go into the caller's reusable <see cref="HttpHeaders"/>).
+/// </summary>
+internal readonly record struct ResponseStatus(int Status, string Reason, HttpProtocolVersion Version, BodyFraming Framing, long ContentLength)
+{
+    public bool IsInterim => Status is >= 100 and < 200;
+}
+
 /// <summary>A response head from upstream with its body framing already decided (RFC 9112 §6.3).</summary>
 internal sealed record ResponseHead(int Status, string Reason, HttpProtocolVersion Version, HttpHeaders Headers, BodyFraming Framing, long ContentLength)
 {
@@ -84,8 +93,51 @@ internal static class Http1Parser
 
         var head = buffer.Slice(state.Skipped, headEnd - state.Skipped).ToArray();
         var startLineLength = (int)(state.StartLineEnd - state.Skipped);
-        request = ParseRequestHead(head, startLineLength, connectionExtensions);
+        request = ParseRequestHead(head, 0, startLineLength, head.Length, connectionExtensions, reuse: null);
         consumed = buffer.GetPosition(headEnd);
+        return true;
+    }
+
+    /// <summary>
+    /// Parses one request head where it lies, in <paramref name="buffer"/> from <paramref name="start"/> for <paramref name="length"/>
+    /// bytes, into <paramref name="request"/>: the same checks as <see cref="TryParseRequest(in ReadOnlySequence{byte}, HttpLimits, ref HeadScanState, Extensions?, out HttpRequest?, out SequencePosition)"/>,
+    /// without copying the head or allocating per request. A request from an earlier call is reset and reused (created on the first
+    /// call); its target string too when the target's bytes are the same (Kestrel keeps a connection's last target the same way).
+    /// The fields slice <paramref name="buffer"/>: valid until the caller reuses those bytes. On true, <paramref name="end"/> is the
+    /// index in <paramref name="buffer"/> just past the head.
+    /// </summary>
+    public static bool TryParseRequestInPlace(byte[] buffer, int start, int length, HttpLimits limits, ref HeadScanState state,
+        Extensions? connectionExtensions, ref HttpRequest? request, out int end)
+    {
+        end = start;
+        if (!TryScanHead(new ReadOnlySequence<byte>(buffer, start, length), limits, ref state, isRequest: true, out var headEnd))
+        {
+            return false;
+        }
+
+        var headStart = start + (int)state.Skipped;
+        request = ParseRequestHead(buffer, headStart, (int)(state.StartLineEnd - state.Skipped), start + (int)headEnd, connectionExtensions, request);
+        end = start + (int)headEnd;
+        return true;
+    }
+
+    /// <summary>
+    /// Parses one response head where it lies (see <see cref="TryParseRequestInPlace"/>): its fields into <paramref name="headers"/>
+    /// (cleared first), its status and framing into <paramref name="status"/>.
+    /// </summary>
+    public static bool TryParseResponseInPlace(byte[] buffer, int start, int length, HttpLimits limits, ref HeadScanState state, string requestMethod,
+        HttpHeaders headers, out ResponseStatus status, out int end)
+    {
+        status = default;
+        end = start;
+        if (!TryScanHead(new ReadOnlySequence<byte>(buffer, start, length), limits, ref state, isRequest: false, out var headEnd))
+        {
+            return false;
+        }
+
+        headers.Clear();
+        status = ParseResponseHead(buffer, start, (int)state.StartLineEnd, start + (int)headEnd, requestMethod, headers);
+        end = start + (int)headEnd;
         return true;
     }
 
@@ -101,7 +153,9 @@ internal static class Http1Parser
         }
 
         var head = buffer.Slice(0, headEnd).ToArray();
-        response = ParseResponseHead(head, (int)state.StartLineEnd, requestMethod);
+        var headers = new HttpHeaders(CountLines(head.AsSpan((int)state.StartLineEnd)) + 2);
+        var parsed = ParseResponseHead(head, 0, (int)state.StartLineEnd, head.Length, requestMethod, headers);
+        response = new ResponseHead(parsed.Status, parsed.Reason, parsed.Version, headers, parsed.Framing, parsed.ContentLength);
         consumed = buffer.GetPosition(headEnd);
         return true;
     }
@@ -283,9 +337,10 @@ internal static class Http1Parser
 
     // ---- parsing a complete head (contiguous) -----------------------------------------------
 
-    private static HttpRequest ParseRequestHead(byte[] head, int startLineLength, Extensions? connectionExtensions)
+    // The head is buffer[offset..limit); a non-null reuse is reset and filled instead of a new request.
+    private static HttpRequest ParseRequestHead(byte[] buffer, int offset, int startLineLength, int limit, Extensions? connectionExtensions, HttpRequest? reuse)
     {
-        var line = TrimCrLf(head.AsSpan(0, startLineLength), HttpRejectReason.InvalidRequestLine);
+        var line = TrimCrLf(buffer.AsSpan(offset, startLineLength), HttpRejectReason.InvalidRequestLine);
 
         // RFC 9112 §3: request-line = method SP request-target SP HTTP-version
         var sp1 = line.IndexOf((byte)' ');
@@ -316,16 +371,29 @@ internal static class Http1Parser
 
         var method = HttpMethods.Intern(methodBytes);
         var form = ClassifyTarget(method, targetBytes);
-        var headers = ParseFieldLines(head, startLineLength, out _);
-        var request = new HttpRequest(method, System.Text.Encoding.ASCII.GetString(targetBytes), form, version, headers, connectionExtensions);
+        HttpRequest request;
+        if (reuse is null)
+        {
+            var headers = ParseFieldLines(buffer, offset + startLineLength, limit, null, out _);
+            request = new HttpRequest(method, System.Text.Encoding.ASCII.GetString(targetBytes), form, version, headers, connectionExtensions);
+        }
+        else
+        {
+            var target = System.Text.Ascii.Equals(targetBytes, reuse.Target) ? reuse.Target : System.Text.Encoding.ASCII.GetString(targetBytes);
+            reuse.Reset(method, target, form, version);
+            ParseFieldLines(buffer, offset + startLineLength, limit, reuse.Headers, out _);
+            request = reuse;
+        }
+
         ValidateHost(request);
-        (request.BodyFraming, request.ContentLength) = RequestFraming(version, headers);
+        (request.BodyFraming, request.ContentLength) = RequestFraming(version, request.Headers);
         return request;
     }
 
-    private static ResponseHead ParseResponseHead(byte[] head, int startLineLength, string requestMethod)
+    // The head is buffer[offset..limit); its fields are added to headers.
+    private static ResponseStatus ParseResponseHead(byte[] buffer, int offset, int startLineLength, int limit, string requestMethod, HttpHeaders headers)
     {
-        var line = TrimCrLf(head.AsSpan(0, startLineLength), HttpRejectReason.InvalidStatusLine);
+        var line = TrimCrLf(buffer.AsSpan(offset, startLineLength), HttpRejectReason.InvalidStatusLine);
 
         // RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
         if (line.Length < 12 || line[8] != ' ' || (line.Length > 12 && line[12] != ' '))
@@ -347,9 +415,12 @@ internal static class Http1Parser
             HttpRejection.Throw(HttpRejectReason.InvalidStatusLine);
         }
 
-        var headers = ParseFieldLines(head, startLineLength, out _);
+        ParseFieldLines(buffer, offset + startLineLength, limit, headers, out _);
         var (framing, length) = ResponseFraming(version, status, requestMethod, headers);
-        return new ResponseHead(status, System.Text.Encoding.Latin1.GetString(reasonBytes), version, headers, framing, length);
+        // The standard phrase ("OK", "Not Found", ...) as the shared string: no allocation for the common answers.
+        var standard = ReasonPhrases.For(status);
+        var reason = System.Text.Ascii.Equals(reasonBytes, standard) ? standard : System.Text.Encoding.Latin1.GetString(reasonBytes);
+        return new ResponseStatus(status, reason, version, framing, length);
     }
 
     private static ReadOnlySpan<byte> TrimCrLf(ReadOnlySpan<byte> line, HttpRejectReason reason)
@@ -427,13 +498,16 @@ internal static class Http1Parser
     }
 
     /// <summary>Parses the field lines after the start line (RFC 9112 §5); <paramref name="end"/> is the offset just past the empty line.</summary>
-    internal static HttpHeaders ParseFieldLines(byte[] head, int start, out int end)
+    internal static HttpHeaders ParseFieldLines(byte[] head, int start, out int end) => ParseFieldLines(head, start, head.Length, null, out end);
+
+    /// <summary>The field lines in <paramref name="head"/>[<paramref name="start"/>..<paramref name="limit"/>), added to <paramref name="into"/> (a new list when null).</summary>
+    internal static HttpHeaders ParseFieldLines(byte[] head, int start, int limit, HttpHeaders? into, out int end)
     {
-        var headers = new HttpHeaders(CountLines(head.AsSpan(start)) + 2); // exact size, room for Via and Host
+        var headers = into ?? new HttpHeaders(CountLines(head.AsSpan(start, limit - start)) + 2); // exact size, room for Via and Host
         var offset = start;
         while (true)
         {
-            var lf = head.AsSpan(offset).IndexOf((byte)'\n');
+            var lf = head.AsSpan(offset, limit - offset).IndexOf((byte)'\n');
             if (lf < 0)
             {
                 HttpRejection.Throw(HttpRejectReason.InvalidHeader); // the scan guarantees an empty line

@@ -42,6 +42,13 @@ public sealed class HttpHeaders : IReadOnlyList<HttpHeaderField>
 
     public void Add(ReadOnlyMemory<byte> name, ReadOnlyMemory<byte> value) => Insert(_count, name, value);
 
+    /// <summary>Removes every field, keeping the capacity (a connection's list reused for its next head).</summary>
+    internal void Clear()
+    {
+        Array.Clear(_fields, 0, _count); // drop the slices of the buffer the last head was parsed in
+        _count = 0;
+    }
+
     /// <summary>Adds a field from text (Latin-1 bytes; the caller supplies a valid token and value).</summary>
     public void Add(string name, string value) => Add(Encoding.Latin1.GetBytes(name), Encoding.Latin1.GetBytes(value));
 

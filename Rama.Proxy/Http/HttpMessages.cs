@@ -43,6 +43,9 @@ public enum BodyFraming
 /// </summary>
 public sealed class HttpRequest
 {
+    private readonly Extensions? _parentExtensions;
+    private Extensions? _extensions;
+
     public HttpRequest(string method, string target, RequestTargetForm targetForm, HttpProtocolVersion version, HttpHeaders headers, Extensions? parentExtensions = null)
     {
         Method = method;
@@ -50,7 +53,7 @@ public sealed class HttpRequest
         TargetForm = targetForm;
         Version = version;
         Headers = headers;
-        Extensions = parentExtensions is null ? new Extensions() : new Extensions(parentExtensions);
+        _parentExtensions = parentExtensions;
     }
 
     /// <summary>The method token as received (RFC 9110 §9.1: case-sensitive). Common methods are interned.</summary>
@@ -77,8 +80,23 @@ public sealed class HttpRequest
     /// <summary>Body length when <see cref="BodyFraming"/> is <see cref="BodyFraming.ContentLength"/>.</summary>
     public long ContentLength { get; set; }
 
-    /// <summary>Per-request values (the proven <see cref="ProxyUser"/>, ...); reads fall back to the connection's bag.</summary>
-    public Extensions Extensions { get; }
+    /// <summary>Per-request values (the proven <see cref="ProxyUser"/>, ...); reads fall back to the connection's bag. Created on first use.</summary>
+    public Extensions Extensions => _extensions ??= _parentExtensions is null ? new Extensions() : new Extensions(_parentExtensions);
+
+    /// <summary>Makes this object the next request of the same connection (the in-place parser's reuse): no field of the last one survives.</summary>
+    internal void Reset(string method, string target, RequestTargetForm targetForm, HttpProtocolVersion version)
+    {
+        Method = method;
+        Target = target;
+        TargetForm = targetForm;
+        Version = version;
+        Headers.Clear();
+        Body = EmptyBody.Instance;
+        Connection = null;
+        BodyFraming = BodyFraming.None;
+        ContentLength = 0;
+        _extensions = null;
+    }
 
     public bool IsHead => ReferenceEquals(Method, HttpMethods.Head) || Method == HttpMethods.Head;
 

@@ -64,4 +64,33 @@ public class Http1ParserBenchmarks
         Http1Parser.TryParseResponse(_response, Limits, HttpMethods.Get, out var response, out _);
         return response;
     }
+
+    private byte[] _originFormBytes = [];
+    private byte[] _responseBytes = [];
+    private HttpRequest? _reusedRequest;
+    private readonly HttpHeaders _reusedResponseHeaders = new(16);
+
+    [GlobalSetup(Targets = [nameof(ParseOriginFormRequestInPlace), nameof(ParseResponseInPlace)])]
+    public void SetupInPlace()
+    {
+        Setup();
+        _originFormBytes = _originFormRequest.ToArray();
+        _responseBytes = _response.ToArray();
+    }
+
+    [Benchmark(Description = "request head, origin-form (wrk), in place, reused (epoll reverse proxy)")]
+    public HttpRequest? ParseOriginFormRequestInPlace()
+    {
+        var state = default(HeadScanState);
+        Http1Parser.TryParseRequestInPlace(_originFormBytes, 0, _originFormBytes.Length, Limits, ref state, null, ref _reusedRequest, out _);
+        return _reusedRequest;
+    }
+
+    [Benchmark(Description = "response head (nginx), 8 fields, in place, reused (epoll reverse proxy)")]
+    public int ParseResponseInPlace()
+    {
+        var state = default(HeadScanState);
+        Http1Parser.TryParseResponseInPlace(_responseBytes, 0, _responseBytes.Length, Limits, ref state, HttpMethods.Get, _reusedResponseHeaders, out var status, out _);
+        return status.Status;
+    }
 }
