@@ -10,6 +10,7 @@ public sealed class TimerAndStashTests : TestKit.TestKit
         {
             Receive<string>(s => s == "single", _ => Timers.StartSingleTimer("key", "tick", TimeSpan.FromMilliseconds(50)));
             Receive<string>(s => s == "slow-single", _ => Timers.StartSingleTimer("key", "tick", TimeSpan.FromSeconds(1)));
+            Receive<string>(s => s == "slower-single", _ => Timers.StartSingleTimer("key", "tick", TimeSpan.FromSeconds(2)));
             Receive<string>(s => s == "periodic", _ => Timers.StartPeriodicTimer("key", "tick", TimeSpan.FromMilliseconds(30)));
             Receive<string>(s => s == "cancel", _ =>
             {
@@ -75,14 +76,16 @@ public sealed class TimerAndStashTests : TestKit.TestKit
         Sys.EventStream.Subscribe<DeadLetter>(TestActor);
         Watch(actor);
 
-        actor.Tell("slow-single");
+        // 2 s, so that the stop below lands long before the timer is due even on a loaded machine (with 1 s, a slow
+        // "active?" round trip once let the timer fire first and its dead letter beat Terminated).
+        actor.Tell("slower-single");
         actor.Tell("active?");
         ExpectMsg("active: True");
         Sys.Stop(actor);
 
-        // A timer left running would send to the dead actor: a dead letter within 1 s.
+        // A timer left running would send to the dead actor: a dead letter within 2 s.
         ExpectTerminated(actor);
-        ExpectNoMsg(TimeSpan.FromMilliseconds(1200));
+        ExpectNoMsg(TimeSpan.FromMilliseconds(2300));
     }
 
     private sealed class Door : ReceiveActor, IWithUnboundedStash
