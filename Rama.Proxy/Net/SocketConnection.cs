@@ -22,6 +22,10 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     private RelaySend? _relaySend;
     private Task? _receiving;
     private Task? _sending;
+    // Detach (another transport takes the socket over): both loops stop without closing it or sending FIN.
+    private readonly CancellationTokenSource _stopReceiving = new();
+    private volatile bool _detaching;
+    private bool _peerClosed;
     private string? _closeReason;
     private int _disposed;
 
@@ -101,14 +105,21 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
                 // After a read that filled its buffer more data is likely queued: read straight away.
                 if (_options.WaitForDataBeforeAllocatingBuffer && !lastReadFilledBuffer)
                 {
-                    // Zero-byte read: an idle connection holds no buffer (Kestrel does the same).
-                    await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).ConfigureAwait(false);
+                    // Zero-byte read: an idle connection holds no buffer (Kestrel does the same). A detach cancels it:
+                    // it takes no byte, so none is lost.
+                    await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, _stopReceiving.Token).ConfigureAwait(false);
+                }
+
+                if (_detaching)
+                {
+                    break;
                 }
 
                 var memory = writer.GetMemory(readSize);
-                var read = await _socket.ReceiveAsync(memory, SocketFlags.None).ConfigureAwait(false);
+                var read = await _socket.ReceiveAsync(memory, SocketFlags.None, _stopReceiving.Token).ConfigureAwait(false);
                 if (read == 0)
                 {
+                    _peerClosed = true;
                     TrySetCloseReason("peer closed");
                     break;
                 }
@@ -127,11 +138,15 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
                 }
                 writer.Advance(read);
                 var flush = await writer.FlushAsync().ConfigureAwait(false);
-                if (flush.IsCompleted || flush.IsCanceled)
+                if (flush.IsCompleted || flush.IsCanceled || _detaching)
                 {
                     break;
                 }
             }
+        }
+        catch (OperationCanceledException) when (_detaching)
+        {
+            // Stopped for a detach: the socket stays open for the transport that takes it over.
         }
         catch (SocketException ex) when (IsNormalClose(ex.SocketErrorCode))
         {
@@ -164,6 +179,13 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
                 var relay = result.IsCanceled ? Interlocked.Exchange(ref _relaySource, null) : null;
                 if (result.IsCanceled && relay is null)
                 {
+                    if (_detaching && !result.Buffer.IsEmpty)
+                    {
+                        // A detach: what was written before it is still sent, then the loop stops without FIN.
+                        await SendGatheredAsync(result.Buffer).ConfigureAwait(false);
+                        reader.AdvanceTo(result.Buffer.End);
+                    }
+
                     break;
                 }
 
@@ -325,6 +347,78 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Hands the socket to another transport (the epoll tunnel): everything written to <see cref="Output"/> is sent
+    /// first, both loops stop without closing the socket or sending FIN, and the bytes the receive loop took from the
+    /// socket and nobody read come back as <see cref="DetachedSocket.Pending"/>, with how the input ended if it did.
+    /// The socket is left non-blocking. Afterwards the pipes are done; <see cref="Abort"/> and
+    /// <see cref="DisposeAsync"/> still close the socket. Call once, with nobody reading <see cref="Input"/> or writing
+    /// <see cref="Output"/>.
+    /// </summary>
+    internal async Task<DetachedSocket> DetachAsync()
+    {
+        _detaching = true;
+        if (_sending is not null)
+        {
+            _output.Reader.CancelPendingRead();
+            await _sending.ConfigureAwait(false);
+        }
+
+        try
+        {
+            await _stopReceiving.CancelAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        // Drain Input until the receive loop completes it: this also frees a loop waiting on a full pipe.
+        var pending = new System.Buffers.ArrayBufferWriter<byte>(256);
+        var reset = false;
+        var reader = _input.Reader;
+        if (_receiving is not null)
+        {
+            try
+            {
+                while (true)
+                {
+                    var result = await reader.ReadAsync().ConfigureAwait(false);
+                    foreach (var segment in result.Buffer)
+                    {
+                        System.Buffers.BuffersExtensions.Write(pending, segment.Span);
+                    }
+
+                    reader.AdvanceTo(result.Buffer.End);
+                    if (result.IsCompleted)
+                    {
+                        break;
+                    }
+                }
+            }
+            catch (IOException)
+            {
+                reset = true; // the receive loop ended on a reset
+            }
+            catch (InvalidOperationException)
+            {
+                // Input was already completed by its reader: nothing more to take.
+            }
+
+            await _receiving.ConfigureAwait(false);
+        }
+
+        try
+        {
+            _socket.Blocking = false;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            reset = true; // closed under us: the new transport sees a dead socket and ends at once
+        }
+
+        return new DetachedSocket(pending.WrittenSpan.ToArray(), _peerClosed, reset);
+    }
+
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAllAsync(ReadOnlyMemory<byte> remaining, CancellationToken cancellationToken = default)
     {
@@ -445,8 +539,12 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         }
 
         _closed.Dispose();
+        _stopReceiving.Dispose();
     }
 }
+
+/// <summary>What <see cref="SocketConnection.DetachAsync"/> hands over: bytes received and not read, and whether the input had ended (FIN) or reset.</summary>
+internal readonly record struct DetachedSocket(byte[] Pending, bool InputEnded, bool InputReset);
 
 /// <summary>Buffering and close settings of a socket connection.</summary>
 public sealed record SocketConnectionOptions

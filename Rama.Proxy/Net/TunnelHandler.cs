@@ -24,8 +24,13 @@ public interface ITunnelHandler
         Func<CancellationToken, ValueTask<ConnectResult>> redial, CancellationToken cancellationToken);
 }
 
-/// <summary>The default tunnel: bytes both ways (<see cref="Relay"/>), closed after <paramref name="idleTimeout"/> without traffic.</summary>
-public sealed class RelayTunnel(TimeSpan? idleTimeout = null, TimeProvider? time = null) : ITunnelHandler
+/// <summary>
+/// The default tunnel: bytes both ways (<see cref="Relay"/>), closed after <paramref name="idleTimeout"/> without traffic.
+/// With <paramref name="eventLoops"/> a tunnel whose client side is the accepted socket itself (no TLS or other layer
+/// in between) runs on the epoll event loops instead (<see cref="Epoll.EpollTunnel"/>: the same guarantees, no pipes;
+/// Linux x86-64); any other tunnel runs on the pipes.
+/// </summary>
+public sealed class RelayTunnel(TimeSpan? idleTimeout = null, TimeProvider? time = null, bool eventLoops = false) : ITunnelHandler
 {
     /// <summary>A relay with <see cref="Relay.DefaultIdleTimeout"/>.</summary>
     public static RelayTunnel Instance { get; } = new();
@@ -34,5 +39,7 @@ public sealed class RelayTunnel(TimeSpan? idleTimeout = null, TimeProvider? time
     /// <remarks>A relay needs one connection: <paramref name="redial"/> is not used.</remarks>
     public Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target,
         Func<CancellationToken, ValueTask<ConnectResult>> redial, CancellationToken cancellationToken) =>
-        Relay.RunAsync(client, upstream, cancellationToken, idleTimeout, time);
+        eventLoops && ReferenceEquals(client, connection.SocketConnection) && upstream.IsStarted
+            ? Epoll.EpollTunnel.RunAsync(connection.SocketConnection, upstream, idleTimeout ?? Relay.DefaultIdleTimeout, cancellationToken)
+            : Relay.RunAsync(client, upstream, cancellationToken, idleTimeout, time);
 }

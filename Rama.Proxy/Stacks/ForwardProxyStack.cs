@@ -28,6 +28,13 @@ public sealed record ForwardProxyOptions
     /// </summary>
     public ReverseProxyTransport ReverseTransport { get; init; } = ReverseProxyTransport.Auto;
 
+    /// <summary>
+    /// Where CONNECT and SOCKS5 tunnels relay their bytes once established. Default <see cref="ReverseProxyTransport.Auto"/>:
+    /// the epoll event loops on Linux x86-64 for a tunnel straight on the accepted socket, the socket pipes elsewhere and for
+    /// tunnels inside TLS (the HTTPS proxy) or run by a tunnel handler (MITM).
+    /// </summary>
+    public ReverseProxyTransport TunnelTransport { get; init; } = ReverseProxyTransport.Auto;
+
     /// <summary>How long a new connection may stay silent before we know its protocol. Default: the HTTP header timeout.</summary>
     public TimeSpan? FirstBytesTimeout { get; init; }
 
@@ -43,7 +50,7 @@ public sealed record ForwardProxyOptions
     }
 }
 
-/// <summary>How a reverse-proxy port moves its bytes.</summary>
+/// <summary>How a reverse-proxy port (<see cref="ForwardProxyOptions.ReverseTransport"/>) or a tunnel (<see cref="ForwardProxyOptions.TunnelTransport"/>) moves its bytes.</summary>
 public enum ReverseProxyTransport
 {
     /// <summary><see cref="Epoll"/> where supported (Linux x86-64), else <see cref="Sockets"/>.</summary>
@@ -94,8 +101,18 @@ public static class ForwardProxyStack
             (connector, authenticator, routing) = (upstream.Connector, upstream.Authenticator, upstream.HttpLayer);
         }
 
-        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing, extras?.Tunnel);
-        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time, extras?.Tunnel);
+        if (options.TunnelTransport == ReverseProxyTransport.Epoll && !Net.Epoll.EpollTunnel.IsSupported)
+        {
+            throw new ArgumentException("the epoll tunnel transport needs Linux on x86-64", nameof(options));
+        }
+
+        // The event loops keep time with the monotonic clock; a test clock (a TimeProvider other than the system's) needs the pipes.
+        var eventLoops = options.TunnelTransport == ReverseProxyTransport.Epoll
+            || (options.TunnelTransport == ReverseProxyTransport.Auto && Net.Epoll.EpollTunnel.IsSupported && ReferenceEquals(time, TimeProvider.System));
+        var httpTunnel = extras?.Tunnel ?? new RelayTunnel(options.Http.TunnelIdleTimeout, time, eventLoops);
+        var socks5Tunnel = extras?.Tunnel ?? new RelayTunnel(options.Socks5.TunnelIdleTimeout, time, eventLoops);
+        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing, httpTunnel);
+        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time, socks5Tunnel);
         List<PeekRoute> routes =
         [
             PeekRoute.FirstByte("socks5", b => b == Socks5Protocol.Version, socks5),

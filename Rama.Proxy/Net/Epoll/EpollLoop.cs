@@ -150,6 +150,61 @@ internal sealed unsafe class EpollLoop
         return new Registration(socket, fd, slot);
     }
 
+    /// <summary>
+    /// Takes <paramref name="socket"/> out of every other epoll set of the process: a socket .NET has run async
+    /// operations on stays in its socket engine's set, edge-triggered, and every readiness change would wake that
+    /// engine's thread too (measured: 3.3-3.6 context switches per tunnelled request against 1.4 on the pipes).
+    /// Only for a socket no .NET async operation will touch again (one taken over with <see cref="SocketConnection.DetachAsync"/>):
+    /// closing it still works (the runtime's own removal then finds nothing to remove).
+    /// </summary>
+    public static void LeaveOtherEpollSets(Socket socket)
+    {
+        var fd = (int)socket.SafeHandle.DangerousGetHandle();
+        foreach (var epfd in OtherEpollSets())
+        {
+            var ev = default(EpollEvent);
+            _ = EpollCtl(epfd, EpollCtlDel, fd, &ev); // ENOENT for sets it was never in
+        }
+    }
+
+    private static int[]? s_otherEpollSets;
+
+    // The process's epoll descriptors other than the loops' (the runtime's socket engines), found once in /proc/self/fd.
+    private static int[] OtherEpollSets()
+    {
+        if (Volatile.Read(ref s_otherEpollSets) is { } known)
+        {
+            return known;
+        }
+
+        var ours = new HashSet<int>();
+        foreach (var loop in Shared)
+        {
+            ours.Add(loop._epfd);
+        }
+
+        var found = new List<int>();
+        try
+        {
+            foreach (var path in Directory.EnumerateFiles("/proc/self/fd"))
+            {
+                if (int.TryParse(Path.GetFileName(path), out var fd) && !ours.Contains(fd)
+                    && new FileInfo(path).LinkTarget == "anon_inode:[eventpoll]")
+                {
+                    found.Add(fd);
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // No /proc: the sockets stay in the runtime's set too (correct, only slower).
+        }
+
+        var sets = found.ToArray();
+        Volatile.Write(ref s_otherEpollSets, sets);
+        return sets;
+    }
+
     /// <summary>Removes a registration. Loop thread only; once per registration.</summary>
     public void Unregister(Registration registration)
     {

@@ -4,18 +4,26 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
 using Rama.Proxy.Net;
+using Rama.Proxy.Net.Epoll;
 using Rama.Proxy.Tests.Support;
 using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Net;
 
 /// <summary>
-/// The relay between two real socket connections, where each direction is sent straight from the
-/// source's buffers by the destination's send loop (no copy into its output pipe). Each test holds
-/// the far ends as plain sockets: the client's and the target's.
+/// The relay between two real socket connections, on both transports: the pipes (each direction sent straight from
+/// the source's buffers by the destination's send loop) and the epoll tunnel (both sockets detached from their pipes
+/// and relayed on an event loop). Each test holds the far ends as plain sockets: the client's and the target's.
 /// </summary>
 public sealed class SocketRelayTests
 {
+    public static TheoryData<string> Transports => EpollTunnel.IsSupported ? new("pipes", "epoll") : new("pipes");
+
+    private static Task<RelayResult> Run(string transport, Leg client, Leg target, CancellationToken cancellationToken, TimeSpan? idleTimeout = null) =>
+        transport == "epoll"
+            ? EpollTunnel.RunAsync(client.Proxied, target.Proxied, idleTimeout ?? Relay.DefaultIdleTimeout, cancellationToken)
+            : Relay.RunAsync(client.Proxied, target.Proxied, cancellationToken, idleTimeout);
+
     /// <summary>A connected pair: <c>Proxied</c> is the proxy's SocketConnection, <c>Peer</c> the far end.</summary>
     private sealed class Leg : IAsyncDisposable
     {
@@ -43,8 +51,9 @@ public sealed class SocketRelayTests
         }
     }
 
-    [Fact]
-    public async Task Bytes_cross_both_ways_intact_and_in_order_after_what_was_written_before()
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task Bytes_cross_both_ways_intact_and_in_order_after_what_was_written_before(string transport)
     {
         await using var client = await Leg.OpenAsync();
         await using var target = await Leg.OpenAsync();
@@ -52,7 +61,7 @@ public sealed class SocketRelayTests
         // Written to the client's output before the tunnel starts (a CONNECT's 200): it must arrive first.
         client.Proxied.Output.Write("HTTP/1.1 200 Connection established\r\n\r\n"u8);
         await client.Proxied.Output.FlushAsync();
-        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
+        var relay = Run(transport, client, target, CancellationToken.None);
 
         var up = RandomNumberGenerator.GetBytes(3 * 1024 * 1024 + 17);
         var down = RandomNumberGenerator.GetBytes(5 * 1024 * 1024 + 5);
@@ -82,12 +91,13 @@ public sealed class SocketRelayTests
         Assert.Equal(down.Length, moved.TargetToClient);
     }
 
-    [Fact]
-    public async Task A_half_close_is_passed_on_and_the_other_direction_keeps_flowing()
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task A_half_close_is_passed_on_and_the_other_direction_keeps_flowing(string transport)
     {
         await using var client = await Leg.OpenAsync();
         await using var target = await Leg.OpenAsync();
-        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
+        var relay = Run(transport, client, target, CancellationToken.None);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
 
         await client.Peer.SendAsync("request"u8.ToArray(), SocketFlags.None);
@@ -102,12 +112,13 @@ public sealed class SocketRelayTests
         Assert.Equal(7, moved.ClientToTarget);
     }
 
-    [Fact]
-    public async Task A_reset_on_one_side_closes_the_other_and_ends_the_relay()
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task A_reset_on_one_side_closes_the_other_and_ends_the_relay(string transport)
     {
         await using var client = await Leg.OpenAsync();
         await using var target = await Leg.OpenAsync();
-        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None);
+        var relay = Run(transport, client, target, CancellationToken.None);
 
         await client.Peer.SendAsync("x"u8.ToArray(), SocketFlags.None);
         Assert.Equal((byte)'x', (await Sockets.ReceiveExactlyAsync(target.Peer, 1))[0]);
@@ -122,12 +133,13 @@ public sealed class SocketRelayTests
         Assert.Equal("<RST>", await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token)); // ECONNRESET, nothing before it
     }
 
-    [Fact]
-    public async Task An_idle_tunnel_is_closed_both_ways_after_the_idle_timeout()
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task An_idle_tunnel_is_closed_both_ways_after_the_idle_timeout(string transport)
     {
         await using var client = await Leg.OpenAsync();
         await using var target = await Leg.OpenAsync();
-        var relay = Relay.RunAsync(client.Proxied, target.Proxied, CancellationToken.None, TimeSpan.FromMilliseconds(300));
+        var relay = Run(transport, client, target, CancellationToken.None, TimeSpan.FromMilliseconds(300));
 
         await client.Peer.SendAsync("ping"u8.ToArray(), SocketFlags.None);
         Assert.Equal("ping"u8.ToArray(), await Sockets.ReceiveExactlyAsync(target.Peer, 4));
@@ -138,14 +150,15 @@ public sealed class SocketRelayTests
         Assert.Empty(await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token));
     }
 
-    [Fact]
-    public async Task A_target_that_stops_reading_back_pressures_the_client_without_buffering_it()
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task A_target_that_stops_reading_back_pressures_the_client_without_buffering_it(string transport)
     {
         await using var client = await Leg.OpenAsync();
         await using var target = await Leg.OpenAsync();
         target.Peer.ReceiveBufferSize = 64 * 1024;
         using var cancel = new CancellationTokenSource();
-        var relay = Relay.RunAsync(client.Proxied, target.Proxied, cancel.Token, Timeout.InfiniteTimeSpan);
+        var relay = Run(transport, client, target, cancel.Token, Timeout.InfiniteTimeSpan);
 
         // Push until the client's sends stop completing: the target reads nothing.
         client.Peer.Blocking = false;
@@ -170,5 +183,67 @@ public sealed class SocketRelayTests
         Assert.InRange(accepted, 1, 64L * 1024 * 1024);
         await cancel.CancelAsync();
         await relay.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task Bytes_both_sides_sent_before_the_relay_started_are_forwarded_first(string transport)
+    {
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        // Already in the proxy's input pipes when the tunnel starts: a client that pipelines after its CONNECT, a server that speaks first.
+        await client.Peer.SendAsync("pipelined after CONNECT"u8.ToArray(), SocketFlags.None);
+        await target.Peer.SendAsync("220 banner"u8.ToArray(), SocketFlags.None);
+        await Task.Delay(100);
+        var relay = Run(transport, client, target, CancellationToken.None);
+
+        await client.Peer.SendAsync(" and after"u8.ToArray(), SocketFlags.None);
+        client.Peer.Shutdown(SocketShutdown.Send);
+        target.Peer.Shutdown(SocketShutdown.Send);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Assert.Equal("pipelined after CONNECT and after", await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token));
+        Assert.Equal("220 banner", await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token));
+        var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal((33L, 10L), (moved.ClientToTarget, moved.TargetToClient));
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task An_abort_of_one_connection_ends_the_relay(string transport)
+    {
+        // What the drain timeout does to a tunnel that outlives it: abort the client's connection.
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        var relay = Run(transport, client, target, CancellationToken.None);
+        await client.Peer.SendAsync("x"u8.ToArray(), SocketFlags.None);
+        Assert.Equal((byte)'x', (await Sockets.ReceiveExactlyAsync(target.Peer, 1))[0]);
+
+        client.Proxied.Abort("drain timeout");
+        await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        await target.Proxied.DisposeAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Assert.Equal("<RST>", await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token));
+        Assert.Contains(await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token), new[] { "", "<RST>" }); // closed, not left open
+    }
+
+    [Theory]
+    [MemberData(nameof(Transports))]
+    public async Task Cancelling_the_relay_closes_both_sides(string transport)
+    {
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        using var cancel = new CancellationTokenSource();
+        var relay = Run(transport, client, target, cancel.Token);
+        await target.Peer.SendAsync("hello"u8.ToArray(), SocketFlags.None);
+        Assert.Equal("hello"u8.ToArray(), await Sockets.ReceiveExactlyAsync(client.Peer, 5));
+
+        await cancel.CancelAsync();
+        var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(moved.IdleTimedOut);
+        await client.Proxied.DisposeAsync();
+        await target.Proxied.DisposeAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        Assert.Empty(await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token));
+        Assert.Empty(await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token));
     }
 }
