@@ -16,8 +16,6 @@ public class InPlaceParserTests
 {
     private static readonly HttpLimits Limits = new() { MaxRequestLineBytes = 256, MaxHeaderBytes = 512, MaxHeaderCount = 10 };
 
-    private static readonly byte[] Interesting = Encoding.Latin1.GetBytes("\r\n\r\n :\t;/GETPOSThttp1.0HTTP/1.1Host0123456789abcdefchunkedTransfer-EncodingContent-Length,\x00\x7f\xff");
-
     private static readonly string[] ValidRequests =
     [
         "GET /p?q=1 HTTP/1.1\r\nHost: h:1\r\nA: b\r\nConnection: close\r\n\r\n",
@@ -36,20 +34,17 @@ public class InPlaceParserTests
         "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
     ];
 
-    private static Gen<byte> ByteGen =>
-        Gen.Frequency((3, Gen.Elements(Interesting)), (1, Gen.Choose(0, 255).Select(i => (byte)i)));
-
     [Fact]
     public void Requests_parsed_in_place_inside_a_larger_buffer_match_the_copying_parser()
     {
         var gen =
             from text in Gen.Elements(ValidRequests)
-            from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, 1000), ByteGen), 3)
+            from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, 1000), HttpPropertyGen.Bytes), 3)
             from cut in Gen.Choose(0, 1000)
-            from before in Gen.ArrayOf(ByteGen, 7)
-            from after in Gen.ArrayOf(ByteGen, 9)
+            from before in Gen.ArrayOf(HttpPropertyGen.Bytes, 7)
+            from after in Gen.ArrayOf(HttpPropertyGen.Bytes, 9)
             from previous in Gen.Elements(ValidRequests[0], ValidRequests[2])
-            select (Mutate(text, mutations, cut), before, after, previous);
+            select (HttpPropertyGen.Mutate(text, mutations, cut), before, after, previous);
         Prop.ForAll(gen.ToArbitrary(), c => RequestsAgree(c.Item1, c.before, c.after, c.previous)).QuickCheckThrowOnFailure();
     }
 
@@ -58,12 +53,12 @@ public class InPlaceParserTests
     {
         var gen =
             from text in Gen.Elements(ValidResponses)
-            from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, 1000), ByteGen), 3)
+            from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, 1000), HttpPropertyGen.Bytes), 3)
             from cut in Gen.Choose(0, 1000)
-            from before in Gen.ArrayOf(ByteGen, 5)
-            from after in Gen.ArrayOf(ByteGen, 11)
+            from before in Gen.ArrayOf(HttpPropertyGen.Bytes, 5)
+            from after in Gen.ArrayOf(HttpPropertyGen.Bytes, 11)
             from method in Gen.Elements(HttpMethods.Get, HttpMethods.Head)
-            select (Mutate(text, mutations, cut), before, after, method);
+            select (HttpPropertyGen.Mutate(text, mutations, cut), before, after, method);
         Prop.ForAll(gen.ToArbitrary(), c => ResponsesAgree(c.Item1, c.before, c.after, c.method)).QuickCheckThrowOnFailure();
     }
 
@@ -164,17 +159,6 @@ public class InPlaceParserTests
         Assert.True(allocated < 100, $"{allocated} bytes allocated for 100 request and response heads");
         Assert.Equal(7, headers.Count);
         Assert.Equal(2, parsed!.Headers.Count);
-    }
-
-    private static byte[] Mutate(string text, IEnumerable<(int, byte)> mutations, int cut)
-    {
-        var bytes = Encoding.Latin1.GetBytes(text);
-        foreach (var (at, value) in mutations)
-        {
-            bytes[at % bytes.Length] = value;
-        }
-
-        return bytes[..(cut % (bytes.Length + 1))];
     }
 
     // Outcome of one parse: need-more, a rejection reason, or what was parsed, as text.

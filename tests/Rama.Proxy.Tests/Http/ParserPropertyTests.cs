@@ -12,8 +12,6 @@ public class ParserPropertyTests
 {
     private static readonly HttpLimits Limits = new() { MaxRequestLineBytes = 256, MaxHeaderBytes = 512, MaxHeaderCount = 10 };
 
-    private static readonly byte[] Interesting = Encoding.Latin1.GetBytes("\r\n\r\n :\t;/GETPOSThttp1.0HTTP/1.1Host0123456789abcdefchunkedTransfer-EncodingContent-Length,\x00\x7f\xff");
-
     private static readonly string[] ValidRequests =
     [
         "GET http://h:1/p HTTP/1.1\r\nHost: h:1\r\nA: b\r\n\r\n",
@@ -22,13 +20,10 @@ public class ParserPropertyTests
         "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n",
     ];
 
-    private static Gen<byte> ByteGen =>
-        Gen.Frequency((3, Gen.Elements(Interesting)), (1, Gen.Choose(0, 255).Select(i => (byte)i)));
-
     [Fact]
     public void Random_bytes_give_a_result_need_more_or_a_rejection()
     {
-        var arb = Gen.ArrayOf(ByteGen).ToArbitrary();
+        var arb = Gen.ArrayOf(HttpPropertyGen.Bytes).ToArbitrary();
         Prop.ForAll(arb, bytes => ParseIsTotal(bytes)).QuickCheckThrowOnFailure();
     }
 
@@ -37,9 +32,9 @@ public class ParserPropertyTests
     {
         var gen =
             from request in Gen.Elements(ValidRequests)
-            from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, 1000), ByteGen), 3)
+            from mutations in Gen.ListOf(Gen.Zip(Gen.Choose(0, 1000), HttpPropertyGen.Bytes), 3)
             from cut in Gen.Choose(0, 1000)
-            select Mutate(request, mutations, cut);
+            select HttpPropertyGen.Mutate(request, mutations, cut);
         Prop.ForAll(gen.ToArbitrary(), bytes => ParseIsTotal(bytes)).QuickCheckThrowOnFailure();
     }
 
@@ -48,20 +43,9 @@ public class ParserPropertyTests
     {
         var gen =
             from chunks in Gen.ListOf(Gen.Elements("5\r\nhello\r\n", "0\r\n\r\n", "a;x=y\r\n0123456789\r\n", "\r\n", "1\r\n", "z", "0\r\nT: v\r\n"))
-            from garbage in Gen.ArrayOf(ByteGen, 4)
+            from garbage in Gen.ArrayOf(HttpPropertyGen.Bytes, 4)
             select Encoding.Latin1.GetBytes(string.Concat(chunks)).Concat(garbage).ToArray();
         Prop.ForAll(gen.ToArbitrary(), bytes => BodyDecodeIsTotal(bytes)).QuickCheckThrowOnFailure();
-    }
-
-    private static byte[] Mutate(string request, IEnumerable<(int, byte)> mutations, int cut)
-    {
-        var bytes = Encoding.Latin1.GetBytes(request);
-        foreach (var (at, value) in mutations)
-        {
-            bytes[at % bytes.Length] = value;
-        }
-
-        return bytes[..(cut % (bytes.Length + 1))];
     }
 
     private static bool ParseIsTotal(byte[] bytes)
