@@ -61,6 +61,26 @@ public enum ReverseProxyTransport
     Sockets,
 }
 
+internal static class ReverseProxyTransportExtensions
+{
+    /// <summary>
+    /// Whether <paramref name="transport"/> means the epoll event loops here: <see cref="ReverseProxyTransport.Epoll"/> (an
+    /// <see cref="ArgumentException"/> where they are not supported), or <see cref="ReverseProxyTransport.Auto"/> on Linux
+    /// x86-64 with the system clock (the loops keep time with the monotonic clock; a test clock needs the pipes).
+    /// </summary>
+    public static bool UsesEventLoops(this ReverseProxyTransport transport, TimeProvider time, string what)
+    {
+        var supported = Net.Epoll.EpollNative.IsSupported;
+        if (transport == ReverseProxyTransport.Epoll && !supported)
+        {
+            throw new ArgumentException($"the epoll {what} transport needs Linux on x86-64", nameof(transport));
+        }
+
+        return transport == ReverseProxyTransport.Epoll
+            || (transport == ReverseProxyTransport.Auto && supported && ReferenceEquals(time, TimeProvider.System));
+    }
+}
+
 /// <summary>Optional parts of a forward-proxy port (issue 5): absent, the port is plain HTTP + SOCKS5.</summary>
 public sealed record ForwardProxyExtras
 {
@@ -101,14 +121,7 @@ public static class ForwardProxyStack
             (connector, authenticator, routing) = (upstream.Connector, upstream.Authenticator, upstream.HttpLayer);
         }
 
-        if (options.TunnelTransport == ReverseProxyTransport.Epoll && !Net.Epoll.EpollTunnel.IsSupported)
-        {
-            throw new ArgumentException("the epoll tunnel transport needs Linux on x86-64", nameof(options));
-        }
-
-        // The event loops keep time with the monotonic clock; a test clock (a TimeProvider other than the system's) needs the pipes.
-        var eventLoops = options.TunnelTransport == ReverseProxyTransport.Epoll
-            || (options.TunnelTransport == ReverseProxyTransport.Auto && Net.Epoll.EpollTunnel.IsSupported && ReferenceEquals(time, TimeProvider.System));
+        var eventLoops = options.TunnelTransport.UsesEventLoops(time, "tunnel");
         var httpTunnel = extras?.Tunnel ?? new RelayTunnel(options.Http.TunnelIdleTimeout, time, eventLoops);
         var socks5Tunnel = extras?.Tunnel ?? new RelayTunnel(options.Socks5.TunnelIdleTimeout, time, eventLoops);
         var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing, httpTunnel);

@@ -26,15 +26,6 @@ public static class ReverseProxyStack
         var connector = new TcpConnector(dns, options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         var http = options.Http with { MaxIdleConnectionsPerTarget = Math.Max(options.Http.MaxIdleConnectionsPerTarget, MinIdleConnections) };
         var pipes = HttpProxy.CreateReverseProxy(http, upstream, connector, loggerFactory, time);
-        var transport = options.ReverseTransport;
-        if (transport == ReverseProxyTransport.Epoll && !EpollReverseProxy.IsSupported)
-        {
-            throw new ArgumentException("the epoll reverse-proxy transport needs Linux on x86-64", nameof(options));
-        }
-
-        // The event loops keep time with the monotonic clock; a test clock (a TimeProvider other than the system's) needs the pipes.
-        var epoll = transport == ReverseProxyTransport.Epoll
-            || (transport == ReverseProxyTransport.Auto && EpollReverseProxy.IsSupported && ReferenceEquals(time, TimeProvider.System));
-        return epoll ? new EpollReverseProxy(pipes, http, Http1ConnectionPool.Key(upstream), options.Connector, dns, loggerFactory) : pipes;
+        return options.ReverseTransport.UsesEventLoops(time, "reverse-proxy") ? new EpollReverseProxy(pipes, http, Http1ConnectionPool.Key(upstream), options.Connector, dns, loggerFactory) : pipes;
     }
 }

@@ -18,7 +18,8 @@ internal sealed class EpollTunnel
     private const int BufferSize = 64 * 1024;
     private const int StepBudget = 256;
 
-    private static readonly LoopTunnels?[] s_loops = new LoopTunnels?[EpollLoop.Shared.Length];
+    // Each loop's tunnels, for its idle tick; made on the first tunnel (not at type load: that would start the loops).
+    private static LoopTunnels?[]? s_loops;
 
     private readonly EpollLoop _loop;
     private readonly Side _client;
@@ -42,7 +43,7 @@ internal sealed class EpollTunnel
     }
 
     /// <summary>Whether tunnels can run on the event loops here (Linux on x86-64, as the reverse proxy's transport).</summary>
-    public static bool IsSupported => Http.EpollReverseProxy.IsSupported;
+    public static bool IsSupported => EpollNative.IsSupported;
 
     /// <summary>
     /// Relays <paramref name="client"/> and <paramref name="target"/> on a loop until both directions end. Both connections
@@ -69,10 +70,11 @@ internal sealed class EpollTunnel
 
     private void Start()
     {
-        var tunnels = s_loops[_loop.Index];
+        var loops = LazyInitializer.EnsureInitialized(ref s_loops, static () => new LoopTunnels?[EpollLoop.Shared.Length]);
+        var tunnels = loops[_loop.Index]; // this loop's slot: only its own thread writes it
         if (tunnels is null)
         {
-            tunnels = s_loops[_loop.Index] = new LoopTunnels();
+            tunnels = loops[_loop.Index] = new LoopTunnels();
             _loop.AddTicker(tunnels);
         }
 
@@ -97,21 +99,16 @@ internal sealed class EpollTunnel
 
     private void PostStop() => _loop.Post(static s => ((EpollTunnel)s!).Stop(), this, _client);
 
-    private void Stop()
+    private void Stop() => End(idleTimedOut: false);
+
+    // Cancelled, or idle for the timeout: as the pipe relay, both sides get FIN.
+    private void End(bool idleTimedOut)
     {
         if (!_finished)
         {
-            ShutdownBoth();
-            Finish(idleTimedOut: false, reset: false);
-        }
-    }
-
-    private void OnTick(long nowMs)
-    {
-        if (!_finished && nowMs - _lastActivityMs >= _idleMs)
-        {
-            ShutdownBoth(); // as the pipe relay: both sides get FIN
-            Finish(idleTimedOut: true, reset: false);
+            _up.SendFin();
+            _down.SendFin();
+            Finish(idleTimedOut, reset: false);
         }
     }
 
@@ -151,18 +148,7 @@ internal sealed class EpollTunnel
     private void Touch() => _lastActivityMs = EpollLoop.NowMs;
 
     // A reset read from one side goes on as a reset to the other (RST, not a FIN it would take for a clean end).
-    private void PassReset()
-    {
-        SetLingerZero(_client.Socket);
-        SetLingerZero(_target.Socket);
-        Finish(idleTimedOut: false, reset: true);
-    }
-
-    private void ShutdownBoth()
-    {
-        _up.SendFin();
-        _down.SendFin();
-    }
+    private void PassReset() => Finish(idleTimedOut: false, reset: true);
 
     private void Finish(bool idleTimedOut, bool reset)
     {
@@ -172,7 +158,7 @@ internal sealed class EpollTunnel
         }
 
         _finished = true;
-        s_loops[_loop.Index]?.Remove(this);
+        s_loops?[_loop.Index]?.Remove(this);
         _client.Unregister(_loop);
         _target.Unregister(_loop);
         _up.ReturnBuffer();
@@ -426,7 +412,7 @@ internal sealed class EpollTunnel
 
             foreach (var tunnel in _due)
             {
-                tunnel.OnTick(nowMs);
+                tunnel.End(idleTimedOut: true);
             }
 
             _due.Clear();
