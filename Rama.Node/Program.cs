@@ -5,8 +5,10 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Akka.Actor;
+using Akka.Hosting;
 using Rama.Actors.Hosting;
-using Rama.Actors.Proxy;
+using Rama.Actors.Listeners;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Upstream;
 
@@ -174,12 +176,24 @@ public static class Program
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
         ProxyDatabaseFile? database = null;
-        builder.Services.AddRama("rama-node", rama => rama
-            .WithShutdownPhaseTimeout("service-requests-done", options.DrainTimeout + TimeSpan.FromSeconds(5))
-            .WithProxyListeners(new ProxyListenerSettings(
-                options.Endpoints,
-                services => TlsCommandLine.ForwardProxy(options, services.GetRequiredService<ILoggerFactory>(), database?.Database),
-                options.DrainTimeout) { AdditionalListeners = TlsCommandLine.ExtraListeners(options) }));
+        builder.Services.AddAkka("rama-node", akka => akka
+            .ConfigureLoggers(loggers =>
+            {
+                // Akka's own log goes to Microsoft.Extensions.Logging, like everything else of the node.
+                loggers.ClearLoggers();
+                loggers.AddLoggerFactory();
+            })
+            .AddRama(new RamaSettings
+            {
+                DrainTimeout = options.DrainTimeout,
+                Listeners = services =>
+                {
+                    var forward = TlsCommandLine.ForwardProxy(options, services.GetRequiredService<ILoggerFactory>(), database?.Database);
+                    List<ListenerSpec> specs = [.. options.Endpoints.Select((e, i) => new ListenerSpec($"proxy-{i}", e, forward))];
+                    specs.AddRange(TlsCommandLine.ExtraListeners(options).Select(l => new ListenerSpec(l.Name, l.Endpoint, l.Stack(services))));
+                    return specs;
+                },
+            }));
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
@@ -209,13 +223,20 @@ public static class Program
             logger.LogInformation("Rama node stopped before it was ready");
             return 0;
         }
-        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException)
+        catch (ListenerBindException ex)
+        {
+            await Console.Error.WriteLineAsync("rama-node: could not start: " + ex.Message).ConfigureAwait(false);
+            return 2;
+        }
+        catch (Exception ex) when (ex is System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException or AskTimeoutException)
         {
             await Console.Error.WriteLineAsync("rama-node: could not start: " + ex.Message).ConfigureAwait(false);
             return 1;
         }
 
-        var bound = host.Services.GetRequiredService<ProxyListeners>().BoundEndpoints;
+        var listeners = await host.Services.GetRequiredService<IRequiredActor<ProxyListeners>>().ActorRef
+            .Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        var bound = listeners.Listeners.Select(l => System.Net.IPEndPoint.Parse(l.Endpoint)).ToList();
         var authText = options.Auth.Count == 0 ? "none" : string.Create(CultureInfo.InvariantCulture, $"{options.Auth.Count} user(s)");
         for (var i = 0; i < bound.Count; i++)
         {

@@ -1,7 +1,7 @@
 using System.CommandLine;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
-using Rama.Actors.Proxy;
+using System.Net;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 using Rama.Proxy.ProxyProtocol;
@@ -9,6 +9,9 @@ using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
 
 namespace Rama.Node;
+
+/// <summary>A listener of the node: its name, endpoint and the stack built for it from the host's services.</summary>
+internal sealed record NodeListener(string Name, IPEndPoint Endpoint, Func<IServiceProvider, IService<ConnectionContext, Unit>> Stack);
 
 /// <summary>The TLS, echo, PROXY protocol and MITM options of the command line, and the stacks they build (issue 5).</summary>
 internal sealed class TlsCommandLine
@@ -141,18 +144,18 @@ internal sealed class TlsCommandLine
         return WithProxyProtocol(options, stack, loggerFactory);
     }
 
-    public static IReadOnlyList<ProxyListenerEndpoint> ExtraListeners(NodeOptions options)
+    public static IReadOnlyList<NodeListener> ExtraListeners(NodeOptions options)
     {
         // Order (and so the order Describe reads): reverse proxies, TLS termination, echo.
-        var extra = new List<ProxyListenerEndpoint>();
+        var extra = new List<NodeListener>();
         foreach (var reverse in options.ReverseListeners)
         {
-            extra.Add(new(reverse.Endpoint, services => ReverseProxyStack.Create(options.Proxy, reverse.Upstream, services.GetRequiredService<ILoggerFactory>())));
+            extra.Add(new($"reverse-{extra.Count}", reverse.Endpoint, services => ReverseProxyStack.Create(options.Proxy, reverse.Upstream, services.GetRequiredService<ILoggerFactory>())));
         }
 
         foreach (var endpoint in options.Tls.Endpoints)
         {
-            extra.Add(new(endpoint, services =>
+            extra.Add(new($"tls-{extra.Count}", endpoint, services =>
             {
                 var loggers = services.GetRequiredService<ILoggerFactory>();
                 return WithProxyProtocol(options, TlsStacks.Termination(options.Tls.ServerOptions!, options.Tls.TerminationOptions(options.Proxy), loggers), loggers);
@@ -161,7 +164,7 @@ internal sealed class TlsCommandLine
 
         foreach (var endpoint in options.EchoEndpoints)
         {
-            extra.Add(new(endpoint, services =>
+            extra.Add(new($"echo-{extra.Count}", endpoint, services =>
             {
                 var loggers = services.GetRequiredService<ILoggerFactory>();
                 return WithProxyProtocol(options, TlsStacks.Echo(options.Tls.ServerOptions, options.Proxy.Http.Limits, loggers), loggers);

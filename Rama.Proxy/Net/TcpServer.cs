@@ -75,7 +75,7 @@ public sealed partial class TcpServer : IAsyncDisposable
                 socket.DualMode = true;
             }
 
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            AllowRebindOverTimeWait(socket);
             socket.Bind(endPoint);
             socket.Listen(options.Backlog);
         }
@@ -89,6 +89,26 @@ public sealed partial class TcpServer : IAsyncDisposable
     }
 
     /// <summary>Starts accepting; each connection runs <paramref name="service"/> then is closed gracefully.</summary>
+    /// <summary>
+    /// Lets a restarted listener bind a port that still has TIME_WAIT connections, without letting a second process
+    /// listen on it. .NET's <c>ReuseAddress</c> sets SO_REUSEPORT too on Linux, and two processes then share the port
+    /// (each gets a part of the connections), so on Unix SO_REUSEADDR alone is set, as Kestrel does; on Windows
+    /// SO_REUSEADDR means port stealing, so nothing is set there (its default already rebinds over TIME_WAIT).
+    /// </summary>
+    private static void AllowRebindOverTimeWait(Socket socket)
+    {
+        if (OperatingSystem.IsLinux() || OperatingSystem.IsFreeBSD())
+        {
+            // Linux and FreeBSD: SOL_SOCKET = 1 / 0xffff, SO_REUSEADDR = 2 / 4.
+            var (level, name) = OperatingSystem.IsLinux() ? (1, 2) : (0xffff, 4);
+            socket.SetRawSocketOption(level, name, BitConverter.GetBytes(1));
+        }
+        else if (OperatingSystem.IsMacOS())
+        {
+            socket.SetRawSocketOption(0xffff, 4, BitConverter.GetBytes(1));
+        }
+    }
+
     public void Start(IService<ConnectionContext, Unit> service) => _acceptLoop = AcceptLoopAsync(service);
 
     private async Task AcceptLoopAsync(IService<ConnectionContext, Unit> service)

@@ -1,9 +1,9 @@
 using BenchmarkDotNet.Attributes;
-using Rama.Actors.Actor;
+using Akka.Actor;
 
 namespace Rama.Benchmarks;
 
-/// <summary>Actor messaging: Tell throughput (10,000 messages to one actor) and Ask round-trip latency.</summary>
+/// <summary>Akka.NET actor messaging on this machine: Tell throughput (10,000 messages to one actor) and Ask round-trip latency.</summary>
 public class ActorBenchmarks
 {
     private const int Messages = 10_000;

@@ -1,17 +1,18 @@
 using System.Net;
 using System.Net.Sockets;
+using Akka;
+using Akka.Actor;
+using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Rama.Actors.Actor;
 using Rama.Actors.Hosting;
-using Rama.Actors.Proxy;
-using Rama.Actors.Shutdown;
+using Rama.Actors.Listeners;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 
 namespace Rama.Actors.Tests.Hosting;
 
-/// <summary>Embedding the actor system in a Generic Host (the Akka.Hosting shape).</summary>
+/// <summary>Embedding Rama's actors in a host app: Akka.Hosting's AddAkka with AddRama on its builder.</summary>
 public sealed class HostingTests
 {
     private sealed class Echo : ReceiveActor
@@ -26,16 +27,23 @@ public sealed class HostingTests
         public Task<string> PingAsync() => echo.ActorRef.Ask<string>("ping", TimeSpan.FromSeconds(5));
     }
 
+    private static RamaSettings Listening(IPEndPoint endpoint, IService<ConnectionContext, Unit> stack, TimeSpan drain) => new()
+    {
+        DrainTimeout = drain,
+        Listeners = _ => [new ListenerSpec("edge", endpoint, stack)],
+    };
+
     [Fact]
-    public async Task Registered_actors_are_injected_and_host_stop_runs_coordinated_shutdown()
+    public async Task Your_own_actors_and_rama_listeners_share_one_system_and_host_stop_runs_coordinated_shutdown_in_phase_order()
     {
         var phases = new List<string>();
         var builder = Host.CreateApplicationBuilder();
         builder.Services.AddSingleton<Consumer>();
-        builder.Services.AddRama("embedded", rama => rama
-            .WithActor<EchoKey>((_, _) => Props.Create<Echo>(), "echo")
-            .WithActors((system, _, _, _) =>
+        builder.Services.AddAkka("embedded", akka => akka
+            .AddRama(Listening(new IPEndPoint(IPAddress.Loopback, 0), Service.FromFunc<ConnectionContext, Unit>((_, _) => ValueTask.FromResult(Unit.Value)), TimeSpan.FromSeconds(1)))
+            .WithActors((system, registry) =>
             {
+                registry.Register<EchoKey>(system.ActorOf(Props.Create<Echo>(), "echo"));
                 var shutdown = CoordinatedShutdown.Get(system);
                 foreach (var phase in new[] { CoordinatedShutdown.PhaseServiceUnbind, CoordinatedShutdown.PhaseServiceRequestsDone, CoordinatedShutdown.PhaseBeforeActorSystemTerminate })
                 {
@@ -49,17 +57,17 @@ public sealed class HostingTests
                         return Task.FromResult(Done.Instance);
                     });
                 }
-
-                return Task.CompletedTask;
             }));
         using var host = builder.Build();
         await host.StartAsync();
 
         Assert.Equal("ping", await host.Services.GetRequiredService<Consumer>().PingAsync());
+        var listeners = await host.Services.GetRequiredService<IRequiredActor<ProxyListeners>>().GetAsync();
+        Assert.Equal("edge", (await listeners.Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5))).Listeners.Single().Name);
         var system = host.Services.GetRequiredService<ActorSystem>();
 
         await host.StopAsync(TimeSpan.FromSeconds(30).ToToken());
-        Assert.True(system.WhenTerminated.IsCompleted);
+        await system.WhenTerminated.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal([CoordinatedShutdown.PhaseServiceUnbind, CoordinatedShutdown.PhaseServiceRequestsDone, CoordinatedShutdown.PhaseBeforeActorSystemTerminate], phases);
     }
 
@@ -67,7 +75,7 @@ public sealed class HostingTests
     public async Task An_actor_system_that_terminates_on_its_own_stops_the_host()
     {
         var builder = Host.CreateApplicationBuilder();
-        builder.Services.AddRama("self-terminating", _ => { });
+        builder.Services.AddAkka("self-terminating", _ => { });
         using var host = builder.Build();
         await host.StartAsync();
         var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
@@ -77,7 +85,7 @@ public sealed class HostingTests
     }
 
     [Fact]
-    public async Task Proxy_listeners_bind_at_start_and_drain_in_shutdown()
+    public async Task Proxy_listeners_bind_at_start_and_unbind_then_drain_in_shutdown()
     {
         var gate = new TaskCompletionSource();
         var stack = Service.FromFunc<ConnectionContext, Unit>(async (c, ct) =>
@@ -87,14 +95,15 @@ public sealed class HostingTests
             return Unit.Value;
         });
         var builder = Host.CreateApplicationBuilder();
-        builder.Services.AddRama("proxy", rama => rama.WithProxyListeners(new ProxyListenerSettings([new IPEndPoint(IPAddress.Loopback, 0)], _ => stack, TimeSpan.FromSeconds(10))));
+        builder.Services.AddAkka("proxy", akka => akka.AddRama(Listening(new IPEndPoint(IPAddress.Loopback, 0), stack, TimeSpan.FromSeconds(10))));
         using var host = builder.Build();
         await host.StartAsync();
-        var endpoint = host.Services.GetRequiredService<ProxyListeners>().BoundEndpoints.Single();
-        Assert.NotNull(await host.Services.GetRequiredService<IRequiredActor<ProxyListeners>>().GetAsync());
+        var listeners = await host.Services.GetRequiredService<IRequiredActor<ProxyListeners>>().GetAsync();
+        var endpoint = IPEndPoint.Parse((await listeners.Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5))).Listeners.Single().Endpoint);
 
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(endpoint);
+        await AwaitAsync(async () => (await listeners.Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5))).Listeners.Single().OpenConnections == 1);
         var stopping = host.StopAsync(TimeSpan.FromSeconds(30).ToToken());
 
         // Unbound during shutdown: new connections are refused while the one in flight waits.
@@ -109,17 +118,27 @@ public sealed class HostingTests
     }
 
     [Fact]
-    public async Task A_port_in_use_fails_host_start_with_a_clear_error()
+    public async Task A_port_in_use_fails_host_start_with_the_address()
     {
         using var occupied = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         occupied.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         occupied.Listen();
         var builder = Host.CreateApplicationBuilder();
-        builder.Services.AddRama("busy", rama => rama.WithProxyListeners(new ProxyListenerSettings([(IPEndPoint)occupied.LocalEndPoint!], _ => Service.FromFunc<ConnectionContext, Unit>((_, _) => ValueTask.FromResult(Unit.Value)), TimeSpan.FromSeconds(1))));
+        builder.Services.AddAkka("busy", akka => akka.AddRama(Listening((IPEndPoint)occupied.LocalEndPoint!, Service.FromFunc<ConnectionContext, Unit>((_, _) => ValueTask.FromResult(Unit.Value)), TimeSpan.FromSeconds(1))));
         using var host = builder.Build();
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => host.StartAsync());
-        Assert.Contains("cannot listen on", error.Message, StringComparison.Ordinal);
+        var error = await Assert.ThrowsAsync<ListenerBindException>(() => host.StartAsync());
+        Assert.Contains($"cannot listen on {occupied.LocalEndPoint}", error.Message, StringComparison.Ordinal);
         await host.StopAsync(TimeSpan.FromSeconds(10).ToToken());
+    }
+
+    private static async Task AwaitAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met within 10 s");
+            await Task.Delay(20);
+        }
     }
 
     private static async Task WaitUntilRefusedAsync(IPEndPoint endpoint)

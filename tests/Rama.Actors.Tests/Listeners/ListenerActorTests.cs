@@ -1,14 +1,14 @@
 using System.Net;
 using System.Net.Sockets;
+using Akka.Actor;
 using Microsoft.Extensions.Logging.Abstractions;
-using Rama.Actors.Actor;
-using Rama.Actors.Proxy;
+using Rama.Actors.Listeners;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 
-namespace Rama.Actors.Tests.Proxy;
+namespace Rama.Actors.Tests.Listeners;
 
-public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
+public sealed class ListenerActorTests : Akka.TestKit.Xunit2.TestKit
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
 
@@ -25,7 +25,7 @@ public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
     });
 
     private IActorRef Listener(IService<ConnectionContext, Unit> stack, IPEndPoint? endpoint = null) =>
-        Sys.ActorOf(Props.Create(() => new ListenerActor(endpoint ?? new IPEndPoint(IPAddress.Loopback, 0), stack, NullLogger.Instance)));
+        Sys.ActorOf(ListenerActor.Props("test", endpoint ?? new IPEndPoint(IPAddress.Loopback, 0), stack, null, NullLogger.Instance));
 
     private static async Task<string> EchoAsync(IPEndPoint endpoint, string text)
     {
@@ -39,6 +39,8 @@ public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
         return System.Text.Encoding.ASCII.GetString(buffer, 0, n);
     }
 
+    private static Task<ListenerStatus> StatusAsync(IActorRef listener) => listener.Ask<ListenerStatus>(GetListenerStatus.Instance, AskTimeout);
+
     [Fact]
     public async Task Bind_answers_the_real_endpoint_and_connections_are_served_and_counted()
     {
@@ -46,24 +48,26 @@ public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
         var bound = await listener.Ask<ListenerBound>(BindListener.Instance, AskTimeout);
         var endpoint = IPEndPoint.Parse(bound.Endpoint);
         Assert.NotEqual(0, endpoint.Port);
+        Assert.Equal("test", bound.Name);
 
         Assert.Equal("ping", await EchoAsync(endpoint, "ping"));
-        await AwaitAssertAsync(async () => Assert.Equal(0, (await listener.Ask<ListenerStatus>(GetListenerStatus.Instance, AskTimeout)).OpenConnections));
-        var status = await listener.Ask<ListenerStatus>(GetListenerStatus.Instance, AskTimeout);
+        await AwaitAssertAsync(async () => Assert.Equal(0, (await StatusAsync(listener)).OpenConnections));
+        var status = await StatusAsync(listener);
         Assert.True(status.Bound);
+        Assert.False(status.Draining);
         Assert.Equal(1, status.AcceptedConnections);
     }
 
     [Fact]
-    public async Task Bind_failure_is_answered_and_the_listener_stops()
+    public async Task Bind_failure_is_answered_with_the_address_and_the_listener_stops()
     {
         using var occupied = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         occupied.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         occupied.Listen();
         var listener = Listener(EchoStack(), (IPEndPoint)occupied.LocalEndPoint!);
         Watch(listener);
-        var failure = await Assert.ThrowsAsync<InvalidOperationException>(() => listener.Ask<ListenerBound>(BindListener.Instance, AskTimeout));
-        Assert.Contains("cannot listen on", failure.Message, StringComparison.Ordinal);
+        var failure = await Assert.ThrowsAsync<ListenerBindException>(() => listener.Ask<ListenerBound>(BindListener.Instance, AskTimeout));
+        Assert.Contains($"cannot listen on {occupied.LocalEndPoint}: address already in use", failure.Message, StringComparison.Ordinal);
         ExpectTerminated(listener);
     }
 
@@ -74,7 +78,7 @@ public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
         var listener = Listener(EchoStack(gate.Task));
         var endpoint = IPEndPoint.Parse((await listener.Ask<ListenerBound>(BindListener.Instance, AskTimeout)).Endpoint);
         var inFlight = EchoAsync(endpoint, "in flight");
-        await AwaitAssertAsync(async () => Assert.Equal(1, (await listener.Ask<ListenerStatus>(GetListenerStatus.Instance, AskTimeout)).OpenConnections));
+        await AwaitAssertAsync(async () => Assert.Equal(1, (await StatusAsync(listener)).OpenConnections));
 
         var unbound = await listener.Ask<ListenerUnbound>(UnbindListener.Instance, AskTimeout);
         Assert.Equal(1, unbound.InFlight);
@@ -99,7 +103,7 @@ public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
         var endpoint = IPEndPoint.Parse((await listener.Ask<ListenerBound>(BindListener.Instance, AskTimeout)).Endpoint);
         using var stuck = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await stuck.ConnectAsync(endpoint);
-        await AwaitAssertAsync(async () => Assert.Equal(1, (await listener.Ask<ListenerStatus>(GetListenerStatus.Instance, AskTimeout)).OpenConnections));
+        await AwaitAssertAsync(async () => Assert.Equal(1, (await StatusAsync(listener)).OpenConnections));
 
         var drained = await listener.Ask<ListenerDrained>(new DrainListener(TimeSpan.FromMilliseconds(300)), AskTimeout);
         Assert.Equal(1, drained.ClosedAfterTimeout);
@@ -119,27 +123,72 @@ public sealed class ListenerActorTests : Rama.Actors.TestKit.TestKit
     }
 
     [Fact]
+    public async Task The_supervisor_answers_status_at_once_while_a_drain_waits_for_a_connection()
+    {
+        var gate = new TaskCompletionSource();
+        var supervisor = Sys.ActorOf(ListenerSupervisor.Props([new ListenerSpec("edge", new IPEndPoint(IPAddress.Loopback, 0), EchoStack(gate.Task))], NullLogger.Instance));
+        var bound = await supervisor.Ask<AllListenersBound>(BindAllListeners.Instance, AskTimeout);
+        var endpoint = IPEndPoint.Parse(bound.Listeners.Single().Endpoint);
+        var inFlight = EchoAsync(endpoint, "slow");
+        await AwaitAssertAsync(async () => Assert.Equal(1, (await supervisor.Ask<ListenersStatus>(GetListenerStatus.Instance, AskTimeout)).Listeners.Single().OpenConnections));
+
+        var probe = CreateTestProbe();
+        supervisor.Tell(new DrainAllListeners(TimeSpan.FromSeconds(20)), probe.Ref);
+
+        // The drain waits for the connection (up to 20 s); status comes back at once and says so.
+        var status = await supervisor.Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(1));
+        Assert.True(status.Draining);
+        var edge = status.Listeners.Single();
+        Assert.Equal("edge", edge.Name);
+        Assert.False(edge.Bound);
+        Assert.True(edge.Draining);
+        Assert.Equal(1, edge.OpenConnections);
+        probe.ExpectNoMsg(TimeSpan.FromMilliseconds(100));
+
+        gate.SetResult();
+        Assert.Equal("slow", await inFlight);
+        var drained = probe.ExpectMsg<AllListenersDrained>(TimeSpan.FromSeconds(10));
+        Assert.Equal(0, drained.ClosedAfterTimeout);
+        Assert.Equal(0, drained.OpenConnections);
+    }
+
+    [Fact]
     public async Task A_supervised_listener_that_fails_is_restarted_and_rebinds_its_port()
     {
-        var supervisor = Sys.ActorOf(Props.Create(() => new ListenerSupervisor([(new IPEndPoint(IPAddress.Loopback, 0), EchoStack(null))], NullLoggerFactory.Instance)), "proxy-listeners");
+        var supervisor = Sys.ActorOf(ListenerSupervisor.Props([new ListenerSpec("edge", new IPEndPoint(IPAddress.Loopback, 0), EchoStack())], NullLogger.Instance), "rama-listeners");
         var bound = await supervisor.Ask<AllListenersBound>(BindAllListeners.Instance, AskTimeout);
-        var endpoint = IPEndPoint.Parse(bound.Endpoints.Single());
+        var endpoint = IPEndPoint.Parse(bound.Listeners.Single().Endpoint);
         Assert.Equal("before", await EchoAsync(endpoint, "before"));
 
         // A fault in the listener (Kill raises ActorKilledException): the supervisor restarts it.
-        var listener = ((LocalActorRef)supervisor).Cell.Child("listener-0");
-        Assert.False(listener.IsNobody());
+        var listener = await Sys.ActorSelection(supervisor.Path / ListenerSupervisor.ChildName("edge")).ResolveOne(AskTimeout);
         listener.Tell(Kill.Instance);
 
         // The restarted instance has a fresh server (nothing accepted yet), bound again on the same port.
         await AwaitAssertAsync(async () =>
         {
-            var status = (await supervisor.Ask<ListenerStatus[]>(GetListenerStatus.Instance, AskTimeout)).Single();
+            var status = (await supervisor.Ask<ListenersStatus>(GetListenerStatus.Instance, AskTimeout)).Listeners.Single();
             Assert.True(status.Bound);
             Assert.Equal(0, status.AcceptedConnections);
         }, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(20));
         Assert.Equal("after", await EchoAsync(endpoint, "after"));
-        var statuses = await supervisor.Ask<ListenerStatus[]>(GetListenerStatus.Instance, AskTimeout);
-        Assert.Equal(endpoint.ToString(), statuses.Single().Endpoint);
+        var statuses = await supervisor.Ask<ListenersStatus>(GetListenerStatus.Instance, AskTimeout);
+        Assert.Equal(endpoint.ToString(), statuses.Listeners.Single().Endpoint);
+    }
+
+    [Fact]
+    public async Task A_listener_that_stops_for_good_leaves_the_others_answering()
+    {
+        using var occupied = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        occupied.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        occupied.Listen();
+        var supervisor = Sys.ActorOf(ListenerSupervisor.Props(
+            [new ListenerSpec("busy", (IPEndPoint)occupied.LocalEndPoint!, EchoStack()), new ListenerSpec("free", new IPEndPoint(IPAddress.Loopback, 0), EchoStack())],
+            NullLogger.Instance));
+        var failure = await Assert.ThrowsAsync<ListenerBindException>(() => supervisor.Ask<AllListenersBound>(BindAllListeners.Instance, AskTimeout));
+        Assert.Equal(occupied.LocalEndPoint!.ToString(), failure.Endpoint);
+
+        // The failed listener stopped; status (and so shutdown's unbind and drain) covers the one left, without waiting on the dead one.
+        await AwaitAssertAsync(async () => Assert.Equal("free", (await supervisor.Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(1))).Listeners.Single().Name));
     }
 }
