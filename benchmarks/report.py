@@ -150,6 +150,16 @@ c_r, c_h = find("connect", "tunnel bulk " + BULK, "rama"), find("connect", "tunn
 if c_r and c_h:
     a, b = num(c_r["mbps"]), num(c_h["mbps"])
     T.append(("CONNECT bulk MB/s >= 1.0x haproxy mode tcp", f"{fmt(a, 1)} vs {fmt(b, 1)} MB/s = {ratio(a, b)}x", verdict(a is not None and b and a >= b)))
+# Issue 11 item 4: a byte path moves onto Akka.Streams only where it measures within 10 % of the pipelines.
+STREAMS = "akka.streams relay (Tcp bind + OutgoingConnection)"
+k_r, k_s = find("connect", "tunnel /1k", "rama"), find("connect", "tunnel /1k", STREAMS)
+kb_r, kb_s = find("connect", "tunnel bulk " + BULK, "rama"), find("connect", "tunnel bulk " + BULK, STREAMS)
+if k_r and k_s and kb_r and kb_s:
+    a, b, c, d = num(k_s["rps"]), num(k_r["rps"]), num(kb_s["mbps"]), num(kb_r["mbps"])
+    within = a is not None and b and c is not None and d and a >= 0.9 * b and c >= 0.9 * d
+    T.append(("Akka.Streams relay vs Rama's tunnel (bytes stay on pipelines/epoll unless within 10 %)",
+              f"/1k {fmt(a)} vs {fmt(b)} req/s = {ratio(a, b)}x; bulk {fmt(c, 1)} vs {fmt(d, 1)} MB/s = {ratio(c, d)}x",
+              "within 10 %: revisit the byte path" if within else "pipelines/epoll kept"))
 s_r, s_d = find("socks5", "socks5 bulk " + BULK, "rama"), find("socks5", "socks5 bulk " + BULK, "dante")
 if s_r and s_d:
     a, b = num(s_r["mbps"]), num(s_d["mbps"])
