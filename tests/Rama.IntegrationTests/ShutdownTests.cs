@@ -75,7 +75,7 @@ public sealed class ShutdownTests
             await using var node = await NodeProcess.StartAsync(["--listen", "127.0.0.1:0"], expectListening: false,
                 onLine: (pid, line) =>
                 {
-                    if (line.Contains("Listener bound", StringComparison.Ordinal))
+                    if (line.Contains("Listener ", StringComparison.Ordinal) && line.Contains(" bound ", StringComparison.Ordinal))
                     {
                         NodeProcess.Interrupt(pid);
                     }
