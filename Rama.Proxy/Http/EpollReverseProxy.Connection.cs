@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 using Rama.Proxy.Net.Epoll;
 
@@ -1162,10 +1163,21 @@ internal sealed partial class EpollReverseProxy
                 }
             }
 
-            if (_request is { } request && _owner._accessLog.IsEnabled(LogLevel.Information))
+            if (_request is { } request && _owner._accessLog.IsEnabled)
             {
-                LogAccess(_owner._accessLog, request.Method, request.Target, _status, _bytesOut, (long)Stopwatch.GetElapsedTime(_startedAt).TotalMilliseconds,
-                    _context.Id);
+                _owner._accessLog.Write(new AccessLogEntry
+                {
+                    Time = DateTimeOffset.UtcNow,
+                    Kind = AccessKind.Reverse,
+                    Client = _context.RemoteEndPoint,
+                    Method = request.Method,
+                    Target = request.Target,
+                    Status = _status,
+                    BytesFromClient = _bodySent,
+                    BytesToClient = _bytesOut,
+                    Duration = Stopwatch.GetElapsedTime(_startedAt),
+                    ConnectionId = _context.Id,
+                });
             }
 
             _request = null;
@@ -1425,7 +1437,4 @@ internal sealed partial class EpollReverseProxy
 
     [LoggerMessage(EventId = 2106, Level = LogLevel.Error, Message = "Connection {ConnectionId}: reverse proxy fault")]
     private static partial void LogFault(ILogger logger, Exception exception, long connectionId);
-
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "{Method} {Target} {Status} {Bytes} bytes {DurationMs} ms user=- connection={ConnectionId} upstream=-")]
-    private static partial void LogAccess(ILogger logger, string method, string target, int status, long bytes, long durationMs, long connectionId);
 }

@@ -33,7 +33,7 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
     private readonly IDnsResolver _dns;
     private readonly byte[]? _via;
     private readonly ILogger _logger;
-    private readonly ILogger _accessLog;
+    private readonly IAccessLog _accessLog;
     private readonly LoopState[] _loops;
     private readonly int _maxIdlePerLoop;
     private readonly int _maxHeadBuffer;
@@ -42,7 +42,7 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
     private int _disposed;
 
     public EpollReverseProxy(IService<ConnectionContext, Unit> classic, HttpProxyOptions options, HostPort upstream, TcpConnectorOptions connector,
-        IDnsResolver dns, ILoggerFactory loggerFactory)
+        IDnsResolver dns, ILoggerFactory loggerFactory, IAccessLog? accessLog = null)
     {
         _classic = classic;
         _options = options;
@@ -52,7 +52,7 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
         _dns = dns;
         _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
         _logger = loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy");
-        _accessLog = loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog");
+        _accessLog = accessLog ?? AccessLogs.ToLogger(loggerFactory);
         var loops = EpollLoop.Shared;
         _loops = new LoopState[loops.Length];
         for (var i = 0; i < loops.Length; i++)

@@ -88,25 +88,29 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
         // Safety net: if the 200 never reaches the client (it went away), the tunnel's target is closed with it.
         var closeWithClient = cancellationToken.Register(static state => ((SocketConnection)state!).Abort("client connection closed"), upstream);
+        // The tunnel's task is a Task<RelayResult>: the HTTP server reads the bytes moved for the access log.
+        async Task<RelayResult> RunTunnelAsync(System.IO.Pipelines.IDuplexPipe client, CancellationToken token)
+        {
+            try
+            {
+                // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
+                var moved = tunnel is not null && request.Connection is { } connection
+                    ? await tunnel.RunAsync(connection, client, upstream, target.Value, Redial, token).ConfigureAwait(false)
+                    : await Relay.RunAsync(client, upstream, token, _options.TunnelIdleTimeout, _time).ConfigureAwait(false);
+                LogTunnelClosed(_logger, target.Value.ToString(), moved.ClientToTarget, moved.TargetToClient);
+                return moved;
+            }
+            finally
+            {
+                await closeWithClient.DisposeAsync().ConfigureAwait(false);
+                await upstream.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+
         return new HttpResponse(200)
         {
             Reason = "Connection established",
-            OnUpgrade = async (client, token) =>
-            {
-                try
-                {
-                    // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
-                    var moved = tunnel is not null && request.Connection is { } connection
-                        ? await tunnel.RunAsync(connection, client, upstream, target.Value, Redial, token).ConfigureAwait(false)
-                        : await Relay.RunAsync(client, upstream, token, _options.TunnelIdleTimeout, _time).ConfigureAwait(false);
-                    LogTunnelClosed(_logger, target.Value.ToString(), moved.ClientToTarget, moved.TargetToClient);
-                }
-                finally
-                {
-                    await closeWithClient.DisposeAsync().ConfigureAwait(false);
-                    await upstream.DisposeAsync().ConfigureAwait(false);
-                }
-            },
+            OnUpgrade = RunTunnelAsync,
         };
     }
 

@@ -15,19 +15,26 @@ public static class HttpServer
     /// <paramref name="application"/>, writes each response with its framing, and keeps the
     /// connection for the next request while both sides want it.
     /// </summary>
+    /// <param name="application">The request service.</param>
+    /// <param name="limits">Codec limits; default <see cref="HttpLimits"/>'s.</param>
+    /// <param name="loggerFactory">Diagnostic loggers.</param>
+    /// <param name="time">The clock of the timeouts.</param>
+    /// <param name="accessLog">Where one entry per request goes; null: <see cref="AccessLogs.ToLogger"/> of <paramref name="loggerFactory"/> (the lines of before).</param>
+    /// <param name="kind">The <see cref="AccessLogEntry.Kind"/> of this server's entries. Default <see cref="AccessKind.Http"/>.</param>
     public static IService<ConnectionContext, Unit> Create(IService<HttpRequest, HttpResponse> application, HttpLimits? limits = null,
-        ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, IAccessLog? accessLog = null, AccessKind kind = AccessKind.Http)
     {
         limits ??= new HttpLimits();
         limits.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
         return new Http1Server(application, limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
-            loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time ?? TimeProvider.System);
+            accessLog ?? AccessLogs.ToLogger(loggerFactory), kind, time ?? TimeProvider.System);
     }
 }
 
 /// <summary>The HTTP/1.1 server: one shared instance; per-connection state lives in <see cref="Http1Connection"/>.</summary>
-internal sealed class Http1Server(IService<HttpRequest, HttpResponse> application, HttpLimits limits, ILogger logger, ILogger accessLog, TimeProvider time)
+internal sealed class Http1Server(IService<HttpRequest, HttpResponse> application, HttpLimits limits, ILogger logger, IAccessLog accessLog, AccessKind kind,
+    TimeProvider time)
     : IService<ConnectionContext, Unit>
 {
     public IService<HttpRequest, HttpResponse> Application { get; } = application;
@@ -36,7 +43,10 @@ internal sealed class Http1Server(IService<HttpRequest, HttpResponse> applicatio
 
     public ILogger Logger { get; } = logger;
 
-    public ILogger AccessLog { get; } = accessLog;
+    public IAccessLog AccessLog { get; } = accessLog;
+
+    /// <summary>The kind of this server's access entries (a CONNECT is <see cref="AccessKind.Connect"/> whatever the server).</summary>
+    public AccessKind Kind { get; } = kind;
 
     public TimeProvider Time { get; } = time;
 
@@ -251,26 +261,38 @@ internal sealed partial class Http1Connection : IDisposable
         }
 
         long bytes = 0;
+        var tunnel = response.OnUpgrade is not null && response.Status is 101 or (>= 200 and < 300);
+        var written = false;
         try
         {
             (bytes, keepAlive) = await WriteResponseAsync(request, response, keepAlive, cancellationToken).ConfigureAwait(false);
+            written = true;
         }
         finally
         {
             await response.Body.CompleteAsync().ConfigureAwait(false); // idempotent: also when the head never went out
-            if (_server.AccessLog.IsEnabled(LogLevel.Information))
+            if (!(tunnel && written))
             {
-                LogAccess(_server.AccessLog, request.Method, request.Target, response.Status, bytes,
-                    (long)_server.Time.GetElapsedTime(startedAt).TotalMilliseconds, request.Extensions.Get<ProxyUser>()?.Name ?? "-", _connection.Id,
-                    request.Extensions.Get<Upstream.SelectedUpstream>()?.Id ?? "-");
+                WriteAccess(request, response.Status, body?.BytesConsumed ?? 0, bytes, startedAt);
             }
         }
 
-        if (response.OnUpgrade is { } upgrade && response.Status is 101 or (>= 200 and < 300))
+        if (tunnel)
         {
             _connection.TrySetCloseReason("upgraded");
             DisposeTimers(); // no request head is read on this connection again: a long-lived tunnel holds no timer
-            await upgrade(_connection.Transport, cancellationToken).ConfigureAwait(false);
+            // One access entry per tunnel, when it ends: a tunnel that reports its bytes (Task<RelayResult>) adds them.
+            var run = response.OnUpgrade!(_connection.Transport, cancellationToken);
+            try
+            {
+                await run.ConfigureAwait(false);
+            }
+            finally
+            {
+                var moved = run is Task<RelayResult> { IsCompletedSuccessfully: true } relayed ? relayed.Result : default;
+                WriteAccess(request, response.Status, (body?.BytesConsumed ?? 0) + moved.ClientToTarget, bytes + moved.TargetToClient, startedAt);
+            }
+
             return false;
         }
 
@@ -530,6 +552,33 @@ internal sealed partial class Http1Connection : IDisposable
         _timer.Dispose();
     }
 
+    /// <summary>One access entry for <paramref name="request"/>: values the connection has, no formatting.</summary>
+    private void WriteAccess(HttpRequest request, int status, long fromClient, long toClient, long startedAt)
+    {
+        var sink = _server.AccessLog;
+        if (!sink.IsEnabled)
+        {
+            return;
+        }
+
+        var time = _server.Time;
+        sink.Write(new AccessLogEntry
+        {
+            Time = time.GetUtcNow(),
+            Kind = request.IsConnect ? AccessKind.Connect : _server.Kind,
+            Client = _connection.RemoteEndPoint,
+            User = request.Extensions.Get<ProxyUser>()?.Name,
+            Method = request.Method,
+            Target = request.Target,
+            Status = status,
+            BytesFromClient = fromClient,
+            BytesToClient = toClient,
+            Duration = time.GetElapsedTime(startedAt),
+            Upstream = request.Extensions.Get<Upstream.SelectedUpstream>()?.Id,
+            ConnectionId = _connection.Id,
+        });
+    }
+
     public void Dispose()
     {
         DisposeTimers(); // idempotent
@@ -538,9 +587,6 @@ internal sealed partial class Http1Connection : IDisposable
 
     [LoggerMessage(EventId = 2000, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: rejected with {Status} ({Reason}): {Detail}")]
     private static partial void LogRejected(ILogger logger, long connectionId, int status, HttpRejectReason reason, string detail);
-
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "{Method} {Target} {Status} {Bytes} bytes {DurationMs} ms user={User} connection={ConnectionId} upstream={Upstream}")]
-    private static partial void LogAccess(ILogger logger, string method, string target, int status, long bytes, long durationMs, string user, long connectionId, string upstream);
 
     [LoggerMessage(EventId = 2002, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: closing, {Reason}")]
     private static partial void LogIdleClose(ILogger logger, long connectionId, string reason);

@@ -131,7 +131,9 @@ public sealed class HttpResponse(int status, HttpHeaders? headers = null)
     /// <summary>
     /// Set on a 2xx answer to CONNECT (or a 101): after the head is flushed the server hands the
     /// client's transport to this callback (bytes the client pipelined after the head are still
-    /// in its input) and closes the connection when it returns.
+    /// in its input) and closes the connection when it returns. A callback whose task is a
+    /// <c>Task&lt;RelayResult&gt;</c> (a tunnel) reports the bytes it moved: the access entry of the
+    /// request, written when the callback ends, adds them.
     /// </summary>
     public Func<IDuplexPipe, CancellationToken, Task>? OnUpgrade { get; set; }
 

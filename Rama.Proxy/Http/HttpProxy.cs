@@ -78,13 +78,15 @@ public static class HttpProxy
     /// <paramref name="tunnel"/> handler (MITM) runs CONNECT tunnels instead of the byte relay, on the
     /// request's <see cref="HttpRequest.Connection"/>.
     /// </summary>
+    /// <remarks>One access entry per request and per CONNECT tunnel goes to <paramref name="accessLog"/> (null: the lines of before through <paramref name="loggerFactory"/>).</remarks>
     public static IService<ConnectionContext, Unit> CreateForwardProxy(HttpProxyOptions options, ITcpConnector connector, IProxyAuthenticator authenticator,
-        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ILayer<HttpRequest, HttpResponse>? requestLayer = null, ITunnelHandler? tunnel = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, ILayer<HttpRequest, HttpResponse>? requestLayer = null, ITunnelHandler? tunnel = null,
+        IAccessLog? accessLog = null)
     {
         ArgumentNullException.ThrowIfNull(authenticator);
         return Build(options, connector, "Rama.Proxy.Http.ForwardProxy",
             forwarder => Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm), requestLayer ?? Service.Identity<HttpRequest, HttpResponse>()),
-            loggerFactory, time, tunnel);
+            loggerFactory, time, tunnel, accessLog, AccessKind.Forward);
     }
 
     /// <summary>
@@ -95,15 +97,16 @@ public static class HttpProxy
     /// returned service closes pooled upstream connections.
     /// </summary>
     public static IService<ConnectionContext, Unit> CreateReverseProxy(HttpProxyOptions options, HostPort upstream, ITcpConnector connector,
-        ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, IAccessLog? accessLog = null)
     {
         return Build(options, connector, "Rama.Proxy.Http.ReverseProxy", forwarder => new ReverseProxyService(forwarder, Http1ConnectionPool.Key(upstream)),
-            loggerFactory, time, tunnel: null);
+            loggerFactory, time, tunnel: null, accessLog, AccessKind.Reverse);
     }
 
     // The shared shape: validated options, one origin pool, the forwarder, an application over it, the HTTP/1.1 server.
     private static IService<ConnectionContext, Unit> Build(HttpProxyOptions options, ITcpConnector connector, string loggerName,
-        Func<ForwardProxyService, IService<HttpRequest, HttpResponse>> application, ILoggerFactory? loggerFactory, TimeProvider? time, ITunnelHandler? tunnel)
+        Func<ForwardProxyService, IService<HttpRequest, HttpResponse>> application, ILoggerFactory? loggerFactory, TimeProvider? time, ITunnelHandler? tunnel,
+        IAccessLog? accessLog, AccessKind kind)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
@@ -113,7 +116,7 @@ public static class HttpProxy
         var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
         var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger(loggerName), time, tunnel);
         var server = new Http1Server(application(forwarder), options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
-            loggerFactory.CreateLogger("Rama.Proxy.Http.AccessLog"), time);
+            accessLog ?? AccessLogs.ToLogger(loggerFactory), kind, time);
         return Service.Owning<ConnectionContext, Unit>(server, pool);
     }
 }

@@ -36,7 +36,8 @@ public sealed record Socks5Target(HostPort Target, Socks5Command Command);
 
 /// <summary>
 /// RFC 1928 SOCKS5 server (CONNECT; BIND and UDP ASSOCIATE answered 0x07) with RFC 1929
-/// username/password authentication.
+/// username/password authentication. One access entry (<see cref="AccessKind.Socks5"/>) per request that named a target:
+/// when its tunnel ends (status 0), or when it was refused (status: the RFC 1928 §6 reply code).
 /// </summary>
 public static class Socks5Server
 {
@@ -46,11 +47,13 @@ public static class Socks5Server
         IProxyAuthenticator authenticator,
         ILoggerFactory? loggerFactory = null,
         TimeProvider? time = null,
-        ITunnelHandler? tunnel = null)
+        ITunnelHandler? tunnel = null,
+        IAccessLog? accessLog = null)
     {
         options.Validate();
-        return new Socks5Service(options, connector, authenticator,
-            (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System, tunnel ?? new RelayTunnel(options.TunnelIdleTimeout, time));
+        loggerFactory ??= NullLoggerFactory.Instance;
+        return new Socks5Service(options, connector, authenticator, loggerFactory.CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System,
+            tunnel ?? new RelayTunnel(options.TunnelIdleTimeout, time), accessLog ?? AccessLogs.ToLogger(loggerFactory));
     }
 }
 
@@ -60,13 +63,14 @@ internal sealed partial class Socks5Service(
     IProxyAuthenticator authenticator,
     ILogger logger,
     TimeProvider time,
-    ITunnelHandler tunnel) : IService<ConnectionContext, Unit>
+    ITunnelHandler tunnel,
+    IAccessLog accessLog) : IService<ConnectionContext, Unit>
 {
     private delegate Socks5ParseStatus Parser<T>(ReadOnlySequence<byte> input, out SequencePosition consumed, out T value);
 
     public async ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
     {
-        var started = Stopwatch.GetTimestamp();
+        var started = time.GetTimestamp();
         var transport = connection.Transport;
         SocketConnection? upstream = null;
         Socks5Request request;
@@ -120,6 +124,7 @@ internal sealed partial class Socks5Service(
                         break;
                     case Socks5ParseStatus.UnsupportedAddressType:
                         await ReplyAsync(transport.Output, Socks5Reply.AddressTypeNotSupported, linked.Token).ConfigureAwait(false);
+                        WriteAccess(connection, default, Socks5Reply.AddressTypeNotSupported, default, started);
                         return Reject(connection, "address type not supported");
                     case Socks5ParseStatus.Malformed:
                         await ReplyAsync(transport.Output, Socks5Reply.GeneralFailure, linked.Token).ConfigureAwait(false);
@@ -132,6 +137,7 @@ internal sealed partial class Socks5Service(
                 if (request.Command != Socks5Command.Connect)
                 {
                     await ReplyAsync(transport.Output, Socks5Reply.CommandNotSupported, linked.Token).ConfigureAwait(false);
+                    WriteAccess(connection, request.Target, Socks5Reply.CommandNotSupported, default, started);
                     return Reject(connection, $"command {request.Command} not supported");
                 }
 
@@ -140,6 +146,7 @@ internal sealed partial class Socks5Service(
                 {
                     var reply = Socks5Protocol.ToReply(result.Error);
                     await ReplyAsync(transport.Output, reply, linked.Token).ConfigureAwait(false);
+                    WriteAccess(connection, request.Target, reply, default, started);
                     LogConnectFailed(logger, connection.Id, request.Target.ToString(), result.Error, reply);
                     return Reject(connection, $"connect {request.Target}: {result.Error}");
                 }
@@ -163,12 +170,17 @@ internal sealed partial class Socks5Service(
             // Bytes the client sent after the request are already in the pipe: the relay forwards them.
             // A tunnel handler that needs the target again (MITM after the origin closed) dials it as above: same connection bag, so same upstream.
             var target = request.Target;
-            var moved = await tunnel.RunAsync(connection, transport, upstream, target,
-                token => connector.ConnectAsync(target, connection.Extensions, token), cancellationToken).ConfigureAwait(false);
-            connection.TrySetCloseReason("tunnel closed");
-            LogTunnel(logger, connection.Id, connection.Extensions.Get<ProxyUser>()?.Name ?? "-", request.Target.ToString(),
-                moved.ClientToTarget, moved.TargetToClient, Stopwatch.GetElapsedTime(started).TotalMilliseconds,
-                connection.Extensions.Get<Upstream.SelectedUpstream>()?.Id ?? "-");
+            RelayResult moved = default;
+            try
+            {
+                moved = await tunnel.RunAsync(connection, transport, upstream, target,
+                    token => connector.ConnectAsync(target, connection.Extensions, token), cancellationToken).ConfigureAwait(false);
+                connection.TrySetCloseReason("tunnel closed");
+            }
+            finally
+            {
+                WriteAccess(connection, target, Socks5Reply.Succeeded, moved, started);
+            }
         }
 
         return Unit.Value;
@@ -228,6 +240,31 @@ internal sealed partial class Socks5Service(
     private static ValueTask ReplyAsync(PipeWriter output, Socks5Reply reply, CancellationToken cancellationToken) =>
         WriteAsync(output, Socks5Protocol.FormatReply(reply, null), cancellationToken);
 
+    /// <summary>One access entry: values the connection has, no formatting (the target's text is made by the writer).</summary>
+    private void WriteAccess(ConnectionContext connection, HostPort target, Socks5Reply reply, RelayResult moved, long started)
+    {
+        if (!accessLog.IsEnabled)
+        {
+            return;
+        }
+
+        accessLog.Write(new AccessLogEntry
+        {
+            Time = time.GetUtcNow(),
+            Kind = AccessKind.Socks5,
+            Client = connection.RemoteEndPoint,
+            User = connection.Extensions.Get<ProxyUser>()?.Name,
+            Method = "CONNECT",
+            Authority = target,
+            Status = (int)reply,
+            BytesFromClient = moved.ClientToTarget,
+            BytesToClient = moved.TargetToClient,
+            Duration = time.GetElapsedTime(started),
+            Upstream = connection.Extensions.Get<Upstream.SelectedUpstream>()?.Id,
+            ConnectionId = connection.Id,
+        });
+    }
+
     private Unit Reject(ConnectionContext connection, string reason)
     {
         connection.TrySetCloseReason("socks5: " + reason);
@@ -243,7 +280,4 @@ internal sealed partial class Socks5Service(
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Debug, Message = "SOCKS5 connection {ConnectionId}: connect to {Target} failed ({Error}), replied {Reply}")]
     private static partial void LogConnectFailed(ILogger logger, long connectionId, string target, ConnectError error, Socks5Reply reply);
-
-    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "socks5 {ConnectionId} user={User} CONNECT {Target} up={Up} down={Down} ms={Elapsed:0.0} upstream={Upstream}")]
-    private static partial void LogTunnel(ILogger logger, long connectionId, string user, string target, long up, long down, double elapsed, string upstream);
 }

@@ -93,7 +93,8 @@ public sealed record ForwardProxyExtras
 
 /// <summary>
 /// The stack of a forward-proxy port: peek at the first byte, then SOCKS5 (0x05) or HTTP/1.1 (an
-/// ASCII letter starting a method token) on the same port; anything else is closed. Built once,
+/// ASCII letter starting a method token) on the same port; anything else is closed. One access entry per request and per
+/// tunnel goes to the stack's <see cref="IAccessLog"/> (default: the lines of before through the logger factory). Built once,
 /// shared by every connection; dispose it (it is an <see cref="IAsyncDisposable"/>) to close pooled
 /// origin connections.
 /// </summary>
@@ -105,10 +106,12 @@ public static class ForwardProxyStack
         ILoggerFactory? loggerFactory = null,
         TimeProvider? time = null,
         IProxyDatabase? proxyDatabase = null,
-        ForwardProxyExtras? extras = null)
+        ForwardProxyExtras? extras = null,
+        IAccessLog? accessLog = null)
     {
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
+        accessLog ??= AccessLogs.ToLogger(loggerFactory);
         time ??= TimeProvider.System;
         var dns = new DnsResolver(options.Dns);
         ITcpConnector connector = new TcpConnector(dns, options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
@@ -124,8 +127,8 @@ public static class ForwardProxyStack
         var eventLoops = options.TunnelTransport.UsesEventLoops(time, "tunnel");
         var httpTunnel = extras?.Tunnel ?? new RelayTunnel(options.Http.TunnelIdleTimeout, time, eventLoops);
         var socks5Tunnel = extras?.Tunnel ?? new RelayTunnel(options.Socks5.TunnelIdleTimeout, time, eventLoops);
-        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing, httpTunnel);
-        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time, socks5Tunnel);
+        var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing, httpTunnel, accessLog);
+        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time, socks5Tunnel, accessLog);
         List<PeekRoute> routes =
         [
             PeekRoute.FirstByte("socks5", b => b == Socks5Protocol.Version, socks5),

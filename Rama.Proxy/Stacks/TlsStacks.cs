@@ -51,13 +51,16 @@ public static class TlsStacks
 
     /// <summary>
     /// A TLS termination reverse proxy: TCP server -> TLS server (SNI, ALPN, mTLS, handshake timeout) ->
-    /// TCP (or TLS) client to one upstream, raw or HTTP-aware.
+    /// TCP (or TLS) client to one upstream, raw or HTTP-aware. One access entry (<see cref="AccessKind.Tls"/>) per request
+    /// in HTTP mode, per connection in TCP mode, to <paramref name="accessLog"/> (null: the lines of before through <paramref name="loggerFactory"/>).
     /// </summary>
-    public static IService<ConnectionContext, Unit> Termination(TlsServerOptions tls, TlsTerminationOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    public static IService<ConnectionContext, Unit> Termination(TlsServerOptions tls, TlsTerminationOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null,
+        IAccessLog? accessLog = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         loggerFactory ??= NullLoggerFactory.Instance;
         time ??= TimeProvider.System;
+        accessLog ??= AccessLogs.ToLogger(loggerFactory);
         options.Limits.Validate();
         ITcpConnector connector = new TcpConnector(new DnsResolver(), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         if (options.SendProxyProtocol is { } version)
@@ -70,16 +73,26 @@ public static class TlsStacks
         {
             forward = Service.FromFunc<ConnectionContext, Unit>(async (connection, token) =>
             {
+                var started = time.GetTimestamp();
                 var dial = await DialAsync(connector, options, time, token).ConfigureAwait(false);
                 if (dial.Pipe is null)
                 {
                     connection.TrySetCloseReason($"upstream {options.Upstream}: {dial.Error} {dial.Detail}");
+                    WriteRelayAccess(accessLog, connection, options.Upstream, status: 502, default, time, started);
                     return Unit.Value;
                 }
 
-                await using (dial.Owner!.ConfigureAwait(false))
+                RelayResult moved = default;
+                try
                 {
-                    await Relay.RunAsync(connection.Transport, dial.Pipe, token).ConfigureAwait(false);
+                    await using (dial.Owner!.ConfigureAwait(false))
+                    {
+                        moved = await Relay.RunAsync(connection.Transport, dial.Pipe, token).ConfigureAwait(false);
+                    }
+                }
+                finally
+                {
+                    WriteRelayAccess(accessLog, connection, options.Upstream, status: 0, moved, time, started);
                 }
 
                 return Unit.Value;
@@ -90,7 +103,7 @@ public static class TlsStacks
             var origin = new OriginForwarder((_, token) => DialAsync(connector, options, time, token), options.Limits,
                 loggerFactory.CreateLogger("Rama.Proxy.Tls.OriginForwarder"), options.UpstreamResponseHeaderTimeout, time);
             var app = Service.Stack<HttpRequest, HttpResponse>(origin, new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")));
-            forward = OriginForwarder.Scoped(HttpServer.Create(app, options.Limits, loggerFactory, time));
+            forward = OriginForwarder.Scoped(HttpServer.Create(app, options.Limits, loggerFactory, time, accessLog, AccessKind.Tls));
         }
 
         var layers = new List<ILayer<ConnectionContext, Unit>>();
@@ -101,6 +114,26 @@ public static class TlsStacks
 
         layers.Add(new TlsServerLayer(tls, loggerFactory, time));
         return Service.Stack(forward, [.. layers]);
+    }
+
+    /// <summary>The entry of a raw relayed connection: no method or target; the upstream as authority; status 0, or 502 when it could not be dialled.</summary>
+    private static void WriteRelayAccess(IAccessLog accessLog, ConnectionContext connection, HostPort upstream, int status, RelayResult moved, TimeProvider time, long started)
+    {
+        if (accessLog.IsEnabled)
+        {
+            accessLog.Write(new AccessLogEntry
+            {
+                Time = time.GetUtcNow(),
+                Kind = AccessKind.Tls,
+                Client = connection.RemoteEndPoint,
+                Authority = upstream,
+                Status = status,
+                BytesFromClient = moved.ClientToTarget,
+                BytesToClient = moved.TargetToClient,
+                Duration = time.GetElapsedTime(started),
+                ConnectionId = connection.Id,
+            });
+        }
     }
 
     /// <summary>Dials the upstream: TCP, then TLS when asked for (SNI and verification against the upstream's host name).</summary>
@@ -133,13 +166,14 @@ public static class TlsStacks
     /// The echo server: HTTP/1.1, and HTTPS on the same port when <paramref name="tls"/> is given
     /// (a first byte 0x16 is a TLS record). Every request is answered by <see cref="EchoService"/>.
     /// </summary>
-    public static IService<ConnectionContext, Unit> Echo(TlsServerOptions? tls, HttpLimits? limits = null, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    public static IService<ConnectionContext, Unit> Echo(TlsServerOptions? tls, HttpLimits? limits = null, ILoggerFactory? loggerFactory = null, TimeProvider? time = null,
+        IAccessLog? accessLog = null)
     {
         loggerFactory ??= NullLoggerFactory.Instance;
         time ??= TimeProvider.System;
         limits ??= new HttpLimits();
         var app = Service.Stack<HttpRequest, HttpResponse>(EchoService.Instance, new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")));
-        var http = HttpServer.Create(app, limits, loggerFactory, time);
+        var http = HttpServer.Create(app, limits, loggerFactory, time, accessLog, AccessKind.Echo);
         var routes = new List<PeekRoute>();
         if (tls is not null)
         {

@@ -45,12 +45,17 @@ public sealed partial class MitmTunnel : ITunnelHandler
     private readonly ILoggerFactory _loggerFactory;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly IAccessLog _accessLog;
 
     /// <summary>A MITM tunnel handler; origin connections come from the tunnel (its first connection, then its redial function).</summary>
     /// <param name="options">The authority, origin verification, limits and request layers.</param>
     /// <param name="loggerFactory">Loggers of the tunnel, its HTTP server and its origin forwarder.</param>
     /// <param name="time">Time for handshake and response timeouts.</param>
-    public MitmTunnel(MitmOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+    /// <param name="accessLog">
+    /// Where one entry per decrypted request goes (<see cref="AccessKind.Mitm"/>, with the tunnel's host:port as its
+    /// <see cref="AccessLogEntry.Authority"/>); null: the lines of before (events 2001 and 7100) through <paramref name="loggerFactory"/>.
+    /// </param>
+    public MitmTunnel(MitmOptions options, ILoggerFactory? loggerFactory = null, TimeProvider? time = null, IAccessLog? accessLog = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Limits.Validate();
@@ -58,6 +63,7 @@ public sealed partial class MitmTunnel : ITunnelHandler
         _loggerFactory = loggerFactory ?? NullLoggerFactory.Instance;
         _logger = _loggerFactory.CreateLogger("Rama.Proxy.Tls.Mitm");
         _time = time ?? TimeProvider.System;
+        _accessLog = accessLog ?? AccessLogs.ToLogger(_loggerFactory);
     }
 
     /// <inheritdoc/>
@@ -106,9 +112,10 @@ public sealed partial class MitmTunnel : ITunnelHandler
         };
 
         var origin = new OriginForwarder(dial, _options.Limits, _loggerFactory.CreateLogger("Rama.Proxy.Tls.OriginForwarder"), _options.UpstreamResponseHeaderTimeout, _time);
-        var layers = new List<ILayer<HttpRequest, HttpResponse>> { new MitmLogLayer(_logger, target), new FingerprintLogLayer(_loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")) };
+        var layers = new List<ILayer<HttpRequest, HttpResponse>> { new FingerprintLogLayer(_loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")) };
         layers.AddRange(_options.RequestLayers);
-        var http = OriginForwarder.Scoped(HttpServer.Create(Service.Stack(origin, [.. layers]), _options.Limits, _loggerFactory, _time));
+        var accessLog = _accessLog.IsEnabled ? new TunnelAccessLog(_accessLog, target) : _accessLog;
+        var http = OriginForwarder.Scoped(HttpServer.Create(Service.Stack(origin, [.. layers]), _options.Limits, _loggerFactory, _time, accessLog, AccessKind.Mitm));
         var tls = new TlsServerLayer(new TlsServerOptions
         {
             Certificates = new LeafSelector(_options.Authority, target.Host),
@@ -154,18 +161,13 @@ public sealed partial class MitmTunnel : ITunnelHandler
             new(authority.GetLeaf(hello.ServerName ?? connectHost));
     }
 
-    private sealed class MitmLogLayer(ILogger logger, HostPort target) : ILayer<HttpRequest, HttpResponse>
+    /// <summary>Stamps the tunnel's host:port on the entries of the requests decrypted in it.</summary>
+    private sealed class TunnelAccessLog(IAccessLog inner, HostPort target) : IAccessLog
     {
-        public IService<HttpRequest, HttpResponse> Layer(IService<HttpRequest, HttpResponse> inner) => Service.FromFunc<HttpRequest, HttpResponse>(async (request, token) =>
-        {
-            var response = await inner.ServeAsync(request, token).ConfigureAwait(false);
-            LogDecrypted(logger, target.ToString(), request.Method, request.Target, request.Headers.GetText("Host") ?? "-", response.Status);
-            return response;
-        });
-    }
+        public bool IsEnabled => inner.IsEnabled;
 
-    [LoggerMessage(EventId = 7100, Level = LogLevel.Information, Message = "MITM {Target}: {Method} {Path} host={Host} -> {Status}")]
-    private static partial void LogDecrypted(ILogger logger, string target, string method, string path, string host, int status);
+        public void Write(in AccessLogEntry entry) => inner.Write(entry with { Authority = target });
+    }
 
     [LoggerMessage(EventId = 7101, Level = LogLevel.Information, Message = "Connection {ConnectionId}: MITM origin {ServerName} failed TLS verification: {Detail}")]
     private static partial void LogUpstreamTls(ILogger logger, long connectionId, string serverName, string detail);
