@@ -22,7 +22,7 @@ dotnet build Rama.sln -c Debug -nologo -clp:ErrorsOnly
 
 # One test project at a time: the machine has 2 cores and the integration tests time real transfers.
 status=0
-for project in tests/Rama.Actors.Tests tests/Rama.Proxy.Tests tests/Rama.IntegrationTests; do
+for project in tests/Rama.Admin.Tests tests/Rama.Actors.Tests tests/Rama.Proxy.Tests tests/Rama.IntegrationTests; do
   echo "==> test $project"
   dotnet test "$project" -c Debug --no-build -nologo --logger "console;verbosity=normal" --blame-hang-timeout 5m || status=1
 done

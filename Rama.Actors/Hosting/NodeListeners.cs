@@ -1,0 +1,105 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Rama.Actors.Listeners;
+using Rama.Actors.Options;
+using Rama.Proxy.Core;
+using Rama.Proxy.Net;
+using Rama.Proxy.ProxyProtocol;
+using Rama.Proxy.Stacks;
+using Rama.Proxy.Tls;
+using Rama.Proxy.Upstream;
+
+namespace Rama.Actors.Hosting;
+
+/// <summary>The listeners of a proxy node, built from its <see cref="NodeOptions"/>: one <see cref="ListenerSpec"/> per listener entry, named after it.</summary>
+public static class NodeListeners
+{
+    /// <summary>
+    /// Builds the stacks (once, at start-up; called by <see cref="RamaAkkaExtensions.AddRama"/>'s listener factory).
+    /// Proxy listeners with the same users and PROXY protocol setting share one stack. With MITM on, the CA is loaded
+    /// here, and created when absent.
+    /// </summary>
+    public static IReadOnlyList<ListenerSpec> Create(NodeOptions options, IServiceProvider services, IProxyDatabase? proxyDatabase = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(services);
+        var loggers = services.GetRequiredService<ILoggerFactory>();
+        // The MITM tunnel redials origins through the stack's own connector (and so the selected upstream), it has none of its own.
+        ITunnelHandler? tunnel = options.Mitm.Enabled ? new MitmTunnel(options.Mitm.CreateOptions(options.Proxy), loggers) : null;
+        var forwardStacks = new Dictionary<string, IService<ConnectionContext, Unit>>(StringComparer.Ordinal);
+        var specs = new List<ListenerSpec>();
+        foreach (var listener in options.Listeners)
+        {
+            var stack = listener.Kind switch
+            {
+                ListenerKind.Proxy => Forward(listener),
+                ListenerKind.Reverse => ReverseProxyStack.Create(options.Proxy, listener.Upstream!.Value, loggers),
+                ListenerKind.Tls => WithProxyProtocol(listener, TlsStacks.Termination(options.Tls.ServerOptions!, Termination(options, listener), loggers)),
+                _ => WithProxyProtocol(listener, TlsStacks.Echo(options.Tls.ServerOptions, options.Proxy.Http.Limits, loggers)),
+            };
+            specs.Add(new ListenerSpec(listener.Name, listener.Bind, stack));
+        }
+
+        return specs;
+
+        IService<ConnectionContext, Unit> Forward(ListenerOptions listener)
+        {
+            var key = string.Join('\n', listener.Auth) + "\n" + listener.ProxyProtocol;
+            if (!forwardStacks.TryGetValue(key, out var stack))
+            {
+                IProxyAuthenticator authenticator = listener.Auth.Count == 0
+                    ? StaticProxyAuthenticator.None
+                    : new StaticProxyAuthenticator(listener.Auth.Select(StaticProxyAuthenticator.ParseCredential));
+                var forward = ForwardProxyStack.Create(options.Proxy, authenticator, loggers, proxyDatabase: proxyDatabase, extras: new ForwardProxyExtras
+                {
+                    Https = options.Tls.ServerOptions,
+                    Tunnel = tunnel,
+                });
+                stack = WithProxyProtocol(listener, forward);
+                forwardStacks.Add(key, stack);
+            }
+
+            return stack;
+        }
+
+        IService<ConnectionContext, Unit> WithProxyProtocol(ListenerOptions listener, IService<ConnectionContext, Unit> stack) =>
+            listener.ProxyProtocol
+                ? Service.Owning(new ProxyProtocolLayer(options.ProxyProtocol.Options, loggers).Layer(stack), stack as IAsyncDisposable)
+                : stack;
+    }
+
+    private static TlsTerminationOptions Termination(NodeOptions options, ListenerOptions listener) => new()
+    {
+        Upstream = listener.Upstream!.Value,
+        Mode = listener.UpstreamMode,
+        UpstreamTls = listener.UpstreamTls
+            ? new TlsClientOptions { ExtraTrustedRoots = string.IsNullOrEmpty(options.Tls.UpstreamCa) ? null : TlsFiles.LoadAuthorities(options.Tls.UpstreamCa) }
+            : null,
+        SendProxyProtocol = listener.UpstreamProxyProtocol,
+        Limits = options.Proxy.Http.Limits,
+        Connector = options.Proxy.Connector,
+    };
+
+    /// <summary>What a listener serves, for the start-up lines.</summary>
+    public static string Describe(NodeOptions options, ListenerOptions listener)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(listener);
+        var pp = listener.ProxyProtocol ? ", PROXY protocol" : "";
+        switch (listener.Kind)
+        {
+            case ListenerKind.Proxy:
+                var https = options.Tls.ServerOptions is null ? "" : " + HTTPS proxy";
+                var mitm = options.Mitm.Enabled ? ", MITM" : "";
+                var auth = listener.Auth.Count == 0 ? "none" : $"{listener.Auth.Count} user(s)";
+                return $"HTTP proxy + SOCKS5{https}, auth: {auth}{mitm}{pp}";
+            case ListenerKind.Reverse:
+                return $"HTTP reverse proxy to {listener.Upstream}";
+            case ListenerKind.Tls:
+                var tlsUp = listener.UpstreamTls ? "tls" : "tcp";
+                return $"TLS termination -> {listener.Upstream} ({tlsUp}, {listener.UpstreamMode.ToString().ToLowerInvariant()}){pp}";
+            default:
+                return $"echo{(options.Tls.ServerOptions is null ? "" : " (HTTP + HTTPS)")}{pp}";
+        }
+    }
+}

@@ -1,0 +1,338 @@
+using System.Diagnostics.CodeAnalysis;
+using Rama.Admin.Options;
+using Rama.Proxy.Upstream;
+
+namespace Rama.Actors.Options;
+
+/// <summary>
+/// Every option of a proxy node, declared once with its configuration key (<c>Rama:...</c>; in the environment
+/// <c>Rama__...</c>) and its command-line name. Keys under <c>Rama:Proxy</c> other than the ones declared here are the
+/// properties of Rama.Proxy's <c>ForwardProxyOptions</c> (bound and validated as a section).
+/// </summary>
+public static class NodeOptionDeclarations
+{
+    public static RamaOption Listen { get; } = new()
+    {
+        Key = "Rama:Listen", Name = "--listen", Arity = OptionArity.Repeatable, Value = OptionValue.Endpoint,
+        Description = "Proxy listener (HTTP proxy + SOCKS5 on one port) at ip:port, repeatable; adds entries listen-0, listen-1, ... (default without any listener: 127.0.0.1:8080; port 0 picks one)",
+    };
+
+    public static RamaOption Reverse { get; } = new()
+    {
+        Key = "Rama:Reverse", Name = "--reverse", Arity = OptionArity.Repeatable, Value = ReverseShorthandValue.Instance,
+        Description = "Reverse-proxy listener as ip:port=upstream-host:port, repeatable; adds entries reverse-0, reverse-1, ... (HTTP/1.1, every request forwarded to the upstream, no proxy auth)",
+    };
+
+    public static RamaOption TlsListen { get; } = new()
+    {
+        Key = "Rama:Tls:Listen", Name = "--tls-listen", Arity = OptionArity.Repeatable, Value = OptionValue.Endpoint,
+        Description = "TLS termination listener at ip:port, repeatable; adds entries tls-0, tls-1, ...; forwards to --upstream",
+    };
+
+    public static RamaOption EchoListen { get; } = new()
+    {
+        Key = "Rama:EchoListen", Name = "--echo-listen", Arity = OptionArity.Repeatable, Value = OptionValue.Endpoint,
+        Description = "Echo service listener at ip:port, repeatable; adds entries echo-0, echo-1, ...: JSON of each request with its TLS fingerprints",
+    };
+
+    public static RamaOption Auth { get; } = new()
+    {
+        Key = "Rama:Auth", Name = "--auth", Arity = OptionArity.Repeatable, Value = OptionValue.Credential, Secret = true,
+        Description = "Proxy user as user:password, repeatable; the default of every proxy listener without its own Auth (none: open proxy, loopback only)",
+    };
+
+    public static RamaOption AllowOpenProxy { get; } = new()
+    {
+        Key = "Rama:AllowOpenProxy", Name = "--allow-open-proxy", Arity = OptionArity.Flag, Value = OptionValue.Boolean, Default = "false",
+        Description = "Allow a proxy listener on a non-loopback address without auth",
+    };
+
+    public static RamaOption DrainTimeout { get; } = new()
+    {
+        Key = "Rama:DrainTimeout", Name = "--drain-timeout", Value = OptionValue.Duration(TimeSpan.Zero, TimeSpan.FromHours(1)), Default = "00:00:20",
+        Description = "How long shutdown waits for connections in flight, seconds or hh:mm:ss (default 20 s)",
+    };
+
+    public static RamaOption ProxyDb { get; } = new()
+    {
+        Key = "Rama:ProxyDb", Name = "--proxydb", Value = OptionValue.ExistingFile,
+        Description = "Proxy database (CSV in rama's column order, or JSON) of upstream proxies; reloaded when the file changes",
+    };
+
+    public static RamaOption UpstreamMode { get; } = new()
+    {
+        Key = "Rama:Proxy:Upstream:Mode", Name = "--upstream-mode", Value = OptionValue.Enum<UpstreamMode>(), Default = "direct",
+        Description = "Requests without a filter: direct (default), required (407 / SOCKS5 0x02), fallback (use --upstream-fallback)",
+    };
+
+    public static RamaOption UpstreamFallback { get; } = new()
+    {
+        Key = "Rama:Proxy:Upstream:FallbackFilter", Name = "--upstream-fallback",
+        Description = "Filter for requests without one, as username labels (e.g. country-us-residential); implies --upstream-mode fallback unless the mode is set",
+    };
+
+    public static RamaOption UpstreamAttempts { get; } = new()
+    {
+        Key = "Rama:Proxy:Upstream:MaxAttempts", Name = "--upstream-attempts", Value = OptionValue.Integer(1, 100), Default = "3",
+        Description = "Upstreams tried per connection before failing (default 3)",
+    };
+
+    public static RamaOption UpstreamBackoff { get; } = new()
+    {
+        Key = "Rama:Proxy:Upstream:BackoffInitial", Name = "--upstream-backoff", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1)), Default = "00:00:05",
+        Description = "How long a failing upstream is backed off at first, seconds or hh:mm:ss; doubles per failure up to BackoffMax (default 5 s, max 5 min)",
+    };
+
+    public static RamaOption UpstreamProxyCa { get; } = new()
+    {
+        Key = "Rama:Proxy:Upstream:TrustedCaFile", Name = "--upstream-proxy-ca", Value = OptionValue.ExistingFile,
+        Description = "PEM file of extra CA certificates trusted for HTTPS upstream proxies of the proxy database (always verified)",
+    };
+
+    public static RamaOption Cert { get; } = new()
+    {
+        Key = "Rama:Tls:Cert", Name = "--cert", Value = OptionValue.ExistingFile,
+        Description = "Certificate file (PEM, chain after the leaf; or .pfx/.p12); also makes proxy listeners HTTPS proxies and echo listeners HTTPS",
+    };
+
+    public static RamaOption CertKey { get; } = new()
+    {
+        Key = "Rama:Tls:Key", Name = "--key", Value = OptionValue.ExistingFile,
+        Description = "Private key file (PEM) of --cert",
+    };
+
+    public static RamaOption CertificateNames { get; } = new()
+    {
+        Key = "Rama:Tls:Certificates:*:Names", Arity = OptionArity.Repeatable, Description = "SNI names a further certificate serves (none: the names in the certificate)",
+    };
+
+    public static RamaOption CertificateCert { get; } = new()
+    {
+        Key = "Rama:Tls:Certificates:*:Cert", Value = OptionValue.ExistingFile, Description = "A further certificate (PEM or PFX/P12)",
+    };
+
+    public static RamaOption CertificateKey { get; } = new()
+    {
+        Key = "Rama:Tls:Certificates:*:Key", Value = OptionValue.ExistingFile, Description = "Its PEM private key (none for PFX or a PEM holding both)",
+    };
+
+    public static RamaOption CertificatePassword { get; } = new()
+    {
+        Key = "Rama:Tls:Certificates:*:Password", Secret = true, Description = "Password of a PFX/P12 certificate",
+    };
+
+    public static RamaOption TlsUpstream { get; } = new()
+    {
+        Key = "Rama:Tls:Upstream", Name = "--upstream", Value = OptionValue.HostAndPort,
+        Description = "Where TLS termination listeners forward (host:port); the default of each tls listener's Upstream",
+    };
+
+    public static RamaOption TlsUpstreamTls { get; } = new()
+    {
+        Key = "Rama:Tls:UpstreamTls", Name = "--upstream-tls", Arity = OptionArity.Flag, Value = OptionValue.Boolean, Default = "false",
+        Description = "TLS termination re-encrypts to its upstream (verified)",
+    };
+
+    public static RamaOption TlsUpstreamCa { get; } = new()
+    {
+        Key = "Rama:Tls:UpstreamCa", Name = "--tls-upstream-ca", Value = OptionValue.ExistingFile,
+        Description = "Extra CA (PEM) trusted for the upstreams of TLS termination listeners (with --upstream-tls)",
+    };
+
+    public static RamaOption TlsUpstreamMode { get; } = new()
+    {
+        Key = "Rama:Tls:UpstreamMode", Value = OptionValue.Choice(["tcp", "http"]), Default = "tcp",
+        Shorthands = [new OptionShorthand("--upstream-http", "http", "TLS termination forwards HTTP/1.1 requests (logged with fingerprints) instead of raw TCP")],
+        Description = "How TLS termination forwards: tcp (raw bytes) or http (request by request)",
+    };
+
+    public static RamaOption TlsUpstreamProxyProtocol { get; } = new()
+    {
+        Key = "Rama:Tls:UpstreamProxyProtocol", Name = "--upstream-proxy-protocol", Value = OptionValue.Choice(["v1", "v2"]),
+        Description = "TLS termination sends a PROXY protocol header (v1 or v2) to its upstream first",
+    };
+
+    public static RamaOption UnknownSni { get; } = new()
+    {
+        Key = "Rama:Tls:UnknownSni", Name = "--unknown-sni", Value = OptionValue.Choice(["default", "reject"], ("usedefault", "default")), Default = "default",
+        Description = "A ClientHello with an unknown SNI: default (serve the default certificate) or reject (handshake failure)",
+    };
+
+    public static RamaOption Alpn { get; } = new()
+    {
+        Key = "Rama:Tls:Alpn", Name = "--alpn", Arity = OptionArity.Repeatable, Default = "http/1.1",
+        Description = "ALPN protocol accepted, repeatable (default http/1.1)",
+    };
+
+    public static RamaOption ClientCa { get; } = new()
+    {
+        Key = "Rama:Tls:ClientCa", Name = "--client-ca", Value = OptionValue.ExistingFile,
+        Description = "CA file (PEM) client certificates must chain to (mTLS)",
+    };
+
+    public static RamaOption ClientCert { get; } = new()
+    {
+        Key = "Rama:Tls:ClientCertificates", Name = "--client-cert", Value = OptionValue.Choice(["none", "optional", "required"]), Default = "none",
+        Description = "Client certificates: none, optional or required (needs --client-ca)",
+    };
+
+    public static RamaOption HandshakeTimeout { get; } = new()
+    {
+        Key = "Rama:Tls:HandshakeTimeout", Name = "--handshake-timeout", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(1), TimeSpan.FromMinutes(10)), Default = "00:00:10",
+        Description = "How long a TLS handshake may take, seconds or hh:mm:ss (default 10 s)",
+    };
+
+    public static RamaOption ProxyProtocol { get; } = new()
+    {
+        Key = "Rama:ProxyProtocol:Enabled", Name = "--proxy-protocol", Arity = OptionArity.Flag, Value = OptionValue.Boolean, Default = "false",
+        Description = "Expect a PROXY protocol header (v1 or v2) from trusted peers; the default of every proxy, tls and echo listener's ProxyProtocol",
+    };
+
+    public static RamaOption ProxyProtocolTrusted { get; } = new()
+    {
+        Key = "Rama:ProxyProtocol:Trusted", Name = "--proxy-protocol-trusted", Arity = OptionArity.Repeatable, Value = OptionValue.Network, Default = "loopback",
+        Description = "Trusted PROXY protocol source (CIDR or address), repeatable (default loopback)",
+    };
+
+    public static RamaOption ProxyProtocolHeaderTimeout { get; } = new()
+    {
+        Key = "Rama:ProxyProtocol:HeaderTimeout", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(1), TimeSpan.FromMinutes(10)), Default = "00:00:05",
+        Description = "How long a PROXY protocol header may take to arrive (default 5 s)",
+    };
+
+    public static RamaOption Mitm { get; } = new()
+    {
+        Key = "Rama:Mitm:Enabled", Name = "--mitm", Arity = OptionArity.Flag, Value = OptionValue.Boolean, Default = "false",
+        Description = "Decrypt CONNECT tunnels that start with a ClientHello (clients must trust the CA)",
+    };
+
+    public static RamaOption MitmCaDir { get; } = new()
+    {
+        Key = "Rama:Mitm:CaDir", Name = "--mitm-ca-dir", Default = "~/.rama/ca",
+        Description = "Directory of the MITM CA (created when the proxy stack is built or by ca export; default ~/.rama/ca)",
+    };
+
+    public static RamaOption MitmCaCert { get; } = new()
+    {
+        Key = "Rama:Mitm:CaCert", Name = "--mitm-ca-cert", Value = OptionValue.ExistingFile,
+        Description = "MITM CA certificate (PEM) of your own",
+    };
+
+    public static RamaOption MitmCaKey { get; } = new()
+    {
+        Key = "Rama:Mitm:CaKey", Name = "--mitm-ca-key", Value = OptionValue.ExistingFile,
+        Description = "MITM CA key (PEM) of --mitm-ca-cert",
+    };
+
+    public static RamaOption MitmUpstreamCa { get; } = new()
+    {
+        Key = "Rama:Mitm:UpstreamCa", Name = "--mitm-upstream-ca", Value = OptionValue.ExistingFile,
+        Description = "Extra CA (PEM) trusted when MITM verifies origins",
+    };
+
+    public static RamaOption MitmInsecureUpstream { get; } = new()
+    {
+        Key = "Rama:Mitm:InsecureUpstream", Name = "--mitm-insecure-upstream", Arity = OptionArity.Flag, Value = OptionValue.Boolean, Default = "false",
+        Description = "MITM does not verify origins (debugging only)",
+    };
+
+    public static RamaOption AccessLog { get; } = new()
+    {
+        Key = "Rama:AccessLog:Destination", Name = "--access-log", Default = "stdout",
+        Description = "Access log destination: stdout (default), off, or a file path (appended to)",
+    };
+
+    public static RamaOption AccessLogFormat { get; } = new()
+    {
+        Key = "Rama:AccessLog:Format", Name = "--access-log-format", Value = OptionValue.Choice(["text", "json"]), Default = "text",
+        Description = "Access log line format: text (default) or json",
+    };
+
+    public static RamaOption AccessLogBufferSize { get; } = new()
+    {
+        Key = "Rama:AccessLog:BufferSize", Value = OptionValue.Integer(1, 1024 * 1024), Default = "16384",
+        Description = "Access lines queued for the writer before new ones are dropped and counted (default 16384)",
+    };
+
+    // The keys of a listener entry, Rama:Listeners:<name>:<key>.
+
+    public static RamaOption ListenerKind { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Kind", Value = OptionValue.Choice(["proxy", "reverse", "tls", "echo"]),
+        Description = "What the listener serves: proxy (HTTP proxy + SOCKS5 on one port), reverse, tls (termination), echo",
+    };
+
+    public static RamaOption ListenerBind { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Bind", Value = OptionValue.Endpoint, Description = "The listener's ip:port (port 0 picks one)",
+    };
+
+    public static RamaOption ListenerAuth { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Auth", Arity = OptionArity.Repeatable, Value = OptionValue.Credential, Secret = true,
+        Description = "proxy: its users as user:password (default Rama:Auth)",
+    };
+
+    public static RamaOption ListenerUpstream { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Upstream", Value = OptionValue.HostAndPort,
+        Description = "reverse: the one upstream (required); tls: where it forwards (default Rama:Tls:Upstream)",
+    };
+
+    public static RamaOption ListenerProxyProtocol { get; } = new()
+    {
+        Key = "Rama:Listeners:*:ProxyProtocol", Value = OptionValue.Boolean,
+        Description = "proxy, tls, echo: expect a PROXY protocol header from trusted peers (default Rama:ProxyProtocol:Enabled)",
+    };
+
+    public static RamaOption ListenerUpstreamTls { get; } = new()
+    {
+        Key = "Rama:Listeners:*:UpstreamTls", Value = OptionValue.Boolean, Description = "tls: re-encrypt to the upstream (default Rama:Tls:UpstreamTls)",
+    };
+
+    public static RamaOption ListenerUpstreamMode { get; } = new()
+    {
+        Key = "Rama:Listeners:*:UpstreamMode", Value = OptionValue.Choice(["tcp", "http"]), Description = "tls: tcp or http (default Rama:Tls:UpstreamMode)",
+    };
+
+    public static RamaOption ListenerUpstreamProxyProtocol { get; } = new()
+    {
+        Key = "Rama:Listeners:*:UpstreamProxyProtocol", Value = OptionValue.Choice(["v1", "v2", "none"]),
+        Description = "tls: send a PROXY header upstream, v1, v2 or none (default Rama:Tls:UpstreamProxyProtocol)",
+    };
+
+    /// <summary>Every option of rama-node, the common ones first.</summary>
+    [SuppressMessage("Design", "CA1002", Justification = "A read-only list.")]
+    public static IReadOnlyList<RamaOption> All { get; } =
+    [
+        .. CommonOptions.All,
+        Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb,
+        UpstreamMode, UpstreamFallback, UpstreamAttempts, UpstreamBackoff, UpstreamProxyCa,
+        Cert, CertKey, CertificateNames, CertificateCert, CertificateKey, CertificatePassword,
+        TlsUpstream, TlsUpstreamTls, TlsUpstreamCa, TlsUpstreamMode, TlsUpstreamProxyProtocol, UnknownSni, Alpn, ClientCa, ClientCert, HandshakeTimeout,
+        ProxyProtocol, ProxyProtocolTrusted, ProxyProtocolHeaderTimeout,
+        Mitm, MitmCaDir, MitmCaCert, MitmCaKey, MitmUpstreamCa, MitmInsecureUpstream,
+        AccessLog, AccessLogFormat, AccessLogBufferSize,
+        ListenerKind, ListenerBind, ListenerAuth, ListenerUpstream, ListenerProxyProtocol, ListenerUpstreamTls, ListenerUpstreamMode, ListenerUpstreamProxyProtocol,
+    ];
+}
+
+/// <summary><c>ip:port=upstream-host:port</c>, the value of <c>--reverse</c>.</summary>
+internal sealed class ReverseShorthandValue : OptionValue
+{
+    public static readonly ReverseShorthandValue Instance = new();
+
+    public override string Allowed => "is ip:port=upstream-host:port (e.g. 127.0.0.1:8081=127.0.0.1:8000)";
+
+    public override bool TryNormalize(string text, [NotNullWhen(true)] out string? value)
+    {
+        value = null;
+        var equals = text.IndexOf('=', StringComparison.Ordinal);
+        if (equals > 0 && Endpoint.TryNormalize(text[..equals], out var bind) && HostAndPort.TryNormalize(text[(equals + 1)..], out var upstream))
+        {
+            value = bind + "=" + upstream;
+        }
+
+        return value is not null;
+    }
+}
