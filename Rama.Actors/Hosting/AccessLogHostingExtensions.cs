@@ -1,0 +1,83 @@
+using Akka;
+using Akka.Actor;
+using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Rama.Actors.AccessLog;
+using Rama.Proxy.Core;
+
+namespace Rama.Actors.Hosting;
+
+/// <summary>
+/// The access log on the host: <c>services.AddRamaAccessLog(options)</c> registers the sink the stacks write to
+/// (<see cref="IAccessLog"/>; <see cref="IStreamedAccessLog"/> for its counts), and <c>akka.AddRamaAccessLog()</c> on
+/// Akka.Hosting's builder runs its stream with the actor system.
+/// </summary>
+public static class AccessLogHostingExtensions
+{
+    /// <summary>Name of the coordinated-shutdown task that drains and closes the access log.</summary>
+    public const string ShutdownTaskName = "close-rama-access-log";
+
+    /// <summary>
+    /// Registers the access log of <paramref name="options"/> as the singleton <see cref="IAccessLog"/>: with
+    /// <c>Destination = off</c> that is <see cref="AccessLogs.Off"/> (stacks write nothing, not even logger lines);
+    /// otherwise the streamed log (also <see cref="IStreamedAccessLog"/>), which queues entries until
+    /// <see cref="AddRamaAccessLog(AkkaConfigurationBuilder)"/> starts its stream. Throws <see cref="ArgumentException"/>
+    /// with every problem of <see cref="AccessLogOptions.Validate"/>.
+    /// </summary>
+    public static IServiceCollection AddRamaAccessLog(this IServiceCollection services, AccessLogOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(options);
+        var problems = options.Validate();
+        if (problems.Count > 0)
+        {
+            throw new ArgumentException(string.Join("; ", problems), nameof(options));
+        }
+
+        if (!options.Enabled)
+        {
+            services.AddSingleton(AccessLogs.Off);
+            return services;
+        }
+
+        services.AddSingleton(_ => new AccessLogStream(options));
+        services.AddSingleton<IStreamedAccessLog>(sp => sp.GetRequiredService<AccessLogStream>());
+        services.AddSingleton<IAccessLog>(sp => sp.GetRequiredService<AccessLogStream>());
+        return services;
+    }
+
+    /// <summary>
+    /// Starts the access log's stream (registered by <see cref="AddRamaAccessLog(IServiceCollection, AccessLogOptions)"/>)
+    /// when the actor system starts, and closes it in coordinated shutdown's <c>before-actor-system-terminate</c> phase:
+    /// after the listeners drained (<c>service-requests-done</c>), so the drain's last lines are written. Does nothing
+    /// when the access log is off or not registered.
+    /// </summary>
+    public static AkkaConfigurationBuilder AddRamaAccessLog(this AkkaConfigurationBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        return builder.WithActors((system, _, resolver) =>
+        {
+            var services = resolver.GetService<IServiceProvider>();
+            if (services.GetService<AccessLogStream>() is not { } stream)
+            {
+                return;
+            }
+
+            var logger = services.GetService<ILoggerFactory>()?.CreateLogger("Rama.Actors.AccessLog") ?? NullLogger.Instance;
+            Start(system, stream, logger);
+        });
+    }
+
+    /// <summary>Starts <paramref name="stream"/> with <paramref name="system"/> and adds its shutdown task.</summary>
+    internal static void Start(ActorSystem system, AccessLogStream stream, ILogger logger)
+    {
+        stream.Start(system, logger);
+        CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate, ShutdownTaskName, async () =>
+        {
+            await stream.CloseAsync().ConfigureAwait(false);
+            return Done.Instance;
+        });
+    }
+}
