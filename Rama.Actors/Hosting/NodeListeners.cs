@@ -24,8 +24,10 @@ public static class NodeListeners
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(services);
         var loggers = services.GetRequiredService<ILoggerFactory>();
+        // The access log (AccessLogHostingExtensions.AddRamaAccessLog); none registered: the stacks' default, the ILogger lines.
+        var accessLog = services.GetService<IAccessLog>();
         // The MITM tunnel redials origins through the stack's own connector (and so the selected upstream), it has none of its own.
-        ITunnelHandler? tunnel = options.Mitm.Enabled ? new MitmTunnel(options.Mitm.CreateOptions(options.Proxy), loggers) : null;
+        ITunnelHandler? tunnel = options.Mitm.Enabled ? new MitmTunnel(options.Mitm.CreateOptions(options.Proxy), loggers, accessLog: accessLog) : null;
         var forwardStacks = new Dictionary<string, IService<ConnectionContext, Unit>>(StringComparer.Ordinal);
         var specs = new List<ListenerSpec>();
         foreach (var listener in options.Listeners)
@@ -33,9 +35,9 @@ public static class NodeListeners
             var stack = listener.Kind switch
             {
                 ListenerKind.Proxy => Forward(listener),
-                ListenerKind.Reverse => ReverseProxyStack.Create(options.Proxy, listener.Upstream!.Value, loggers),
-                ListenerKind.Tls => WithProxyProtocol(listener, TlsStacks.Termination(options.Tls.ServerOptions!, Termination(options, listener), loggers)),
-                _ => WithProxyProtocol(listener, TlsStacks.Echo(options.Tls.ServerOptions, options.Proxy.Http.Limits, loggers)),
+                ListenerKind.Reverse => ReverseProxyStack.Create(options.Proxy, listener.Upstream!.Value, loggers, accessLog: accessLog),
+                ListenerKind.Tls => WithProxyProtocol(listener, TlsStacks.Termination(options.Tls.ServerOptions!, Termination(options, listener), loggers, accessLog: accessLog)),
+                _ => WithProxyProtocol(listener, TlsStacks.Echo(options.Tls.ServerOptions, options.Proxy.Http.Limits, loggers, accessLog: accessLog)),
             };
             specs.Add(new ListenerSpec(listener.Name, listener.Bind, stack));
         }
@@ -54,7 +56,7 @@ public static class NodeListeners
                 {
                     Https = options.Tls.ServerOptions,
                     Tunnel = tunnel,
-                });
+                }, accessLog: accessLog);
                 stack = WithProxyProtocol(listener, forward);
                 forwardStacks.Add(key, stack);
             }
