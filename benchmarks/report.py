@@ -146,6 +146,12 @@ if fw_r and fw_s:
 if fw_r and fw_t:
     a, b = num(fw_r["rps"]), num(fw_t["rps"])
     T.append(("Forward proxy req/s >= 1.0x tinyproxy (/1k)", f"{fmt(a)} vs {fmt(b)} = {ratio(a, b)}x", verdict(a is not None and b and a >= b)))
+for group in ("forward", "reverse"):  # issue 11 item 6: the node's defaults (access log on) against logging at Warning without it
+    on, quiet = find(group, f"{group} /1k", "rama"), find(group, f"{group} /1k", "rama (logging at Warning, no access log)")
+    if on and quiet:
+        a, b = num(on["rps"]), num(quiet["rps"])
+        T.append((f"Access log on: {group} /1k req/s >= 0.9x logging at Warning without it", f"{fmt(a)} vs {fmt(b)} = {ratio(a, b)}x",
+                  verdict(a is not None and b and a >= 0.9 * b)))
 c_r, c_h = find("connect", "tunnel bulk " + BULK, "rama"), find("connect", "tunnel bulk " + BULK, "haproxy (mode tcp)")
 if c_r and c_h:
     a, b = num(c_r["mbps"]), num(c_h["mbps"])
