@@ -62,11 +62,15 @@ public static class Program
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
         ProxyDatabaseFile? database = null;
-        builder.Services.AddRamaActorSystem(options.System, (akka, _) => akka.AddRama(new RamaSettings
-        {
-            DrainTimeout = options.DrainTimeout,
-            Listeners = services => NodeListeners.Create(options, services, database?.Database),
-        }));
+        // The access log is its own Akka.Streams stream (batched writes, drops counted, never blocking a connection).
+        builder.Services.AddRamaAccessLog(options.AccessLog);
+        builder.Services.AddRamaActorSystem(options.System, (akka, _) => akka
+            .AddRamaAccessLog()
+            .AddRama(new RamaSettings
+            {
+                DrainTimeout = options.DrainTimeout,
+                Listeners = services => NodeListeners.Create(options, services, database?.Database),
+            }));
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
