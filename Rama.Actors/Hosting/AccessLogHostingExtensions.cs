@@ -50,16 +50,18 @@ public static class AccessLogHostingExtensions
 
     /// <summary>
     /// Starts the access log's stream (registered by <see cref="AddRamaAccessLog(IServiceCollection, AccessLogOptions)"/>)
-    /// when the actor system starts, and closes it in coordinated shutdown's <c>before-actor-system-terminate</c> phase:
+    /// once the actor system and its actors have started, and closes it in coordinated shutdown's <c>before-actor-system-terminate</c> phase:
     /// after the listeners drained (<c>service-requests-done</c>), so the drain's last lines are written. Does nothing
     /// when the access log is off or not registered.
     /// </summary>
     public static AkkaConfigurationBuilder AddRamaAccessLog(this AkkaConfigurationBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        return builder.WithActors((system, _, resolver) =>
+        // A startup task, which Akka.Hosting runs after every actor starter: the listeners bind first (materializing the
+        // stream's graph costs ~150 ms of first-run JIT), and entries written meanwhile wait in the queue.
+        return builder.AddStartup((system, _) =>
         {
-            var services = resolver.GetService<IServiceProvider>();
+            var services = Akka.DependencyInjection.DependencyResolver.For(system).Resolver.GetService<IServiceProvider>();
             if (services.GetService<AccessLogStream>() is not { } stream)
             {
                 return;
