@@ -127,6 +127,16 @@ if idle:
         L.append(f"| {r['proxy']} | {kv.get('tunnels', '-')} | {r['errors'] or 0} | {mib(r['mem'])} | {fmt(b)} | {fmt(b / 1024 if b is not None else None, 1)} |")
     L.append("")
 
+startup = [r for r in rows if r["group"] == "startup"]
+if startup:
+    L.append("## 8. Node start-up (a fresh process with its defaults)")
+    L.append("")
+    L.append("| proxy | exec to first accepted connection, median ms | exec to first proxied 1 KiB response, median ms | every start |")
+    L.append("| --- | ---: | ---: | --- |")
+    for r in startup:
+        L.append(f"| {r['proxy']} | {fmt(r['p50'])} | {fmt(r['p99'])} | {r['note']} |")
+    L.append("")
+
 # ---- targets ----------------------------------------------------------------------------------
 def verdict(ok):
     return "met" if ok else "**missed**"
@@ -184,6 +194,10 @@ for r in idle:
         b = num(kv.get("bytes_per_tunnel"))
         T.append(("Idle tunnels <= 16 KiB RSS per tunnel", f"{fmt(b / 1024 if b is not None else None, 1)} KiB per tunnel ({kv.get('tunnels')} tunnels)",
                   verdict(b is not None and b <= 16 * 1024)))
+for r in startup:
+    a = num(r["p50"])
+    T.append(("Node start to first accepted connection < 1 s (median)", f"{fmt(a)} ms (first proxied response {fmt(num(r['p99']))} ms)",
+              verdict(a is not None and a < 1000)))
 if T:
     L.append("## Targets (ratios from this run)")
     L.append("")

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Node start-up time: from exec to the first accepted connection, and to the first proxied response.
 
-Usage: startup.py <node.dll> <origin-port> <count>   (prints "accept_ms=a,b,... response_ms=a,b,...")
-Each start is a fresh `dotnet <node.dll> --listen 127.0.0.1:<free port>` with the node's defaults. "Accepted" is the
+Usage: startup.py <rama-node executable or .dll> <origin-port> <count>   (prints "accept_ms=a,b,... response_ms=a,b,...")
+Each start is a fresh `rama-node --listen 127.0.0.1:<free port>` with the node's defaults. "Accepted" is the
 first TCP connect that completes and is answered (the listener actor bound and its accept loop running); "response"
 is the first `GET http://127.0.0.1:<origin>/1k` through it that returns a whole response (the proxy path's first run).
 """
@@ -21,7 +21,7 @@ accepts, responses = [], []
 for _ in range(count):
     port = free_port()
     t0 = time.monotonic()
-    p = subprocess.Popen(["dotnet", node, "--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen((["dotnet", node] if node.endswith(".dll") else [node]) + ["--listen", f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     accepted = None
     try:
         deadline = t0 + 30
