@@ -92,8 +92,10 @@ public static class Program
         {
             await host.StartAsync().ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested)
+        catch (Exception) when (host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested)
         {
+            // Whatever the start threw after Ctrl+C or SIGTERM (a cancelled start, a step refused because shutdown had
+            // begun) is a consequence of the stop the operator asked for, not a failure to report.
             // Ctrl+C or SIGTERM before the node was ready: the host cancelled its own start. Stop what did start
             // (listeners bound so far are unbound by coordinated shutdown) and exit as after a drain.
             await host.StopAsync().ConfigureAwait(false);

@@ -67,6 +67,13 @@ public static class AccessLogHostingExtensions
                 return;
             }
 
+            // Ctrl+C or SIGTERM while the host was starting: shutdown already runs (and stops the materializer), so the
+            // stream is not started; the node exits without having served.
+            if (CoordinatedShutdown.Get(system).ShutdownReason is not null)
+            {
+                return;
+            }
+
             var logger = services.GetService<ILoggerFactory>()?.CreateLogger("Rama.Actors.AccessLog") ?? NullLogger.Instance;
             Start(system, stream, logger);
         });

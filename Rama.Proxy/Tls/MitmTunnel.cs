@@ -78,7 +78,9 @@ public sealed partial class MitmTunnel : ITunnelHandler
             return await Relay.RunAsync(client, upstream, cancellationToken).ConfigureAwait(false);
         }
 
-        var nested = connection.CreateNested(client);
+        // The tunnel's own access entry counts what crossed the client's side (TLS records); each decrypted request has its own.
+        var counted = new CountingDuplexPipe(client);
+        var nested = connection.CreateNested(counted);
         var firstDial = upstream;
         var log = _logger;
         OriginDialer dial = async (request, token) =>
@@ -134,7 +136,7 @@ public sealed partial class MitmTunnel : ITunnelHandler
             }
         }
 
-        return default;
+        return new RelayResult(counted.BytesRead, counted.BytesWritten);
     }
 
     /// <summary>Waits for the tunnel's first byte (bounded by the handshake timeout); true when it starts a TLS record.</summary>

@@ -81,6 +81,10 @@ public sealed class TlsNodeTests : IDisposable
         var result = await Cli.CurlAsync("--proxy", $"http://127.0.0.1:{node.Endpoints[0].Port}", "--cacert", exported, $"https://localhost:{node.Endpoints[1].Port}/secret-path");
         Assert.True(result.ExitCode == 0, result.Stderr + node.Output);
         Assert.Contains("\"target\": \"/secret-path\"", result.Text, StringComparison.Ordinal);
-        await node.WaitForLineAsync("GET /secret-path host=localhost", TimeSpan.FromSeconds(5));
+        // The access log: the decrypted request, and the CONNECT tunnel it came through with the bytes that crossed it.
+        await node.WaitForLineAsync($"mitm GET https://localhost:{node.Endpoints[1].Port}/secret-path 200", TimeSpan.FromSeconds(5));
+        var tunnel = await node.WaitForLineAsync($"connect CONNECT localhost:{node.Endpoints[1].Port} 200", TimeSpan.FromSeconds(5));
+        Assert.DoesNotContain(" up=0 ", tunnel, StringComparison.Ordinal);
+        Assert.DoesNotContain(" down=0 ", tunnel, StringComparison.Ordinal);
     }
 }

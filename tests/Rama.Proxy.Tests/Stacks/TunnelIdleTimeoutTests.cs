@@ -20,21 +20,24 @@ public sealed class TunnelIdleTimeoutTests
         var clientOut = new Pipe();
         var targetIn = new Pipe();
         var targetOut = new Pipe();
+        // On a fake clock: a loaded machine cannot stretch a gap past the timeout (it once did with real time).
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
         var relay = Relay.RunAsync(new TestDuplexPipe(clientIn.Reader, clientOut.Writer), new TestDuplexPipe(targetOut.Reader, targetIn.Writer),
-            CancellationToken.None, TimeSpan.FromSeconds(1));
+            CancellationToken.None, TimeSpan.FromSeconds(1), time);
 
-        // Traffic every 150 ms for well past the idle timeout: the tunnel stays up. (The gap is a sixth of the
-        // timeout: with 100 ms against 400 ms, a loaded test run once stalled a gap past the timeout.)
+        // A byte every 300 ms for 3 s, three times the idle timeout: the tunnel stays up.
         for (var i = 0; i < 10; i++)
         {
             await clientIn.Writer.WriteAsync("x"u8.ToArray());
             var read = await targetIn.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(5));
             targetIn.Reader.AdvanceTo(read.Buffer.End);
-            await Task.Delay(150);
+            time.Advance(TimeSpan.FromMilliseconds(300));
+            await Task.Yield();
             Assert.False(relay.IsCompleted, $"closed while active, after {i + 1} exchanges");
         }
 
-        // Then silence: both directions end, and the result says why.
+        // Then a second of silence: both directions end, and the result says why.
+        time.Advance(TimeSpan.FromSeconds(1));
         var result = await relay.WaitAsync(TimeSpan.FromSeconds(5));
         Assert.True(result.IdleTimedOut);
         Assert.Equal(10, result.ClientToTarget);
