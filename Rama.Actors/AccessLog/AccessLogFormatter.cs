@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using Rama.Proxy.Core;
+using Rama.Proxy.Observability;
 
 namespace Rama.Actors.AccessLog;
 

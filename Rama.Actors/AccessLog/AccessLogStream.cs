@@ -5,6 +5,7 @@ using Akka.Streams;
 using Akka.Streams.Dsl;
 using Microsoft.Extensions.Logging;
 using Rama.Proxy.Core;
+using Rama.Proxy.Observability;
 
 namespace Rama.Actors.AccessLog;
 

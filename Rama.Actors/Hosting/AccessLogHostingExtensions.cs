@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Rama.Actors.AccessLog;
 using Rama.Proxy.Core;
+using Rama.Proxy.Observability;
 
 namespace Rama.Actors.Hosting;
 

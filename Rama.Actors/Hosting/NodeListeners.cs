@@ -8,6 +8,8 @@ using Rama.Proxy.ProxyProtocol;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
 using Rama.Proxy.Upstream;
+using Rama.Proxy.Observability;
+using Rama.Proxy.Mitm;
 
 namespace Rama.Actors.Hosting;
 

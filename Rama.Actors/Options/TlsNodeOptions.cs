@@ -5,6 +5,7 @@ using Rama.Proxy.ProxyProtocol;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
 using D = Rama.Actors.Options.NodeOptionDeclarations;
+using Rama.Proxy.Mitm;
 
 namespace Rama.Actors.Options;
 

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
 using Rama.Proxy.Net.Epoll;
+using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Http;
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
+using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Http;
 

@@ -5,6 +5,7 @@ using Rama.Proxy.Http;
 using Rama.Proxy.Net;
 using Rama.Proxy.Socks5;
 using Rama.Proxy.Upstream;
+using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Stacks;
 

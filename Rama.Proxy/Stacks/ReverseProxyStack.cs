@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
 using Rama.Proxy.Net;
+using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Stacks;
 

@@ -6,6 +6,7 @@ using Rama.Proxy.Http;
 using Rama.Proxy.Net;
 using Rama.Proxy.ProxyProtocol;
 using Rama.Proxy.Tls;
+using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Stacks;
 

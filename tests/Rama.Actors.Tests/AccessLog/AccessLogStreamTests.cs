@@ -12,6 +12,7 @@ using Rama.Actors.AccessLog;
 using Rama.Actors.Hosting;
 using Rama.Actors.Listeners;
 using Rama.Proxy.Core;
+using Rama.Proxy.Observability;
 using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 using Rama.Testing;

@@ -6,6 +6,7 @@ using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tests.Support;
 using Rama.Testing;
+using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Tests.Stacks;
 

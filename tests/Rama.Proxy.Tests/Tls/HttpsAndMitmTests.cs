@@ -14,6 +14,7 @@ using Rama.Proxy.Tls;
 using Rama.Proxy.Tests.Support;
 using Rama.Testing;
 using Xunit.Abstractions;
+using Rama.Proxy.Mitm;
 
 namespace Rama.Proxy.Tests.Tls;
 

@@ -11,6 +11,7 @@ using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
 using Rama.Proxy.Upstream;
 using Rama.Testing;
+using Rama.Proxy.Mitm;
 
 namespace Rama.Proxy.Tests.Tls;
 

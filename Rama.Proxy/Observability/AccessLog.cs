@@ -1,7 +1,7 @@
 using System.Net;
 using Rama.Proxy.Net;
 
-namespace Rama.Proxy.Core;
+namespace Rama.Proxy.Observability;
 
 /// <summary>What an access-log entry records: a request, or a tunnel.</summary>
 public enum AccessKind

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace Rama.Proxy.Core;
+namespace Rama.Proxy.Observability;
 
 /// <summary>
 /// The access log through <see cref="ILogger"/>: the Information lines every stack wrote before the sink existed, with

@@ -6,8 +6,10 @@ using Rama.Proxy.Core;
 using Rama.Proxy.Fingerprint;
 using Rama.Proxy.Http;
 using Rama.Proxy.Net;
+using Rama.Proxy.Tls;
+using Rama.Proxy.Observability;
 
-namespace Rama.Proxy.Tls;
+namespace Rama.Proxy.Mitm;
 
 /// <summary>Options of the MITM proxy. Off unless configured.</summary>
 public sealed record MitmOptions
