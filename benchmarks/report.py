@@ -90,7 +90,7 @@ L.append(f"- .NET SDK {meta.get('dotnet')}, Rama commit {meta.get('commit')}; {m
 L.append(f"- Each measurement: {meta.get('warmup')} s warm-up then {meta.get('duration')} s measured, {meta.get('conns')} keep-alive connections "
          f"(wrk -t{meta.get('threads')}), a fresh proxy process per scenario; whole run took {meta.get('elapsed')} s.")
 if meta.get("rounds", "1") != "1":
-    L.append(f"- Reverse /1k: every proxy runs at once and is measured in {meta.get('rounds')} interleaved rounds (the order rotated "
+    L.append(f"- Reverse /1k and forward /1k: every proxy of the scenario runs at once and is measured in {meta.get('rounds')} interleaved rounds (the order rotated "
              "each round); its rows are the per-column medians, every round in the row's note. Bulk rows: the median of three transfers.")
 L.append("- Memory is the peak PSS of the proxy's process tree sampled every 250 ms (PSS counts pages shared by forked workers once).")
 L.append("")
