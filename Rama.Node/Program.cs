@@ -119,8 +119,21 @@ public static class Program
             return ExitCodes.Failed;
         }
 
-        var status = await host.Services.GetRequiredService<IRequiredActor<ProxyListeners>>().ActorRef
-            .Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        ListenersStatus status;
+        try
+        {
+            status = await host.Services.GetRequiredService<IRequiredActor<ProxyListeners>>().ActorRef
+                .Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5)).WaitAsync(stopping).ConfigureAwait(false);
+        }
+        catch (Exception) when (stopping.IsCancellationRequested)
+        {
+            // Ctrl+C or SIGTERM right after the start: shutdown already runs (the listeners unbind and drain).
+            await host.WaitForShutdownAsync().ConfigureAwait(false);
+            logger.LogInformation("Rama node stopped before it was ready");
+            return ExitCodes.Ok;
+        }
+
         foreach (var listener in options.Listeners)
         {
             var bound = status.Listeners.FirstOrDefault(l => l.Name == listener.Name)?.Endpoint ?? listener.Bind.ToString();

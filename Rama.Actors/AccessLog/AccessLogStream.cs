@@ -119,11 +119,17 @@ internal sealed partial class AccessLogStream : IStreamedAccessLog, IAsyncDispos
         }
     }
 
-    /// <summary>Materializes the stream with <paramref name="system"/> and starts the drop reports. Entries written before are queued.</summary>
+    /// <summary>Opens the destination and materializes the stream with <paramref name="system"/>. Entries written before are queued.</summary>
     public void Start(ActorSystem system, ILogger logger)
     {
-        ArgumentNullException.ThrowIfNull(system);
-        if (_completion is not null)
+        Open(logger);
+        Run(system);
+    }
+
+    /// <summary>Opens the destination (a file that cannot be opened fails here, at start-up) and the formatter.</summary>
+    internal void Open(ILogger logger)
+    {
+        if (_formatter is not null)
         {
             throw new InvalidOperationException("the access log is already started");
         }
@@ -131,16 +137,37 @@ internal sealed partial class AccessLogStream : IStreamedAccessLog, IAsyncDispos
         _logger = logger ?? Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
         _destination = _open();
         _formatter = new AccessLogFormatter(_format);
+    }
+
+    /// <summary>
+    /// Materializes the stream and starts the drop reports (after <see cref="Open"/>). Creating the materializer takes
+    /// first-run JIT time and, when the actor system is already shutting down, can wait for its creation timeout, so the
+    /// host runs this off its start path; a log closed before it ran is not started.
+    /// </summary>
+    internal void Run(ActorSystem system)
+    {
+        ArgumentNullException.ThrowIfNull(system);
+        if (_formatter is null)
+        {
+            throw new InvalidOperationException("open the access log first");
+        }
+
+        if (Volatile.Read(ref _closed) != 0)
+        {
+            return;
+        }
+
         var materializer = system.Materializer(namePrefix: "rama-access-log");
         // The queue is read on a tick (and once more when closing), never woken per entry: a reader woken by each
         // offer cost a thread-pool hop and an actor message per request, about a quarter of a node's throughput.
-        _completion = Source.Tick(FlushInterval, FlushInterval, NotUsed.Instance).MapMaterializedValue(_ => NotUsed.Instance)
+        var completion = Source.Tick(FlushInterval, FlushInterval, NotUsed.Instance).MapMaterializedValue(_ => NotUsed.Instance)
             .Merge(Source.FromTask(_closing.Task))
             .Select(_ => Drain())
             .TakeWhile(group => !group.Last, inclusive: true)
             .Where(group => group.Lines > 0)
             .SelectAsync(1, WriteGroupAsync)
             .RunWith(Sink.Ignore<int>(), materializer);
+        Volatile.Write(ref _completion, completion);
         _reporter = system.Scheduler.Advanced.ScheduleRepeatedlyCancelable(DropReportInterval, DropReportInterval, ReportDrops);
         LogStarted(_logger, _destinationName, _format, _bufferSize);
     }
@@ -159,7 +186,7 @@ internal sealed partial class AccessLogStream : IStreamedAccessLog, IAsyncDispos
         _queue.Writer.TryComplete();
         _closing.TrySetResult(NotUsed.Instance);
         _reporter?.Cancel();
-        if (_completion is { } completion)
+        if (Volatile.Read(ref _completion) is { } completion)
         {
             var finished = await Task.WhenAny(completion, Task.Delay(CloseTimeout)).ConfigureAwait(false);
             if (finished != completion)

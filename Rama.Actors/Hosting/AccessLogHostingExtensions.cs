@@ -15,7 +15,7 @@ namespace Rama.Actors.Hosting;
 /// (<see cref="IAccessLog"/>; <see cref="IStreamedAccessLog"/> for its counts), and <c>akka.AddRamaAccessLog()</c> on
 /// Akka.Hosting's builder runs its stream with the actor system.
 /// </summary>
-public static class AccessLogHostingExtensions
+public static partial class AccessLogHostingExtensions
 {
     /// <summary>Name of the coordinated-shutdown task that drains and closes the access log.</summary>
     public const string ShutdownTaskName = "close-rama-access-log";
@@ -60,7 +60,7 @@ public static class AccessLogHostingExtensions
         ArgumentNullException.ThrowIfNull(builder);
         // A startup task, which Akka.Hosting runs after every actor starter: the listeners bind first (materializing the
         // stream's graph costs ~150 ms of first-run JIT), and entries written meanwhile wait in the queue.
-        return builder.AddStartup((system, _) =>
+        return builder.AddStartup((system, registry) =>
         {
             var services = Akka.DependencyInjection.DependencyResolver.For(system).Resolver.GetService<IServiceProvider>();
             if (services.GetService<AccessLogStream>() is not { } stream)
@@ -76,7 +76,25 @@ public static class AccessLogHostingExtensions
             }
 
             var logger = services.GetService<ILoggerFactory>()?.CreateLogger("Rama.Actors.AccessLog") ?? NullLogger.Instance;
-            Start(system, stream, logger);
+            // The destination opens here (a file that cannot be opened fails the start); the graph is materialized off
+            // the start path: entries written meanwhile wait in the queue, and a Ctrl+C during start-up never waits on it.
+            stream.Open(logger);
+            AddCloseTask(system, stream);
+            _ = Task.Run(() =>
+            {
+                try
+                {
+                    if (CoordinatedShutdown.Get(system).ShutdownReason is null)
+                    {
+                        stream.Run(system);
+                    }
+                }
+                catch (Exception ex) when (CoordinatedShutdown.Get(system).ShutdownReason is not null)
+                {
+                    // Shutdown began meanwhile (the materializer refuses): the node stops before it served.
+                    LogNotStarted(logger, ex.Message);
+                }
+            });
         });
     }
 
@@ -84,10 +102,16 @@ public static class AccessLogHostingExtensions
     internal static void Start(ActorSystem system, AccessLogStream stream, ILogger logger)
     {
         stream.Start(system, logger);
+        AddCloseTask(system, stream);
+    }
+
+    private static void AddCloseTask(ActorSystem system, AccessLogStream stream) =>
         CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate, ShutdownTaskName, async () =>
         {
             await stream.CloseAsync().ConfigureAwait(false);
             return Done.Instance;
         });
-    }
+
+    [LoggerMessage(EventId = 5106, Level = LogLevel.Debug, Message = "Access log not started: shutdown began during start-up ({Detail})")]
+    private static partial void LogNotStarted(ILogger logger, string detail);
 }
