@@ -88,19 +88,24 @@ public static class Program
         }
 
         using var databaseLifetime = database;
+        // Ctrl+C or SIGTERM before the node was ready: whatever the start (or the status ask after it) threw then is a
+        // consequence of the stop the operator asked for, not a failure to report. Coordinated shutdown unbinds and
+        // drains what did start; the node exits as after a drain.
+        var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+        async Task<int> StoppedBeforeReadyAsync()
+        {
+            await host.WaitForShutdownAsync().ConfigureAwait(false);
+            logger.LogInformation("Rama node stopped before it was ready");
+            return ExitCodes.Ok;
+        }
+
         try
         {
             await host.StartAsync().ConfigureAwait(false);
         }
-        catch (Exception) when (host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested)
+        catch (Exception) when (stopping.IsCancellationRequested)
         {
-            // Whatever the start threw after Ctrl+C or SIGTERM (a cancelled start, a step refused because shutdown had
-            // begun) is a consequence of the stop the operator asked for, not a failure to report.
-            // Ctrl+C or SIGTERM before the node was ready: the host cancelled its own start. Stop what did start
-            // (listeners bound so far are unbound by coordinated shutdown) and exit as after a drain.
-            await host.StopAsync().ConfigureAwait(false);
-            logger.LogInformation("Rama node stopped before it was ready");
-            return ExitCodes.Ok;
+            return await StoppedBeforeReadyAsync().ConfigureAwait(false);
         }
         catch (ListenerBindException ex)
         {
@@ -119,7 +124,6 @@ public static class Program
             return ExitCodes.Failed;
         }
 
-        var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
         ListenersStatus status;
         try
         {
@@ -128,10 +132,7 @@ public static class Program
         }
         catch (Exception) when (stopping.IsCancellationRequested)
         {
-            // Ctrl+C or SIGTERM right after the start: shutdown already runs (the listeners unbind and drain).
-            await host.WaitForShutdownAsync().ConfigureAwait(false);
-            logger.LogInformation("Rama node stopped before it was ready");
-            return ExitCodes.Ok;
+            return await StoppedBeforeReadyAsync().ConfigureAwait(false);
         }
 
         foreach (var listener in options.Listeners)

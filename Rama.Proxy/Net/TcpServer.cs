@@ -97,13 +97,12 @@ public sealed partial class TcpServer : IAsyncDisposable
     /// </summary>
     private static void AllowRebindOverTimeWait(Socket socket)
     {
-        if (OperatingSystem.IsLinux() || OperatingSystem.IsFreeBSD())
+        // SOL_SOCKET / SO_REUSEADDR: 1 / 2 on Linux, 0xffff / 4 on the BSDs and macOS.
+        if (OperatingSystem.IsLinux())
         {
-            // Linux and FreeBSD: SOL_SOCKET = 1 / 0xffff, SO_REUSEADDR = 2 / 4.
-            var (level, name) = OperatingSystem.IsLinux() ? (1, 2) : (0xffff, 4);
-            socket.SetRawSocketOption(level, name, BitConverter.GetBytes(1));
+            socket.SetRawSocketOption(1, 2, BitConverter.GetBytes(1));
         }
-        else if (OperatingSystem.IsMacOS())
+        else if (OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())
         {
             socket.SetRawSocketOption(0xffff, 4, BitConverter.GetBytes(1));
         }

@@ -178,6 +178,21 @@ internal static class Eventually
             await Task.Delay(20);
         }
     }
+
+    /// <summary>The same for a condition that must ask (an actor, a socket) to be checked.</summary>
+    public static async Task TrueAsync(Func<Task<bool>> condition, TimeSpan? within = null, string? because = null)
+    {
+        var deadline = Stopwatch.GetTimestamp() + (long)((within ?? TimeSpan.FromSeconds(5)).TotalSeconds * Stopwatch.Frequency);
+        while (!await condition())
+        {
+            if (Stopwatch.GetTimestamp() > deadline)
+            {
+                Assert.Fail(because ?? "condition not met in time");
+            }
+
+            await Task.Delay(20);
+        }
+    }
 }
 
 /// <summary>Socket reads as tests need them.</summary>

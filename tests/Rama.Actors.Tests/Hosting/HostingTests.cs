@@ -9,6 +9,7 @@ using Rama.Actors.Hosting;
 using Rama.Actors.Listeners;
 using Rama.Proxy.Core;
 using Rama.Proxy.Net;
+using Rama.Testing;
 
 namespace Rama.Actors.Tests.Hosting;
 
@@ -103,7 +104,8 @@ public sealed class HostingTests
 
         using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await client.ConnectAsync(endpoint);
-        await AwaitAsync(async () => (await listeners.Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5))).Listeners.Single().OpenConnections == 1);
+        await Eventually.TrueAsync(async () => (await listeners.Ask<ListenersStatus>(GetListenerStatus.Instance, TimeSpan.FromSeconds(5))).Listeners.Single().OpenConnections == 1,
+            TimeSpan.FromSeconds(10), "the connection was never counted");
         var stopping = host.StopAsync(TimeSpan.FromSeconds(30).ToToken());
 
         // Unbound during shutdown: new connections are refused while the one in flight waits.
@@ -129,16 +131,6 @@ public sealed class HostingTests
         var error = await Assert.ThrowsAsync<ListenerBindException>(() => host.StartAsync());
         Assert.Contains($"cannot listen on {occupied.LocalEndPoint}", error.Message, StringComparison.Ordinal);
         await host.StopAsync(TimeSpan.FromSeconds(10).ToToken());
-    }
-
-    private static async Task AwaitAsync(Func<Task<bool>> condition)
-    {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
-        while (!await condition())
-        {
-            Assert.True(DateTime.UtcNow < deadline, "condition not met within 10 s");
-            await Task.Delay(20);
-        }
     }
 
     private static async Task WaitUntilRefusedAsync(IPEndPoint endpoint)
