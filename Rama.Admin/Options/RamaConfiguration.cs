@@ -77,6 +77,15 @@ public static class RamaConfiguration
     public static IEnumerable<KeyValuePair<string, string?>> FromEnvironment(IDictionary environment)
     {
         ArgumentNullException.ThrowIfNull(environment);
+        // Lighthouse's container variables first, so an explicit Rama__Cluster__... of the same environment wins.
+        foreach (var (variable, key) in LighthouseVariables)
+        {
+            if (environment[variable] is string { Length: > 0 } value)
+            {
+                yield return new(key, value);
+            }
+        }
+
         foreach (DictionaryEntry entry in environment)
         {
             if (entry.Key is string key && key.Length > 0)
@@ -85,6 +94,15 @@ public static class RamaConfiguration
             }
         }
     }
+
+    /// <summary>The variables of Petabridge's Lighthouse image, and the keys they set (the fleet's options, Rama.Admin.Cluster).</summary>
+    public static IReadOnlyList<(string Variable, string Key)> LighthouseVariables { get; } =
+    [
+        ("CLUSTER_IP", "Rama:Cluster:PublicHost"),
+        ("CLUSTER_PORT", "Rama:Cluster:Port"),
+        ("CLUSTER_SEEDS", "Rama:Cluster:Seeds"),
+        ("CLUSTER_SECRET", "Rama:Cluster:Secret"),
+    ];
 
     private static bool IsUnder(string key, string list) =>
         key.Equals(list, StringComparison.OrdinalIgnoreCase)

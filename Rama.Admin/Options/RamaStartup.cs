@@ -12,8 +12,12 @@ public static class ExitCodes
     /// <summary>Could not start for a reason outside the operator's options (e.g. a timeout while starting).</summary>
     public const int Failed = 1;
 
-    /// <summary>Bad command line or configuration, or an address that cannot be bound: fix the options.</summary>
+    /// <summary>Bad command line or configuration, or an address that cannot be bound: fix the options. Also: the fleet
+    /// refused this member's proof of membership (another cluster secret or CA).</summary>
     public const int BadOptions = 2;
+
+    /// <summary>The fleet downed this member (split-brain resolver, <c>pbm cluster down</c>): restart it to rejoin as a new incarnation.</summary>
+    public const int Downed = 3;
 }
 
 /// <summary>

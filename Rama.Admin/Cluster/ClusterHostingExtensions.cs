@@ -1,0 +1,117 @@
+using System.Globalization;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using AkkaClusterOptions = Akka.Cluster.Hosting.ClusterOptions;
+
+namespace Rama.Admin.Cluster;
+
+/// <summary>Akka.Remote + Akka.Cluster for a Rama fleet member, through Akka.Hosting's own options.</summary>
+public static class ClusterHostingExtensions
+{
+    /// <summary>
+    /// Makes this actor system a fleet member when <paramref name="options"/> is <see cref="ClusterOptions.Enabled"/>
+    /// (otherwise nothing: the process runs alone): remoting on <see cref="ClusterOptions.Bind"/> (TLS with mutual
+    /// authentication unless the fleet is on loopback without a secret), the cluster with its roles and seeds (itself
+    /// when it has none), Akka's split-brain resolver, and graceful leave in coordinated shutdown (Akka.Cluster's own
+    /// <c>cluster-leave</c> phase, after Rama's listeners have unbound and drained).
+    /// </summary>
+    /// <param name="certificates">The member's certificates (<see cref="FleetCertificates"/>), required unless the fleet runs without TLS.</param>
+    public static AkkaConfigurationBuilder WithRamaCluster(this AkkaConfigurationBuilder builder, string systemName, ClusterOptions options, FleetCertificates? certificates)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(options);
+        if (!options.Enabled)
+        {
+            return builder;
+        }
+
+        if (options.Authentication != FleetAuthentication.None && certificates is null)
+        {
+            throw new ArgumentException("a fleet with TLS needs the member's certificates", nameof(certificates));
+        }
+
+        var remote = new RemoteOptions
+        {
+            HostName = options.Bind.Address.ToString(),
+            Port = options.Bind.Port,
+            PublicHostName = options.Public?.Host,
+            PublicPort = options.Public?.Port,
+        };
+        if (certificates is not null)
+        {
+            remote.EnableSsl = true;
+            remote.Ssl = new SslOptions
+            {
+                X509Certificate = certificates.Member,
+                SuppressValidation = false,
+                RequireMutualAuthentication = true,
+                // Members are dialled by IP, container name or public name alike: the CA, not the name, says who belongs.
+                ValidateCertificateHostname = false,
+                CustomValidator = certificates.Validator(),
+            };
+        }
+
+        var seeds = options.Seeds.Count > 0 ? options.Seeds : [options.Advertised];
+        SplitBrainResolverOption strategy = options.Strategy switch
+        {
+            SplitBrainStrategy.KeepOldest => new KeepOldestOption(),
+            SplitBrainStrategy.StaticQuorum => new StaticQuorumOption { QuorumSize = options.QuorumSize },
+            _ => new KeepMajorityOption(),
+        };
+
+        builder
+            .WithRemoting(remote)
+            .WithClustering(new AkkaClusterOptions
+            {
+                Roles = [.. options.Roles],
+                SeedNodes = [.. seeds.Select(s => options.AddressOf(systemName, s))],
+                SplitBrainResolver = strategy,
+                FailureDetector = new PhiAccrualFailureDetectorOptions { AcceptableHeartbeatPause = options.HeartbeatPause },
+                LogInfo = true,
+            })
+            .AddHocon(Hocon(options), HoconAddMode.Prepend);
+        return builder;
+    }
+
+    /// <summary>What Akka.Cluster.Hosting has no option for.</summary>
+    internal static string Hocon(ClusterOptions options)
+    {
+        var lines = new List<string>
+        {
+            string.Create(CultureInfo.InvariantCulture, $"akka.cluster.split-brain-resolver.stable-after = {(long)options.StableAfter.TotalMilliseconds}ms"),
+            // A downed member's coordinated shutdown ends the process (Akka's default, stated because the exit code depends on it).
+            "akka.cluster.run-coordinated-shutdown-when-down = on",
+        };
+        if (options.Strategy == SplitBrainStrategy.DownAll)
+        {
+            lines.Add("akka.cluster.split-brain-resolver.active-strategy = down-all");
+        }
+
+        if (options.FaultInjection)
+        {
+            // Akka.Remote's throttler (what MultiNode tests use to blackhole links), driven by the fault palette.
+            lines.Add("akka.remote.dot-netty.tcp.applied-adapters = [trttl]");
+        }
+
+        return string.Join('\n', lines);
+    }
+
+    /// <summary>Registers the member's <see cref="FleetCertificates"/> (made here from the secret or read from the files) for disposal with the host.</summary>
+    public static FleetCertificates? CreateCertificates(ClusterOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options.Authentication switch
+        {
+            FleetAuthentication.Secret => FleetCertificates.FromSecret(options.Secret!, options.Advertised.ToString()),
+            FleetAuthentication.Certificates => FleetCertificates.FromFiles(options.CertificateFile!, options.KeyFile, options.CaFile!),
+            _ => null,
+        };
+    }
+
+    /// <summary>Adds the fleet's options to DI (the admin palettes and embedding apps read them).</summary>
+    public static IServiceCollection AddRamaClusterOptions(this IServiceCollection services, ClusterOptions options) =>
+        services.AddSingleton(options ?? throw new ArgumentNullException(nameof(options)));
+}
