@@ -1,0 +1,20 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Rama.Admin.Admin;
+
+namespace Rama.Actors.Admin;
+
+/// <summary>The proxy node's palettes of <c>pbm</c>.</summary>
+public static class NodeAdminExtensions
+{
+    /// <summary>
+    /// Registers the <c>node</c> palette (<c>pbm node status</c>) with the admin endpoint of
+    /// <c>services.AddRamaAdmin(options)</c>; it asks the listener supervisor that <c>akka.AddRama(settings)</c> starts.
+    /// </summary>
+    public static IServiceCollection AddRamaNodeAdmin(this IServiceCollection services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdminPalette, NodePalette>());
+        return services;
+    }
+}
