@@ -1,36 +1,82 @@
 using System.Reflection;
+using Akka.Actor;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Rama.Admin.Admin;
+using Rama.Admin.Cluster;
 using Rama.Admin.Hosting;
 using Rama.Admin.Options;
 
-// The Lighthouse seed node: an Akka.NET actor system with no proxy code. It joins nothing yet: the cluster
-// (Akka.Remote, Akka.Cluster, the seed role) comes with the fleet issue. Its options are the common ones
-// (Rama.Admin.Options.CommonOptions): --config, --system-name (Rama:System:Name), --version, config show.
-var commandLine = new RamaCommandLine("rama-lighthouse", "Rama lighthouse: the seed node of a Rama fleet (no proxy code)", CommonOptions.All);
+// The Lighthouse seed node: an Akka.NET cluster member with the role "lighthouse" and no proxy code. Configured like
+// Petabridge's Lighthouse (CLUSTER_IP, CLUSTER_PORT, CLUSTER_SEEDS, plus CLUSTER_SECRET) or with the options every Rama
+// executable shares (--cluster, --seeds, --cluster-secret, --admin, --config, ...). Without seeds it seeds itself.
+var declared = CommonOptions.All.Concat(ClusterOptionDeclarations.All).Concat(AdminOptions.Declarations).ToList();
+var commandLine = new RamaCommandLine("rama-lighthouse", "Rama lighthouse: the seed node of a Rama fleet (no proxy code)", declared);
 var startup = await RamaStartup.RunAsync(commandLine, args, Assembly.GetExecutingAssembly(), Console.Out, Console.Error).ConfigureAwait(false);
 if (startup.ExitCode is { } done)
 {
     return done;
 }
 
-var reader = new OptionsReader(startup.Configuration!, CommonOptions.All);
+var reader = new OptionsReader(startup.Configuration!, declared);
 var system = SystemOptions.Read(reader);
+var cluster = ClusterOptions.Read(reader, ClusterMemberKind.Lighthouse);
+var admin = AdminOptions.Read(reader);
 if (await startup.FinishReadingAsync(reader, Console.Out, Console.Error).ConfigureAwait(false) is { } finished)
 {
     return finished;
 }
 
+using var certificates = ClusterHostingExtensions.CreateCertificates(cluster);
 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory, Args = [] });
 builder.Configuration.Sources.Clear();
 builder.Configuration.AddConfiguration(startup.Configuration!);
-builder.Services.AddRamaActorSystem(system);
+builder.Logging.AddSimpleConsole(o =>
+{
+    o.SingleLine = true;
+    o.TimestampFormat = "HH:mm:ss.fff ";
+});
+builder.Services.AddRamaClusterOptions(cluster);
+builder.Services.AddRamaAdmin(admin);
+builder.Services.AddRamaActorSystem(system, (akka, _) => akka.WithRamaCluster(system.Name, cluster, certificates).AddRamaAdmin());
 using var host = builder.Build();
 var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Lighthouse");
-// Started (SIGTERM/Ctrl+C handlers installed) before saying so: a supervisor that stops us on that line must not kill us early.
-await host.StartAsync().ConfigureAwait(false);
-logger.LogInformation("Rama lighthouse started (actor system {System} up; the cluster seed role comes with the fleet: no cluster endpoint is bound)", system.Name);
+var stopping = host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping;
+try
+{
+    // Started (SIGTERM/Ctrl+C handlers installed) before saying so: a supervisor that stops us on that line must not kill us early.
+    await host.StartAsync().ConfigureAwait(false);
+}
+catch (Exception) when (stopping.IsCancellationRequested)
+{
+    await host.WaitForShutdownAsync().ConfigureAwait(false);
+    return ExitCodes.Ok;
+}
+catch (AdminBindException ex)
+{
+    await Console.Error.WriteLineAsync("rama-lighthouse: could not start: " + ex.Message).ConfigureAwait(false);
+    return ExitCodes.BadOptions;
+}
+catch (Exception ex) when (ex is System.Net.Sockets.SocketException or AggregateException or InvalidOperationException or Akka.Remote.RemoteTransportException)
+{
+    await Console.Error.WriteLineAsync("rama-lighthouse: could not start: " + ex.GetBaseException().Message).ConfigureAwait(false);
+    return ExitCodes.BadOptions;
+}
+
+var actorSystem = host.Services.GetRequiredService<ActorSystem>();
+Console.WriteLine($"Rama lighthouse: {cluster.AddressOf(system.Name, cluster.Advertised)} ({Describe(cluster)}); seeds {string.Join(", ", (cluster.Seeds.Count > 0 ? cluster.Seeds : [cluster.Advertised]).Select(s => s.ToString()))}");
+Console.WriteLine($"Rama lighthouse: admin endpoint {host.Services.GetRequiredService<AdminEndpoint>().BoundEndpoint} (pbm)");
+Console.WriteLine("Rama lighthouse ready; Ctrl+C or SIGTERM leaves the fleet and stops it");
 await host.WaitForShutdownAsync().ConfigureAwait(false);
-return ExitCodes.Ok;
+var (code, message) = MemberExit.Of(actorSystem);
+logger.LogInformation("Rama lighthouse {Message}", message);
+return code;
+
+static string Describe(ClusterOptions cluster) => cluster.Authentication switch
+{
+    FleetAuthentication.Secret => "mutual TLS, fleet CA from the cluster secret",
+    FleetAuthentication.Certificates => "mutual TLS, operator's CA",
+    _ => "no TLS: loopback only",
+};

@@ -6,9 +6,12 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Akka.Actor;
 using Akka.Hosting;
+using Rama.Actors.Admin;
 using Rama.Actors.Hosting;
 using Rama.Actors.Listeners;
 using Rama.Actors.Options;
+using Rama.Admin.Admin;
+using Rama.Admin.Cluster;
 using Rama.Admin.Hosting;
 using Rama.Admin.Options;
 using Rama.Proxy.Upstream;
@@ -52,6 +55,18 @@ public static class Program
             return finished;
         }
 
+        FleetCertificates? certificates;
+        try
+        {
+            certificates = ClusterHostingExtensions.CreateCertificates(options.Cluster);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or System.Security.Cryptography.CryptographicException)
+        {
+            await Console.Error.WriteLineAsync("rama-node: cluster certificates: " + ex.Message).ConfigureAwait(false);
+            return ExitCodes.BadOptions;
+        }
+
+        using var fleetCertificates = certificates;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.Sources.Clear();
         builder.Configuration.AddConfiguration(startup.Configuration!);
@@ -64,7 +79,12 @@ public static class Program
         ProxyDatabaseFile? database = null;
         // The access log is its own Akka.Streams stream (batched writes, drops counted, never blocking a connection).
         builder.Services.AddRamaAccessLog(options.AccessLog);
+        builder.Services.AddRamaClusterOptions(options.Cluster);
+        builder.Services.AddRamaAdmin(options.Admin);
+        builder.Services.AddRamaNodeAdmin();
         builder.Services.AddRamaActorSystem(options.System, (akka, _) => akka
+            .WithRamaCluster(options.System.Name, options.Cluster, certificates)
+            .AddRamaAdmin()
             .AddRamaAccessLog()
             .AddRama(new RamaSettings
             {
@@ -107,7 +127,7 @@ public static class Program
         {
             return await StoppedBeforeReadyAsync().ConfigureAwait(false);
         }
-        catch (ListenerBindException ex)
+        catch (Exception ex) when (ex is ListenerBindException or AdminBindException)
         {
             await Console.Error.WriteLineAsync("rama-node: could not start: " + ex.Message).ConfigureAwait(false);
             return ExitCodes.BadOptions;
@@ -116,6 +136,12 @@ public static class Program
         {
             // Building a stack reads files the options name (the MITM CA, created here when absent; CA bundles).
             await Console.Error.WriteLineAsync("rama-node: could not start: " + ex.Message).ConfigureAwait(false);
+            return ExitCodes.BadOptions;
+        }
+        catch (Exception ex) when (ex is Akka.Remote.RemoteTransportException || ex.GetBaseException() is System.Net.Sockets.SocketException { SocketErrorCode: System.Net.Sockets.SocketError.AddressAlreadyInUse or System.Net.Sockets.SocketError.AddressNotAvailable })
+        {
+            // Akka.Remote could not bind the cluster address (in use, not a local address).
+            await Console.Error.WriteLineAsync($"rama-node: could not start: cluster address {options.Cluster.Bind}: {ex.GetBaseException().Message}").ConfigureAwait(false);
             return ExitCodes.BadOptions;
         }
         catch (Exception ex) when (ex is System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException or AskTimeoutException)
@@ -157,11 +183,27 @@ public static class Program
                 $"mode {options.Proxy.Upstream.Mode.ToString().ToLowerInvariant()}");
         }
 
+        Console.WriteLine($"Rama node: admin endpoint {host.Services.GetRequiredService<AdminEndpoint>().BoundEndpoint} (pbm)");
+        if (options.Cluster.Enabled)
+        {
+            var seeds = options.Cluster.Seeds.Count > 0 ? options.Cluster.Seeds : [options.Cluster.Advertised];
+            Console.WriteLine($"Rama node: fleet member {options.Cluster.AddressOf(options.System.Name, options.Cluster.Advertised)} " +
+                $"(roles {string.Join(",", options.Cluster.Roles)}; {Describe(options.Cluster.Authentication)}); seeds {string.Join(", ", seeds)}");
+        }
+
         Console.WriteLine("Rama node ready; Ctrl+C or SIGTERM drains and stops it");
         await host.WaitForShutdownAsync().ConfigureAwait(false);
-        logger.LogInformation("Rama node stopped");
-        return ExitCodes.Ok;
+        var (code, message) = MemberExit.Of(host.Services.GetRequiredService<ActorSystem>());
+        logger.LogInformation("Rama node {Message}", message);
+        return code;
     }
+
+    private static string Describe(FleetAuthentication authentication) => authentication switch
+    {
+        FleetAuthentication.Secret => "mutual TLS, fleet CA from the cluster secret",
+        FleetAuthentication.Certificates => "mutual TLS, operator's CA",
+        _ => "no TLS: loopback only",
+    };
 
     /// <summary><c>rama-node ca export</c>: prints the MITM CA certificate (PEM), creating the CA when absent (the one command that may).</summary>
     private static async Task<int> ExportCaAsync(NodeOptions options, IReadOnlyList<string> problems)

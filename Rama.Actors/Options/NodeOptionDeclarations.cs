@@ -1,4 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
+using Rama.Admin.Admin;
+using Rama.Admin.Cluster;
 using Rama.Admin.Options;
 using Rama.Proxy.Upstream;
 
@@ -306,6 +308,8 @@ public static class NodeOptionDeclarations
     public static IReadOnlyList<RamaOption> All { get; } =
     [
         .. CommonOptions.All,
+        .. ClusterOptionDeclarations.All,
+        .. AdminOptions.Declarations,
         Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb,
         UpstreamMode, UpstreamFallback, UpstreamAttempts, UpstreamBackoff, UpstreamProxyCa,
         Cert, CertKey, CertificateNames, CertificateCert, CertificateKey, CertificatePassword,

@@ -1,9 +1,11 @@
 using System.Net;
+using D = Rama.Actors.Options.NodeOptionDeclarations;
 using Rama.Actors.AccessLog;
+using Rama.Admin.Admin;
+using Rama.Admin.Cluster;
 using Rama.Admin.Options;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Upstream;
-using D = Rama.Actors.Options.NodeOptionDeclarations;
 
 namespace Rama.Actors.Options;
 
@@ -17,6 +19,12 @@ public sealed record NodeOptions
 {
     /// <summary>The actor system (<c>Rama:System</c>).</summary>
     public SystemOptions System { get; init; } = new();
+
+    /// <summary>The fleet (<c>Rama:Cluster</c>); not <see cref="ClusterOptions.Enabled"/> when the node runs alone.</summary>
+    public ClusterOptions Cluster { get; init; } = new();
+
+    /// <summary>The admin endpoint <c>pbm</c> talks to (<c>Rama:Admin</c>).</summary>
+    public AdminOptions Admin { get; init; } = new();
 
     /// <summary>Every listener, named (<c>Rama:Listeners:&lt;name&gt;</c> or a shorthand's <c>listen-0</c>, ...).</summary>
     public IReadOnlyList<ListenerOptions> Listeners { get; init; } = [];
@@ -44,7 +52,7 @@ public sealed record NodeOptions
 
     /// <summary>The keys directly under <c>Rama</c>; anything else is refused.</summary>
     public static IReadOnlyList<string> TopLevelKeys { get; } =
-        ["System", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog"];
+        ["System", "Cluster", "Admin", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog"];
 
     /// <summary>Reads and validates every option; the problems are in <paramref name="reader"/>.</summary>
     public static NodeOptions Read(OptionsReader reader)
@@ -53,6 +61,8 @@ public sealed record NodeOptions
         reader.RefuseUnknownKeys("Rama", TopLevelKeys, "Rama");
         var system = SystemOptions.Read(reader);
         reader.RefuseUnknownKeys("Rama:System", ["Name"], "Rama:System");
+        var cluster = ClusterOptions.Read(reader, ClusterMemberKind.Node);
+        var admin = AdminOptions.Read(reader);
         var auth = reader.List(D.Auth);
         var allowOpen = reader.Flag(D.AllowOpenProxy);
         var drain = reader.Duration(D.DrainTimeout, TimeSpan.FromSeconds(20));
@@ -66,6 +76,8 @@ public sealed record NodeOptions
         var options = new NodeOptions
         {
             System = system,
+            Cluster = cluster,
+            Admin = admin,
             Listeners = listeners,
             AllowOpenProxy = allowOpen,
             DrainTimeout = drain,

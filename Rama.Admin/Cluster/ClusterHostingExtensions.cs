@@ -1,9 +1,11 @@
 using System.Globalization;
+using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Hosting.SBR;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using Microsoft.Extensions.DependencyInjection;
+using Rama.Admin.Admin;
 using AkkaClusterOptions = Akka.Cluster.Hosting.ClusterOptions;
 
 namespace Rama.Admin.Cluster;
@@ -111,7 +113,19 @@ public static class ClusterHostingExtensions
         };
     }
 
-    /// <summary>Adds the fleet's options to DI (the admin palettes and embedding apps read them).</summary>
-    public static IServiceCollection AddRamaClusterOptions(this IServiceCollection services, ClusterOptions options) =>
-        services.AddSingleton(options ?? throw new ArgumentNullException(nameof(options)));
+    /// <summary>
+    /// Adds the fleet's options to DI (the admin palettes and embedding apps read them) and, when
+    /// <see cref="ClusterOptions.FaultInjection"/> is on (tests only), the <c>fault</c> admin palette.
+    /// </summary>
+    public static IServiceCollection AddRamaClusterOptions(this IServiceCollection services, ClusterOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        services.AddSingleton(options);
+        if (options.Enabled && options.FaultInjection)
+        {
+            services.AddSingleton<IAdminPalette>(sp => new FaultPalette(sp.GetRequiredService<ActorSystem>(), options));
+        }
+
+        return services;
+    }
 }

@@ -73,6 +73,8 @@ internal sealed partial class NodeProcess : IAsyncDisposable
 
         psi.Environment["DOTNET_ENVIRONMENT"] = "Production";
         psi.Environment["Logging__Console__FormatterName"] = "simple";
+        // Many nodes run at once: each takes a free admin port unless a test names one (the command line wins).
+        psi.Environment["Rama__Admin__Bind"] = "127.0.0.1:0";
         foreach (var (key, value) in environment ?? new Dictionary<string, string>())
         {
             psi.Environment[key] = value;
