@@ -30,6 +30,12 @@ public static class ClusterHostingExtensions
             return builder;
         }
 
+        if (options.Authentication == FleetAuthentication.None && !System.Net.IPAddress.IsLoopback(options.Bind.Address))
+        {
+            // The same refusal as the options' (an embedding app may build ClusterOptions in code).
+            throw new ArgumentException($"cluster address {options.Bind} is not a loopback address: the fleet must authenticate its members there (set Secret, or CertificateFile and CaFile)", nameof(options));
+        }
+
         if (options.Authentication != FleetAuthentication.None && certificates is null)
         {
             throw new ArgumentException("a fleet with TLS needs the member's certificates", nameof(certificates));

@@ -74,7 +74,9 @@ public sealed record ClusterOptions
     /// <summary>The failure detector's acceptable heartbeat pause (Akka's default 3 s).</summary>
     public TimeSpan HeartbeatPause { get; init; } = TimeSpan.FromSeconds(3);
 
-    public FleetAuthentication Authentication { get; init; }
+    /// <summary>How members prove they belong: certificates when <see cref="CertificateFile"/> is set, else the secret when set, else none (loopback only).</summary>
+    public FleetAuthentication Authentication =>
+        CertificateFile is not null ? FleetAuthentication.Certificates : Secret is not null ? FleetAuthentication.Secret : FleetAuthentication.None;
 
     public string? Secret { get; init; }
 
@@ -206,7 +208,6 @@ public sealed record ClusterOptions
             StableAfter = stableAfter,
             QuorumSize = quorum,
             HeartbeatPause = pause,
-            Authentication = authentication,
             Secret = secret,
             CertificateFile = certificate,
             KeyFile = key,
