@@ -39,6 +39,22 @@ public sealed partial class DependencyTests
         Assert.DoesNotContain(references, n => n.StartsWith("rama-", StringComparison.Ordinal) || n == "Rama.Node");
     }
 
+    [Fact]
+    public void Rama_Cmd_references_no_Akka_and_no_proxy_code()
+    {
+        // pbm links the admin protocol's one file and talks JSON over TCP: nothing of the fleet's runtime comes with it.
+        var configuration = AppContext.BaseDirectory.Contains("/Release/", StringComparison.Ordinal) ? "Release" : "Debug";
+        var pbm = Path.Combine(RepoRoot(), "Rama.Cmd", "bin", configuration, "net10.0", "pbm.dll");
+        using var stream = File.OpenRead(pbm);
+        using var pe = new System.Reflection.PortableExecutable.PEReader(stream);
+        var metadata = System.Reflection.Metadata.PEReaderExtensions.GetMetadataReader(pe);
+        var references = metadata.AssemblyReferences.Select(h => metadata.GetString(metadata.GetAssemblyReference(h).Name)).ToList();
+        var bad = references.Where(n => n.StartsWith("Akka", StringComparison.Ordinal) || n.StartsWith("Rama.", StringComparison.Ordinal)).ToList();
+        Assert.True(bad.Count == 0, "pbm references " + string.Join(", ", bad));
+        var project = File.ReadAllText(Path.Combine(RepoRoot(), "Rama.Cmd", "Rama.Cmd.csproj"));
+        Assert.DoesNotMatch(@"(PackageReference|ProjectReference)\s+Include=""[^""]*(Akka|Rama\.Proxy|Rama\.Actors|Rama\.Admin\.csproj)", project);
+    }
+
     [Theory]
     [InlineData("Rama.Proxy")]
     [InlineData("Rama.Actors")]
