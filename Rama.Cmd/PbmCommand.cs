@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Reflection;
 using System.Text;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Rama.Admin.Admin;
@@ -20,7 +21,10 @@ internal sealed class PbmCommand(TextWriter output, TextWriter error, Func<strin
     /// <summary>How long a command (other than <c>tail</c>) may wait for its next frame.</summary>
     public static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(15);
 
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+    // Output for a terminal or a script, never HTML: '+' of a time stays '+', not \u002B.
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    private static readonly JsonSerializerOptions Compact = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     public static string Usage =>
         $"""
@@ -159,7 +163,7 @@ internal sealed class PbmCommand(TextWriter output, TextWriter error, Func<strin
                     await error.WriteLineAsync("pbm: " + frame.Message).ConfigureAwait(false);
                     break;
                 case AdminFrameType.Event when json:
-                    await output.WriteLineAsync(ToJson(frame.Fields).ToJsonString()).ConfigureAwait(false);
+                    await output.WriteLineAsync(ToJson(frame.Fields).ToJsonString(Compact)).ConfigureAwait(false);
                     await output.FlushAsync(CancellationToken.None).ConfigureAwait(false);
                     break;
                 case AdminFrameType.Event:
