@@ -310,7 +310,7 @@ internal sealed partial class AdminServer : IAsyncDisposable
         }
     }
 
-    [LoggerMessage(EventId = 9100, Level = LogLevel.Information, Message = "admin endpoint listening on {Endpoint} ({TokenMode}; palettes {Palettes})")]
+    [LoggerMessage(EventId = 9100, Level = LogLevel.Information, Message = "admin endpoint serving on {Endpoint} ({TokenMode}; palettes {Palettes})")]
     private static partial void LogListening(ILogger logger, IPEndPoint endpoint, string tokenMode, string palettes);
 
     [LoggerMessage(EventId = 9101, Level = LogLevel.Information, Message = "admin endpoint {Endpoint} closed")]

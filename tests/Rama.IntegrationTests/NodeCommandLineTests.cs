@@ -73,8 +73,10 @@ public sealed class NodeCommandLineTests
     [Fact]
     public async Task Lighthouse_starts_and_stops_cleanly()
     {
-        await using var lighthouse = await NodeProcess.StartAsync([], expectListening: false, project: "Rama.Lighthouse", assembly: "rama-lighthouse");
-        await lighthouse.WaitForLineAsync("Rama lighthouse started", TimeSpan.FromSeconds(30));
+        var port = Fleet.FleetHarness.FreePort();
+        await using var lighthouse = await NodeProcess.StartAsync(["--cluster", $"127.0.0.1:{port}"], expectListening: false, project: "Rama.Lighthouse", assembly: "rama-lighthouse");
+        await lighthouse.WaitForLineAsync("Rama lighthouse ready", TimeSpan.FromSeconds(30));
+        Assert.Equal($"akka.tcp://rama@127.0.0.1:{port}", lighthouse.ClusterAddress);
         lighthouse.Terminate();
         Assert.Equal(0, await lighthouse.Exited.WaitAsync(TimeSpan.FromSeconds(15)));
     }

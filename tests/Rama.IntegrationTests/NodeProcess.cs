@@ -136,8 +136,30 @@ internal sealed partial class NodeProcess : IAsyncDisposable
         return node;
     }
 
-    [GeneratedRegex(@"listening on (\S+:\d+)")]
+    [GeneratedRegex(@"Rama node: \S+ listening on (\S+:\d+)")]
     private static partial Regex ListeningLine();
+
+    [GeneratedRegex(@"admin endpoint (\S+:\d+) \(pbm\)")]
+    private static partial Regex AdminLine();
+
+    [GeneratedRegex(@"(?:Rama node: fleet member|Rama lighthouse:) (akka[a-z.]*://\S+)")]
+    private static partial Regex ClusterAddressLine();
+
+    /// <summary>The admin endpoint the process printed ("admin endpoint 127.0.0.1:PORT (pbm)"); null until it did.</summary>
+    public IPEndPoint? AdminEndpoint => FirstMatch(AdminLine()) is { } text ? IPEndPoint.Parse(text) : null;
+
+    /// <summary>This member's fleet address as it printed it (a node's "fleet member ...", the lighthouse's first line); null until it did.</summary>
+    public string? ClusterAddress => FirstMatch(ClusterAddressLine());
+
+    /// <summary>The last <paramref name="count"/> lines of output, each cut to <paramref name="width"/> characters (for failure messages).</summary>
+    public string Tail(int count = 40, int width = 400) =>
+        string.Join('\n', _lines.TakeLast(count).Select(l => l.Length <= width ? l : l[..width] + " ..."));
+
+    /// <summary>SIGKILL: gone at once, no shutdown work. env(1) execs dotnet, and dotnet runs the app in-process, so <see cref="Pid"/> is the app.</summary>
+    public void Kill() => _process.Kill();
+
+    private string? FirstMatch(Regex regex) =>
+        _lines.Select(l => regex.Match(l)).FirstOrDefault(m => m.Success)?.Groups[1].Value;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int kill(int pid, int signal);
