@@ -74,6 +74,9 @@ public sealed record ClusterOptions
     /// <summary>The failure detector's acceptable heartbeat pause (Akka's default 3 s).</summary>
     public TimeSpan HeartbeatPause { get; init; } = TimeSpan.FromSeconds(3);
 
+    /// <summary>How often members heartbeat each other (<c>--heartbeat-interval</c>; Akka's default 1 s).</summary>
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>How members prove they belong: certificates when <see cref="CertificateFile"/> is set, else the secret when set, else none (loopback only).</summary>
     public FleetAuthentication Authentication =>
         CertificateFile is not null ? FleetAuthentication.Certificates : Secret is not null ? FleetAuthentication.Secret : FleetAuthentication.None;
@@ -118,6 +121,7 @@ public sealed record ClusterOptions
         var stableAfter = reader.Duration(ClusterOptionDeclarations.StableAfter, TimeSpan.FromSeconds(20));
         var quorum = reader.Text(ClusterOptionDeclarations.QuorumSize) is { } q ? int.Parse(q, CultureInfo.InvariantCulture) : (int?)null;
         var pause = reader.Duration(ClusterOptionDeclarations.HeartbeatPause, TimeSpan.FromSeconds(3));
+        var interval = reader.Duration(ClusterOptionDeclarations.HeartbeatInterval, TimeSpan.FromSeconds(1));
         var secret = reader.Text(ClusterOptionDeclarations.Secret);
         var certificate = reader.Text(ClusterOptionDeclarations.Certificate);
         var key = reader.Text(ClusterOptionDeclarations.Key);
@@ -208,6 +212,7 @@ public sealed record ClusterOptions
             StableAfter = stableAfter,
             QuorumSize = quorum,
             HeartbeatPause = pause,
+            HeartbeatInterval = interval,
             Secret = secret,
             CertificateFile = certificate,
             KeyFile = key,
