@@ -53,7 +53,9 @@ public sealed class FleetCertificates : IDisposable
         caRequest.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         caRequest.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(caRequest.PublicKey, false));
         // The same subject and key on every member; only the signature differs (ECDSA is randomised), which a chain ignores.
-        var authority = caRequest.CreateSelfSigned(CaNotBefore, CaNotAfter);
+        using var selfSigned = caRequest.CreateSelfSigned(CaNotBefore, CaNotAfter);
+        // Only the CA's public certificate is kept: the trust anchor of the validator; the key signs this member's leaf below and is gone.
+        var authority = X509CertificateLoader.LoadCertificate(selfSigned.RawData);
 
         using var memberKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest(new X500DistinguishedName($"CN={Sanitize(memberName)}, O=Rama fleet {id}"), memberKey, HashAlgorithmName.SHA256);

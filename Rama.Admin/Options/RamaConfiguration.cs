@@ -77,6 +77,19 @@ public static class RamaConfiguration
     public static IEnumerable<KeyValuePair<string, string?>> FromEnvironment(IDictionary environment)
     {
         ArgumentNullException.ThrowIfNull(environment);
+        // One value per key, the later source winning (a configuration key may appear twice: CLUSTER_SECRET and
+        // Rama__Cluster__Secret, or two spellings of one key in different case).
+        var merged = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value) in EnvironmentEntries(environment))
+        {
+            merged[key] = value;
+        }
+
+        return merged;
+    }
+
+    private static IEnumerable<KeyValuePair<string, string?>> EnvironmentEntries(IDictionary environment)
+    {
         // Lighthouse's container variables first, so an explicit Rama__Cluster__... of the same environment wins.
         foreach (var (variable, key) in LighthouseVariables)
         {
