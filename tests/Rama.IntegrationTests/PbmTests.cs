@@ -9,36 +9,8 @@ public sealed class PbmTests
 {
     private static async Task<(int Exit, string Output, string Error, TimeSpan Elapsed)> RunAsync(params string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = Path.GetTempPath(),
-        };
-        psi.ArgumentList.Add(NodeProcess.NodeDll("Rama.Cmd", "pbm"));
-        foreach (var arg in args)
-        {
-            psi.ArgumentList.Add(arg);
-        }
-
-        psi.Environment.Remove("PBM_TOKEN");
-        var started = Stopwatch.StartNew();
-        using var process = Process.Start(psi)!;
-        var output = process.StandardOutput.ReadToEndAsync();
-        var error = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        try
-        {
-            await process.WaitForExitAsync(timeout.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw;
-        }
-
-        return (process.ExitCode, await output, await error, started.Elapsed);
+        var result = await Pbm.RunAsync(args);
+        return (result.Exit, result.Output, result.Error, result.Elapsed);
     }
 
     private static int FreePort()

@@ -20,7 +20,7 @@ public sealed class ShutdownTests
         node.Terminate();
 
         // Once unbound, new connections are refused.
-        await Eventually.TrueAsync(() => IsRefused(node.Endpoint), TimeSpan.FromSeconds(5), "the node kept accepting after SIGTERM");
+        await Eventually.TrueAsync(() => Sockets.IsRefused(node.Endpoint), TimeSpan.FromSeconds(5), "the node kept accepting after SIGTERM");
         Assert.False(node.Exited.IsCompleted, "the node exited before its request in flight finished");
 
         origin.Release.SetResult();
@@ -83,20 +83,6 @@ public sealed class ShutdownTests
             var exitCode = await node.Exited.WaitAsync(TimeSpan.FromSeconds(15));
             Assert.True(exitCode == 0, $"attempt {attempt}: exit {exitCode}\n{node.Output}");
             Assert.DoesNotContain("Unhandled exception", node.Output, StringComparison.Ordinal);
-        }
-    }
-
-    private static bool IsRefused(IPEndPoint endpoint)
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            socket.Connect(endpoint);
-            return false;
-        }
-        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset)
-        {
-            return true;
         }
     }
 }

@@ -198,6 +198,21 @@ internal static class Eventually
 /// <summary>Socket reads as tests need them.</summary>
 internal static class Sockets
 {
+    /// <summary>True when a connect to <paramref name="endpoint"/> is refused (or reset): nothing listens there any more.</summary>
+    public static bool IsRefused(IPEndPoint endpoint)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            socket.Connect(endpoint);
+            return false;
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset)
+        {
+            return true;
+        }
+    }
+
     /// <summary>Reads exactly <paramref name="count"/> bytes within 10 s; an early close throws.</summary>
     public static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count)
     {

@@ -61,7 +61,7 @@ public sealed class FleetLeaveTests(ITestOutputHelper output)
 
             var signalled = fleet.Elapsed;
             leaver.Process.Terminate();
-            await FleetHarness.UntilAsync(() => IsRefused(leaver.Proxy), "the node stops accepting after SIGTERM", TimeSpan.FromSeconds(10));
+            await FleetHarness.UntilAsync(() => Sockets.IsRefused(leaver.Proxy), "the node stops accepting after SIGTERM", TimeSpan.FromSeconds(10));
             Assert.False(leaver.Process.Exited.IsCompleted, "the node exited with a request in flight");
 
             // The tunnel still carries bytes, then the client closes it; the held request answers.
@@ -110,20 +110,6 @@ public sealed class FleetLeaveTests(ITestOutputHelper output)
         while (!seen.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal))
         {
             seen.Append((char)(await Sockets.ReceiveExactlyAsync(socket, 1))[0]);
-        }
-    }
-
-    private static bool IsRefused(IPEndPoint endpoint)
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            socket.Connect(endpoint);
-            return false;
-        }
-        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset)
-        {
-            return true;
         }
     }
 }
