@@ -90,7 +90,9 @@ public static class Program
             {
                 DrainTimeout = options.DrainTimeout,
                 Listeners = services => NodeListeners.Create(options, services, database?.Database),
-            }));
+            })
+            // pbm fleet status|drain: this node's member actor and the fleet's coordinator (a singleton on the proxy nodes).
+            .AddRamaFleet(options.Cluster));
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
