@@ -10,6 +10,7 @@ using Rama.Actors.Admin;
 using Rama.Actors.Hosting;
 using Rama.Actors.Listeners;
 using Rama.Actors.Options;
+using Rama.Actors.Upstreams;
 using Rama.Admin.Admin;
 using Rama.Admin.Cluster;
 using Rama.Admin.Hosting;
@@ -77,6 +78,32 @@ public static class Program
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
         ProxyDatabaseFile? database = null;
+        // A fleet node routes through its replica of the fleet's proxy database; --proxydb there only seeds it (read once,
+        // loaded through the sharded entities when the fleet's database is empty).
+        var fleetDatabase = options.UsesFleetProxyDb ? new FleetProxyDatabase() : null;
+        IReadOnlyList<UpstreamProxy>? fleetSeed = null;
+        string? fleetData = null;
+        if (fleetDatabase is not null)
+        {
+            try
+            {
+                fleetSeed = options.ProxyDb is null ? null : ProxyDatabaseLoader.LoadFile(options.ProxyDb);
+                fleetData = options.FleetDataDirectory is null ? null : Directory.CreateDirectory(Path.GetFullPath(options.FleetDataDirectory)).FullName;
+            }
+            catch (ProxyDatabaseException ex)
+            {
+                await Console.Error.WriteLineAsync($"rama-node: {NodeOptionDeclarations.ProxyDb.Describe()}: {ex.Message}").ConfigureAwait(false);
+                return ExitCodes.BadOptions;
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                await Console.Error.WriteLineAsync($"rama-node: {ex.Message}").ConfigureAwait(false);
+                return ExitCodes.BadOptions;
+            }
+
+            builder.Services.AddRamaFleetProxyDbAdmin(fleetDatabase);
+        }
+
         // The access log is its own Akka.Streams stream (batched writes, drops counted, never blocking a connection).
         builder.Services.AddRamaAccessLog(options.AccessLog);
         builder.Services.AddRamaClusterOptions(options.Cluster);
@@ -86,17 +113,18 @@ public static class Program
             .WithRamaCluster(options.System.Name, options.Cluster, certificates)
             .AddRamaAdmin()
             .AddRamaAccessLog()
+            .WithRamaFleetProxyDbWhen(fleetDatabase, fleetData, fleetSeed, options.ProxyDb)
             .AddRama(new RamaSettings
             {
                 DrainTimeout = options.DrainTimeout,
-                Listeners = services => NodeListeners.Create(options, services, database?.Database),
+                Listeners = services => NodeListeners.Create(options, services, fleetDatabase?.Database ?? (IProxyDatabase?)database?.Database),
             })
             // pbm fleet status|drain: this node's member actor and the fleet's coordinator (a singleton on the proxy nodes).
             .AddRamaFleet(options.Cluster));
 
         using var host = builder.Build();
         var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node");
-        if (options.ProxyDb is not null)
+        if (options.ProxyDb is not null && fleetDatabase is null)
         {
             try
             {
@@ -182,6 +210,14 @@ public static class Program
         if (database is not null)
         {
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Rama node: proxy database {database.FilePath}: {database.Database.Count} records, version {database.Database.Version}, ") +
+                $"mode {options.Proxy.Upstream.Mode.ToString().ToLowerInvariant()}");
+        }
+
+        if (fleetDatabase is not null)
+        {
+            var persistence = fleetData is null ? "in memory" : $"on disk in {fleetData}";
+            var seeding = options.ProxyDb is null ? "" : $"; {options.ProxyDb} ({fleetSeed!.Count} records) seeds it when empty";
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"Rama node: fleet proxy database: {ProxyDbPartitions.Count} partitions, {persistence}{seeding}; ") +
                 $"mode {options.Proxy.Upstream.Mode.ToString().ToLowerInvariant()}");
         }
 

@@ -58,7 +58,13 @@ public static class NodeOptionDeclarations
     public static RamaOption ProxyDb { get; } = new()
     {
         Key = "Rama:ProxyDb", Name = "--proxydb", Value = OptionValue.ExistingFile,
-        Description = "Proxy database (CSV in rama's column order, or JSON) of upstream proxies; reloaded when the file changes",
+        Description = "Proxy database (CSV in rama's column order, or JSON) of upstream proxies; reloaded when the file changes. On a fleet node: seeds the fleet's database when it is empty, read once at start",
+    };
+
+    public static RamaOption FleetData { get; } = new()
+    {
+        Key = "Rama:Fleet:DataDirectory", Name = "--fleet-data", Value = OptionValue.Text,
+        Description = "Fleet node: directory where the fleet's proxy database is kept on disk (a file per partition, created when absent; one directory per node), so it survives a restart of every node (default: in memory only)",
     };
 
     public static RamaOption UpstreamMode { get; } = new()
@@ -310,7 +316,7 @@ public static class NodeOptionDeclarations
         .. CommonOptions.All,
         .. ClusterOptionDeclarations.All,
         .. AdminOptions.Declarations,
-        Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb,
+        Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb, FleetData,
         UpstreamMode, UpstreamFallback, UpstreamAttempts, UpstreamBackoff, UpstreamProxyCa,
         Cert, CertKey, CertificateNames, CertificateCert, CertificateKey, CertificatePassword,
         TlsUpstream, TlsUpstreamTls, TlsUpstreamCa, TlsUpstreamMode, TlsUpstreamProxyProtocol, UnknownSni, Alpn, ClientCa, ClientCert, HandshakeTimeout,

@@ -38,6 +38,18 @@ public sealed record NodeOptions
     /// <summary>Proxy database file (CSV or JSON) for routing through upstream proxies; reloaded when it changes. Null: no upstreams.</summary>
     public string? ProxyDb { get; init; }
 
+    /// <summary>
+    /// Where a fleet node keeps the fleet's proxy database on disk (<c>Rama:Fleet:DataDirectory</c>, a file per partition; one directory
+    /// per node). Null: in memory only (the records live as long as one proxy node runs).
+    /// </summary>
+    public string? FleetDataDirectory { get; init; }
+
+    /// <summary>
+    /// True on a fleet member with the <c>proxy</c> role: its upstream routing selects from its replica of the fleet's
+    /// proxy database (cluster-sharded, Rama.Actors.Upstreams), and <see cref="ProxyDb"/> only seeds that database.
+    /// </summary>
+    public bool UsesFleetProxyDb => Cluster.Enabled && Cluster.Roles.Contains(ClusterOptions.ProxyRole);
+
     /// <summary>Protocol limits and timeouts of the proxy stacks, upstream routing under <c>Rama:Proxy:Upstream</c> (Rama.Proxy's record, bound as a section).</summary>
     public ForwardProxyOptions Proxy { get; init; } = new();
 
@@ -52,7 +64,7 @@ public sealed record NodeOptions
 
     /// <summary>The keys directly under <c>Rama</c>; anything else is refused.</summary>
     public static IReadOnlyList<string> TopLevelKeys { get; } =
-        ["System", "Cluster", "Admin", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog"];
+        ["System", "Cluster", "Admin", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Fleet", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog"];
 
     /// <summary>Reads and validates every option; the problems are in <paramref name="reader"/>.</summary>
     public static NodeOptions Read(OptionsReader reader)
@@ -67,6 +79,8 @@ public sealed record NodeOptions
         var allowOpen = reader.Flag(D.AllowOpenProxy);
         var drain = reader.Duration(D.DrainTimeout, TimeSpan.FromSeconds(20));
         var proxyDb = reader.Text(D.ProxyDb);
+        reader.RefuseUnknownKeys("Rama:Fleet", ["DataDirectory"], "Rama:Fleet");
+        var fleetData = reader.Text(D.FleetData);
         var proxy = ReadProxy(reader);
         var tls = TlsNodeOptions.Read(reader);
         var proxyProtocol = ProxyProtocolNodeOptions.Read(reader);
@@ -82,6 +96,7 @@ public sealed record NodeOptions
             AllowOpenProxy = allowOpen,
             DrainTimeout = drain,
             ProxyDb = proxyDb,
+            FleetDataDirectory = fleetData,
             Proxy = proxy,
             Tls = tls,
             ProxyProtocol = proxyProtocol,
@@ -166,11 +181,16 @@ public sealed record NodeOptions
             }
         }
 
-        if (ProxyDb is not null)
+        if (FleetDataDirectory is not null && !UsesFleetProxyDb)
+        {
+            reader.AddProblem($"{D.FleetData.Describe()} is for a fleet node (--cluster or --seeds, role proxy)");
+        }
+
+        if (ProxyDb is not null || UsesFleetProxyDb)
         {
             foreach (var user in Listeners.SelectMany(l => l.Auth).Select(c => c[..c.IndexOf(':', StringComparison.Ordinal)]).Distinct().Where(u => u.Contains('-', StringComparison.Ordinal)))
             {
-                reader.AddProblem($"auth user '{user}' contains '-': with {D.ProxyDb.Describe()} a username is <user>-<labels>, so base users cannot contain '-'");
+                reader.AddProblem($"auth user '{user}' contains '-': with {(ProxyDb is null ? "the fleet's proxy database" : D.ProxyDb.Describe())} a username is <user>-<labels>, so base users cannot contain '-'");
             }
         }
         else if (Proxy.Upstream.Mode != UpstreamMode.Direct)

@@ -1,0 +1,62 @@
+using System.Globalization;
+using System.Text;
+using Akka.Cluster.Sharding;
+using Akka.DistributedData;
+
+namespace Rama.Actors.Upstreams;
+
+/// <summary>
+/// How the fleet's proxy database is cut: a fixed number of partitions, a record in partition
+/// <c>FNV-1a64(lower-case id) % Count</c> (stable across processes, never <see cref="string.GetHashCode()"/>), one sharded
+/// entity per partition (the only writer of its records) and one Akka.DistributedData key per partition
+/// (<c>proxydb-&lt;n&gt;</c>, an <see cref="LWWDictionary{TKey,TValue}"/> of lower-case id to the record's CSV line).
+/// </summary>
+public static class ProxyDbPartitions
+{
+    /// <summary>Partitions (and shards: one entity per shard). Fixed for the life of a fleet's data: changing it moves records between keys.</summary>
+    public const int Count = 32;
+
+    /// <summary>The shard region's type name (<c>pbm sharding shard-stats proxydb</c>).</summary>
+    public const string TypeName = "proxydb";
+
+    /// <summary>The cluster role that hosts the entities and keeps a replica.</summary>
+    public const string Role = "proxy";
+
+    /// <summary>The prefix of the DistributedData keys (durable keys match <c>proxydb-*</c>).</summary>
+    public const string KeyPrefix = "proxydb-";
+
+    /// <summary>The partition of a record id (ids are case-insensitive, so is this).</summary>
+    public static int Of(string id)
+    {
+        ArgumentNullException.ThrowIfNull(id);
+        var hash = 14695981039346656037UL;
+        foreach (var b in Encoding.UTF8.GetBytes(id.ToLowerInvariant()))
+        {
+            hash ^= b;
+            hash *= 1099511628211UL;
+        }
+
+        return (int)(hash % Count);
+    }
+
+    /// <summary>The DistributedData key of partition <paramref name="partition"/>.</summary>
+    public static LWWDictionaryKey<string, string> Key(int partition) => new(KeyPrefix + partition.ToString(CultureInfo.InvariantCulture));
+
+    /// <summary>The key in a partition's map: the lower-case id.</summary>
+    internal static string EntryKey(string id) => id.ToLowerInvariant();
+}
+
+/// <summary>Routes <see cref="IProxyDbPartitionCommand"/>s: entity id and shard id are both the partition number.</summary>
+internal sealed class ProxyDbMessageExtractor : IMessageExtractor
+{
+    public static readonly ProxyDbMessageExtractor Instance = new();
+
+    public string? EntityId(object message) =>
+        message is IProxyDbPartitionCommand c ? c.Partition.ToString(CultureInfo.InvariantCulture) : null;
+
+    public object? EntityMessage(object message) => message;
+
+    public string? ShardId(object message) => EntityId(message);
+
+    public string ShardId(string entityId, object? messageHint = null) => entityId;
+}
