@@ -119,7 +119,7 @@ public static class Program
                 DrainTimeout = options.DrainTimeout,
                 Listeners = services => NodeListeners.Create(options, services, fleetDatabase?.Database ?? (IProxyDatabase?)database?.Database),
             })
-            // pbm fleet status|drain: this node's member actor and the fleet's coordinator (a singleton on the proxy nodes).
+            // pbm fleet status|drain|roll: this node's member actor and the fleet's coordinator (a singleton on the proxy nodes).
             .AddRamaFleet(options.Cluster));
 
         using var host = builder.Build();

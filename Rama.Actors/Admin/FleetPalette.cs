@@ -9,7 +9,7 @@ using Rama.Admin.Cluster;
 namespace Rama.Actors.Admin;
 
 /// <summary>
-/// <c>pbm fleet status|drain</c>: the fleet's shutdown coordinator (a cluster singleton on the proxy nodes),
+/// <c>pbm fleet status|drain|roll</c>: the fleet's shutdown coordinator (a cluster singleton on the proxy nodes),
 /// asked through its proxy on this node, so any proxy node's admin endpoint answers for the whole fleet.
 /// </summary>
 internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
@@ -19,12 +19,13 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
 
     public string Name => "fleet";
 
-    public string Description => "The proxy fleet's shutdown coordinator: status, drain";
+    public string Description => "The proxy fleet's shutdown coordinator: status, drain, roll";
 
     public IReadOnlyList<AdminCommandInfo> Commands { get; } =
     [
-        new("status", "", "Every member's phase (serving, draining, leaving, ...) and open connections, where the coordinator runs"),
+        new("status", "", "Every member's phase (serving, draining, leaving, ...) and open connections, where the coordinator runs, the last roll"),
         new("drain", "", "Every proxy node stops accepting, drains (up to its drain timeout), leaves the fleet and exits 0; lighthouses stay"),
+        new("roll", "", "Restarts the proxy nodes one at a time (drain, leave, exit; the next once N serve again: never fewer than N-1); progress in status"),
     ];
 
     public async ValueTask<int> ExecuteAsync(AdminRequest request, IAdminResponse response, CancellationToken cancellationToken)
@@ -40,6 +41,7 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
         {
             "status" => GetFleetStatus.Instance,
             "drain" => DrainFleet.Instance,
+            "roll" => StartRoll.Instance,
             _ => null!,
         };
         if (question is null)
@@ -61,6 +63,7 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
         {
             FleetStatus status => await StatusAsync(status, response, cancellationToken).ConfigureAwait(false),
             FleetDrainStarted drain => await DrainAsync(drain, response, cancellationToken).ConfigureAwait(false),
+            RollProgress roll => await RollAsync(roll, response, cancellationToken).ConfigureAwait(false),
             Status.Failure failure => await response.FailAsync("the fleet's coordinator failed: " + failure.Cause.Message, cancellationToken: cancellationToken).ConfigureAwait(false),
             _ => await response.FailAsync($"the fleet's coordinator answered {answer.GetType().Name}", cancellationToken: cancellationToken).ConfigureAwait(false),
         };
@@ -89,6 +92,11 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
             ["serving"] = proxies.Count(m => m.Phase == FleetPhase.Serving).ToString(CultureInfo.InvariantCulture),
             ["open"] = proxies.Sum(m => m.OpenConnections ?? 0).ToString(CultureInfo.InvariantCulture),
         };
+        if (status.Roll is { } roll)
+        {
+            AddRoll(fields, roll);
+        }
+
         await response.ValuesAsync(fields, cancellationToken).ConfigureAwait(false);
         return AdminExitCodes.Ok;
     }
@@ -98,5 +106,26 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
         await response.TableAsync("draining", ["address"], [.. drain.Draining.Select(a => (IReadOnlyList<string>)[a])], cancellationToken).ConfigureAwait(false);
         await response.TextAsync($"{drain.Draining.Count} proxy node(s) drain and leave; lighthouses stay (watch: pbm <lighthouse> cluster show)", cancellationToken).ConfigureAwait(false);
         return AdminExitCodes.Ok;
+    }
+
+    private static async Task<int> RollAsync(RollProgress roll, IAdminResponse response, CancellationToken cancellationToken)
+    {
+        var fields = new Dictionary<string, string>();
+        AddRoll(fields, roll);
+        await response.ValuesAsync(fields, cancellationToken).ConfigureAwait(false);
+        return roll.State == "refused"
+            ? await response.FailAsync(roll.Detail, cancellationToken: cancellationToken).ConfigureAwait(false)
+            : AdminExitCodes.Ok;
+    }
+
+    /// <summary>The roll's fields: <c>roll</c> (rolling, done, refused), <c>rolled</c> (n/N), <c>rollCurrent</c>, <c>rollSeconds</c>, <c>rollDetail</c>.</summary>
+    private static void AddRoll(Dictionary<string, string> fields, RollProgress roll)
+    {
+        fields["roll"] = roll.State;
+        fields["rollId"] = roll.Id;
+        fields["rolled"] = $"{roll.Rolled.ToString(CultureInfo.InvariantCulture)}/{roll.Nodes.ToString(CultureInfo.InvariantCulture)}";
+        fields["rollCurrent"] = roll.Current ?? "-";
+        fields["rollSeconds"] = roll.ElapsedSeconds.ToString("0.0", CultureInfo.InvariantCulture);
+        fields["rollDetail"] = roll.Detail;
     }
 }

@@ -10,7 +10,7 @@ public static class NodeAdminExtensions
     /// <summary>
     /// Registers the <c>node</c> palette (<c>pbm node status</c>) with the admin endpoint of
     /// <c>services.AddRamaAdmin(options)</c>; it asks the listener supervisor that <c>akka.AddRama(settings)</c> starts.
-    /// Also the <c>fleet</c> palette (<c>pbm fleet status|drain</c>), which asks the coordinator that
+    /// Also the <c>fleet</c> palette (<c>pbm fleet status|drain|roll</c>), which asks the coordinator that
     /// <c>akka.AddRamaFleet(cluster)</c> starts (on a node alone it says so).
     /// </summary>
     public static IServiceCollection AddRamaNodeAdmin(this IServiceCollection services)

@@ -1,4 +1,5 @@
 using Akka.Cluster.Hosting;
+using Akka.DistributedData;
 using Akka.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -11,7 +12,7 @@ namespace Rama.Actors.Hosting;
 
 /// <summary>
 /// The registry key of the fleet's shutdown coordinator's singleton proxy (<c>IRequiredActor&lt;FleetShutdown&gt;</c>):
-/// ask it <see cref="GetFleetStatus"/> or <see cref="DrainFleet"/>.
+/// ask it <see cref="GetFleetStatus"/>, <see cref="DrainFleet"/> or <see cref="StartRoll"/>.
 /// </summary>
 public sealed class FleetShutdown
 {
@@ -27,7 +28,8 @@ public static class FleetHostingExtensions
     /// On a fleet member (<see cref="ClusterOptions.Enabled"/>; otherwise nothing): starts this node's member actor at
     /// <c>/user/rama-fleet-member</c> (it answers the node's phase from the listener supervisor that
     /// <see cref="RamaAkkaExtensions.AddRama"/> starts, so call this after it) and the coordinator as a cluster
-    /// singleton on role <c>proxy</c> with its proxy registered as <see cref="FleetShutdown"/>.
+    /// singleton on role <c>proxy</c> with its proxy registered as <see cref="FleetShutdown"/>, and Akka.DistributedData's
+    /// replicator on every proxy node (role <c>proxy</c>), which keeps a roll's plan while the singleton moves.
     /// </summary>
     public static AkkaConfigurationBuilder AddRamaFleet(this AkkaConfigurationBuilder builder, ClusterOptions cluster)
     {
@@ -39,9 +41,14 @@ public static class FleetHostingExtensions
         }
 
         return builder
+            // The roll's plan is replicated among the proxy nodes (the lighthouse runs no replicator): a fallback, so a
+            // stricter setting elsewhere (the fleet proxy database's, the same role) wins.
+            .AddHocon($"akka.cluster.distributed-data.role = \"{ClusterOptions.ProxyRole}\"", HoconAddMode.Append)
             .WithActors(async (system, registry, resolver) =>
             {
                 var logger = Logger(resolver.GetService<IServiceProvider>());
+                // Every proxy node holds a replica of the roll's plan, so a coordinator that moves finds it.
+                _ = DistributedData.Get(system);
                 var listeners = await registry.GetAsync<ProxyListeners>().ConfigureAwait(false);
                 system.ActorOf(FleetMemberActor.Props(listeners, logger), FleetMemberActor.Name);
             })

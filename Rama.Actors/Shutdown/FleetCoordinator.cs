@@ -9,9 +9,10 @@ namespace Rama.Actors.Shutdown;
 /// The fleet's shutdown coordinator: a cluster singleton on role <c>proxy</c> (Akka.Cluster.Tools, started through
 /// Akka.Cluster.Hosting's <c>WithSingleton</c>; asked through its proxy). It owns no node state of its own: every
 /// answer is collected from the members' <see cref="FleetMemberActor"/>s at <c>/user/rama-fleet-member</c> and from
-/// the membership, so a coordinator that moves to another node answers the same.
+/// the membership, so a coordinator that moves to another node answers the same; a roll's plan is kept in
+/// Akka.DistributedData (<see cref="RollPlan"/>).
 /// </summary>
-internal sealed partial class FleetCoordinator : ReceiveActor
+internal sealed partial class FleetCoordinator : ReceiveActor, IWithTimers
 {
     /// <summary>Its name: the singleton manager's under <c>/user</c>.</summary>
     public const string Name = "rama-fleet-coordinator";
@@ -26,10 +27,19 @@ internal sealed partial class FleetCoordinator : ReceiveActor
     public FleetCoordinator(ILogger logger)
     {
         _logger = logger;
-        Receive<GetFleetStatus>(_ => CollectAsync().PipeTo(Sender));
+        Receive<GetFleetStatus>(_ =>
+        {
+            var roll = _plan is null ? null : Progress(_plan);
+            CollectAsync().PipeTo(Sender, success: status => status with { Roll = roll });
+        });
         Receive<DrainFleet>(_ => Drain());
         Receive<MemberDrainStarted>(started => LogMemberDraining(_logger, started.Address, started.AlreadyStopping));
+        ReceiveRoll();
     }
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    protected override void PreStart() => LoadPlan();
 
     public static Props Props(ILogger logger) => Akka.Actor.Props.Create(() => new FleetCoordinator(logger));
 
@@ -74,7 +84,7 @@ internal sealed partial class FleetCoordinator : ReceiveActor
                 return new FleetMemberStatus(member.Address.ToString(), roles, member.Status.ToString(), FleetPhase.NoAnswer, null, null, null);
             }
         })).ConfigureAwait(false);
-        return new FleetStatus(rows, self);
+        return new FleetStatus(rows, self, null);
     }
 
     /// <summary>

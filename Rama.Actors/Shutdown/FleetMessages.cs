@@ -43,7 +43,7 @@ public sealed record DrainMember(string Why);
 /// <summary>The node began its coordinated shutdown (<see cref="AlreadyStopping"/>: it had begun before this ask).</summary>
 public sealed record MemberDrainStarted(string Address, bool AlreadyStopping);
 
-/// <summary>The reason of a coordinated shutdown that <c>pbm fleet drain</c> asked for: the node exits 0.</summary>
+/// <summary>The reason of a coordinated shutdown that <c>pbm fleet drain</c> or <c>roll</c> asked for: the node exits 0.</summary>
 public sealed class FleetDrainReason : CoordinatedShutdown.Reason
 {
     public static readonly FleetDrainReason Instance = new();
@@ -69,8 +69,8 @@ public sealed record GetFleetStatus
 /// <summary>One member of the fleet in <see cref="FleetStatus"/> (lighthouses too: their phase is their membership status).</summary>
 public sealed record FleetMemberStatus(string Address, string Roles, string MemberStatus, string Phase, int? OpenConnections, int? Listeners, int? Bound);
 
-/// <summary>The fleet as the coordinator sees it: its members and where the coordinator runs.</summary>
-public sealed record FleetStatus(IReadOnlyList<FleetMemberStatus> Members, string Coordinator);
+/// <summary>The fleet as the coordinator sees it: its members, where the coordinator runs, and the last roll (null: none since the fleet formed).</summary>
+public sealed record FleetStatus(IReadOnlyList<FleetMemberStatus> Members, string Coordinator, RollProgress? Roll);
 
 /// <summary>Drain every proxy node (lighthouses stay). Answer: <see cref="FleetDrainStarted"/>.</summary>
 public sealed record DrainFleet
@@ -80,3 +80,15 @@ public sealed record DrainFleet
 
 /// <summary>The proxy nodes told to drain (each logs its answer on the coordinator's node; <c>pbm fleet status</c> shows their phases).</summary>
 public sealed record FleetDrainStarted(IReadOnlyList<string> Draining);
+
+/// <summary>Roll the proxy nodes one at a time. Answer: <see cref="RollProgress"/> (the new roll, the one already running, or <c>refused</c>).</summary>
+public sealed record StartRoll
+{
+    public static readonly StartRoll Instance = new();
+}
+
+/// <summary>
+/// A roll as the coordinator reports it. <see cref="State"/> is <c>rolling</c>, <c>done</c> or <c>refused</c>;
+/// <see cref="Current"/> the node leaving now, if any; <see cref="ElapsedSeconds"/> since the roll started (its duration once done).
+/// </summary>
+public sealed record RollProgress(string Id, string State, int Nodes, int Rolled, string? Current, double ElapsedSeconds, string Detail);
