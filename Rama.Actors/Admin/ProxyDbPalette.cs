@@ -29,7 +29,7 @@ internal sealed class ProxyDbPalette(FleetProxyDatabase replica, IRequiredActor<
         new("list", "[labels]", "Records in this node's replica, all or those matching labels as in a username (country-us-residential)"),
         new("stats", "", "Records, partitions, this node's replica version and updates, the proxydb shards per node"),
         new("load", "<file>", "Adds or replaces every record of a CSV or JSON file (read by the node), validated whole: all records or none"),
-        new("select", "<username>", "The record id this node's replica picks for a username with labels (john-country-us-session-42)"),
+        new("select", "<username>...", "The record id this node's replica picks for each username with labels (john-country-us-session-42), from one snapshot"),
     ];
 
     public async ValueTask<int> ExecuteAsync(AdminRequest request, IAdminResponse response, CancellationToken cancellationToken)
@@ -194,21 +194,27 @@ internal sealed class ProxyDbPalette(FleetProxyDatabase replica, IRequiredActor<
 
     private async Task<int> SelectAsync(List<string> args, IAdminResponse response, CancellationToken cancellationToken)
     {
-        if (args.Count != 1 || !ProxyUsername.TryParse(args[0], out var username, out var error))
+        if (args.Count == 0)
         {
-            return await response.FailAsync("usage: proxydb select <username with labels>" + (args.Count == 1 ? ": " + Error(args[0]) : ""), AdminExitCodes.Usage, cancellationToken).ConfigureAwait(false);
+            return await response.FailAsync("usage: proxydb select <username with labels>... (john-country-us-session-42)", AdminExitCodes.Usage, cancellationToken).ConfigureAwait(false);
         }
 
+        // One snapshot for every username of the request, so a batch is answered from one version.
         var snapshot = replica.Database.Current;
-        var chosen = snapshot.Select(username.Filter, username.Session, 1);
-        await response.ValuesAsync(new Dictionary<string, string>
+        var rows = new List<IReadOnlyList<string>>(args.Count);
+        foreach (var text in args)
         {
-            ["id"] = chosen.Count == 0 ? "" : chosen[0].Id,
-            ["matches"] = snapshot.CountMatches(username.Filter).ToString(CultureInfo.InvariantCulture),
-            ["version"] = snapshot.Version,
-        }, cancellationToken).ConfigureAwait(false);
-        return AdminExitCodes.Ok;
+            if (!ProxyUsername.TryParse(text, out var username, out var error))
+            {
+                return await response.FailAsync($"'{text}': {error}", AdminExitCodes.Usage, cancellationToken).ConfigureAwait(false);
+            }
 
-        static string Error(string text) => ProxyUsername.TryParse(text, out _, out var e) ? "" : e;
+            var chosen = snapshot.Select(username.Filter, username.Session, 1);
+            rows.Add([text, chosen.Count == 0 ? "" : chosen[0].Id, snapshot.CountMatches(username.Filter).ToString(CultureInfo.InvariantCulture)]);
+        }
+
+        await response.TableAsync("selected", ["username", "id", "matches"], rows, cancellationToken).ConfigureAwait(false);
+        await response.ValuesAsync(new Dictionary<string, string> { ["version"] = snapshot.Version }, cancellationToken).ConfigureAwait(false);
+        return AdminExitCodes.Ok;
     }
 }
