@@ -142,6 +142,53 @@ public sealed class FleetProxyDbTests(ITestOutputHelper output)
         });
     }
 
+    [Fact]
+    public async Task A_fleet_node_routes_through_the_upstream_a_record_added_on_another_node_names_and_stops_once_it_is_removed()
+    {
+        await using var origin = await KestrelOrigin.StartAsync();
+        // The upstream: a node alone, an HTTP proxy whose accepted connections pbm node status counts.
+        await using var upstream = await NodeProcess.StartAsync(["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"]);
+        await using var fleet = new FleetHarness(output);
+        await fleet.RunAsync(async () =>
+        {
+            var (_, nodes) = await fleet.StartConvergedAsync(3);
+            var (a, b, c) = (nodes[0], nodes[1], nodes[2]);
+            using var handler = new SocketsHttpHandler { Proxy = new System.Net.WebProxy($"http://{c.Proxy}"), UseProxy = true };
+            using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+            async Task<(int Status, string Body)> GetAsync()
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, origin.Url("/hello"));
+                request.Headers.Add("x-rama-proxy-filter", "id=viaup");
+                request.Headers.ConnectionClose = true;
+                using var response = await client.SendAsync(request);
+                return ((int)response.StatusCode, await response.Content.ReadAsStringAsync());
+            }
+
+            Assert.Equal(503, (await GetAsync()).Status);
+            Assert.Equal(0, await AcceptedAsync(upstream));
+
+            await fleet.PbmAsync(a.Admin, "proxydb", "add", $"viaup,true,false,true,false,false,false,true,false,false,{upstream.Endpoint},,,,,,,,");
+            await FirstTimeAsync(c, "probe-id-viaup", seen: true, Stopwatch.StartNew());
+            var routed = await GetAsync();
+            Assert.Equal((200, "hello from origin"), routed);
+            Assert.Equal(1, await AcceptedAsync(upstream));
+            fleet.Note($"{c.Name} routed through {upstream.Endpoint}, the record added on {a.Name}");
+
+            await fleet.PbmAsync(b.Admin, "proxydb", "remove", "viaup");
+            await FirstTimeAsync(c, "probe-id-viaup", seen: false, Stopwatch.StartNew());
+            Assert.Equal(503, (await GetAsync()).Status);
+            Assert.Equal(1, await AcceptedAsync(upstream));
+        });
+    }
+
+    private static async Task<int> AcceptedAsync(NodeProcess node)
+    {
+        var status = await Pbm.RunAsync(node.AdminEndpoint!.ToString(), "node", "status", "--json");
+        Assert.True(status.Exit == 0, $"pbm node status: {status}");
+        using var json = JsonDocument.Parse(status.Output);
+        return int.Parse(json.RootElement.GetProperty("listeners")[0].GetProperty("accepted").GetString()!, CultureInfo.InvariantCulture);
+    }
+
     /// <summary>pbm, once more when its endpoint did not answer in time (exit 3: a loaded 2-core machine), never for a failed command.</summary>
     private static async Task<Pbm.Result> PbmRetryingAsync(params string[] args)
     {
