@@ -181,6 +181,52 @@ public sealed class FleetProxyDbTests(ITestOutputHelper output)
         });
     }
 
+    [Fact]
+    public async Task The_records_survive_a_restart_of_every_node_with_fleet_data_and_proxydb_seeds_only_an_empty_fleet()
+    {
+        var data = Directory.CreateTempSubdirectory("rama-fleet-data-");
+        try
+        {
+            await using var fleet = new FleetHarness(output);
+            await fleet.RunAsync(async () =>
+            {
+                var seed = await WriteFileAsync([Header, Line("seed_a"), Line("seed_b", "de")]);
+                var (lighthousePort, port1, port2) = (FleetHarness.FreePort(), FleetHarness.FreePort(), FleetHarness.FreePort());
+                string[] Node1Args() => ["--proxydb", seed, "--fleet-data", Path.Combine(data.FullName, "node1")];
+                string[] Node2Args() => ["--fleet-data", Path.Combine(data.FullName, "node2")];
+
+                var lighthouse = await fleet.StartLighthouseAsync(port: lighthousePort);
+                FleetMember[] nodes = [await fleet.StartNodeAsync("node1", lighthouse, port1, args: Node1Args()), await fleet.StartNodeAsync("node2", lighthouse, port2, args: Node2Args())];
+                await WaitForVersionAsync(fleet, nodes, ProxyDatabase.Create([ProxyRecordCsvParse(Line("seed_a")), ProxyRecordCsvParse(Line("seed_b", "de"))]).Version);
+                await fleet.WaitForLineAsync(nodes[0], "Fleet proxy database seeded from");
+
+                await fleet.PbmAsync(nodes[1].Admin, "proxydb", "add", Line("extra_1", "fr"));
+                await fleet.PbmAsync(nodes[0].Admin, "proxydb", "remove", "seed_a");
+                var expected = ProxyDatabase.Create([ProxyRecordCsvParse(Line("seed_b", "de")), ProxyRecordCsvParse(Line("extra_1", "fr"))]).Version;
+                await WaitForVersionAsync(fleet, nodes, expected);
+
+                // Every member stops: nothing is left in memory anywhere.
+                foreach (var member in (FleetMember[])[.. nodes, lighthouse])
+                {
+                    member.Process.Terminate();
+                    Assert.Equal(0, await fleet.ExitCodeAsync(member));
+                }
+
+                lighthouse = await fleet.StartLighthouseAsync("lighthouse-again", lighthousePort);
+                nodes = [await fleet.StartNodeAsync("node1-again", lighthouse, port1, args: Node1Args()), await fleet.StartNodeAsync("node2-again", lighthouse, port2, args: Node2Args())];
+                await fleet.WaitForLineAsync(nodes[0], "not loaded (the fleet's database wins)");
+                await WaitForVersionAsync(fleet, nodes, expected);
+                var list = await fleet.PbmAsync(nodes[1].Admin, "proxydb", "list", "--json");
+                using var json = JsonDocument.Parse(list.Output);
+                Assert.Equal(["extra_1", "seed_b"], json.RootElement.GetProperty("records").EnumerateArray().Select(r => r.GetProperty("id").GetString()));
+            });
+        }
+        finally
+        {
+            data.Delete(recursive: true);
+        }
+    }
+
     private static async Task<int> AcceptedAsync(NodeProcess node)
     {
         var status = await Pbm.RunAsync(node.AdminEndpoint!.ToString(), "node", "status", "--json");
