@@ -170,6 +170,40 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
         Assert.True(replica.Updates >= 2);
     }
 
+    [Fact]
+    public void The_file_durable_store_gives_back_after_a_restart_what_it_stored_and_answers_each_store()
+    {
+        var directory = Directory.CreateTempSubdirectory("rama-durable-");
+        try
+        {
+            var config = Akka.Configuration.ConfigurationFactory.ParseString($"{FileDurableStore.DirectoryKey} = \"{directory.FullName}\"");
+            // As in a node, where the replicator creates the store: DistributedData's extension brings its serializers.
+            Assert.NotNull(Replicator);
+            var self = Cluster.Get(Sys).SelfUniqueAddress;
+            var map = LWWDictionary<string, string>.Empty.SetItem(self, "us-1", Line("us-1"));
+
+            var store = Sys.ActorOf(Props.Create(() => new FileDurableStore(config)));
+            store.Tell(Akka.DistributedData.Durable.LoadAll.Instance);
+            ExpectMsg<Akka.DistributedData.Durable.LoadAllCompleted>();
+            store.Tell(new Akka.DistributedData.Durable.Store("proxydb-23", new Akka.DistributedData.Durable.DurableDataEnvelope(map),
+                new Akka.DistributedData.Durable.StoreReply("stored", "failed", TestActor)));
+            ExpectMsg("stored");
+            Sys.Stop(store);
+
+            var again = Sys.ActorOf(Props.Create(() => new FileDurableStore(config)));
+            again.Tell(Akka.DistributedData.Durable.LoadAll.Instance);
+            var loaded = ExpectMsg<Akka.DistributedData.Durable.LoadData>();
+            ExpectMsg<Akka.DistributedData.Durable.LoadAllCompleted>();
+            var restored = (LWWDictionary<string, string>)loaded.Data["proxydb-23"].Data;
+            Assert.Equal(Line("us-1"), restored["us-1"]);
+            Assert.Equal(["proxydb-23.ddata"], directory.EnumerateFiles().Select(f => f.Name));
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     /// <summary>Stands in for the shard region: one real entity per partition, except <paramref name="refusing"/>, which refuses every prepare.</summary>
     private sealed class PartitionRouter : ReceiveActor
     {
