@@ -253,7 +253,7 @@ public sealed partial class FleetScriptTests : IAsyncLifetime
     }
 
     /// <summary>A base port with the fleet's 40 ports free, below the ephemeral range (port-0 listeners of other tests).</summary>
-    private static int FreeBasePort()
+    internal static int FreeBasePort()
     {
         for (var attempt = 0; attempt < 200; attempt++)
         {

@@ -18,7 +18,7 @@ namespace Rama.IntegrationTests.Fleet;
 public sealed class FleetWatchTests(ITestOutputHelper output) : IAsyncLifetime
 {
     private readonly string _state = Path.Combine(Path.GetTempPath(), "rama-fleet-watch-" + Guid.NewGuid().ToString("N")[..12]);
-    private readonly int _base = FreeBasePort();
+    private readonly int _base = FleetScriptTests.FreeBasePort();
     private readonly StringBuilder _watchOutput = new();
     private Process? _watch;
 
@@ -167,34 +167,5 @@ public sealed class FleetWatchTests(ITestOutputHelper output) : IAsyncLifetime
         }
 
         return (process.ExitCode, await stdout, await stderr);
-    }
-
-    /// <summary>A base port with the fleet's 40 ports free, below the ephemeral range.</summary>
-    private static int FreeBasePort()
-    {
-        for (var attempt = 0; attempt < 200; attempt++)
-        {
-            var candidate = Random.Shared.Next(15_000, 32_000 - 40) / 10 * 10;
-            if (Enumerable.Range(candidate, 40).All(PortFree))
-            {
-                return candidate;
-            }
-        }
-
-        throw new InvalidOperationException("no 40 free ports between 15000 and 32000 on 127.0.0.1");
-
-        static bool PortFree(int port)
-        {
-            try
-            {
-                using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                socket.Bind(new IPEndPoint(IPAddress.Loopback, port));
-                return true;
-            }
-            catch (SocketException)
-            {
-                return false;
-            }
-        }
     }
 }
