@@ -132,7 +132,7 @@ public static class FleetProxyDbHostingExtensions
                 }
                 catch (Exception ex) when (ex is TimeoutException or AskTimeoutException && attempt < SeedReadAttempts)
                 {
-                    await Task.Delay(settings.WriteTimeout).ConfigureAwait(false);
+                    await Task.Delay(settings.WriteTimeout).ConfigureAwait(false); // back-off between tries: the replicators that timed out need time to come up
                 }
             }
 

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Rama.Testing;
 using Xunit.Abstractions;
 using Xunit.Sdk;
 
@@ -255,7 +256,7 @@ internal sealed class FleetHarness : IAsyncDisposable
                 throw new TimeoutException($"{via.Name}'s view: not '{what}' within {(within ?? Within).TotalSeconds} s; last: {last}");
             }
 
-            await Task.Delay(100);
+            await Task.Delay(100); // the poll interval: each look starts a pbm process
         }
     }
 
@@ -267,20 +268,9 @@ internal sealed class FleetHarness : IAsyncDisposable
         return result.Exit == 0 ? result : throw new InvalidOperationException($"pbm {string.Join(' ', args)}: {result}");
     }
 
-    /// <summary>Polls a condition with a deadline (never a bare sleep).</summary>
-    public static async Task UntilAsync(Func<bool> condition, string what, TimeSpan? within = null)
-    {
-        var deadline = Stopwatch.GetTimestamp() + (long)((within ?? Within).TotalSeconds * Stopwatch.Frequency);
-        while (!condition())
-        {
-            if (Stopwatch.GetTimestamp() > deadline)
-            {
-                throw new TimeoutException($"not '{what}' within {(within ?? Within).TotalSeconds} s");
-            }
-
-            await Task.Delay(50);
-        }
-    }
+    /// <summary>Polls a condition with a deadline (the shared <see cref="Eventually"/>, with the fleet's default bound).</summary>
+    public static Task UntilAsync(Func<bool> condition, string what, TimeSpan? within = null) =>
+        Eventually.TrueAsync(condition, within ?? Within, $"not '{what}' within {(within ?? Within).TotalSeconds} s");
 
     /// <summary>Waits for an output line of <paramref name="member"/> that contains every one of <paramref name="parts"/>.</summary>
     public async Task<string> WaitForLineAsync(FleetMember member, params string[] parts)

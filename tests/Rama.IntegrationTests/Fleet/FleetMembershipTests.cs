@@ -85,7 +85,7 @@ public sealed class FleetMembershipTests(ITestOutputHelper output)
                         views.Add(view);
                     }
 
-                    await Task.Delay(200, CancellationToken.None);
+                    await Task.Delay(200, CancellationToken.None); // the poll interval of a watch that runs until stopped
                 }
             });
 

@@ -96,7 +96,7 @@ public sealed class FleetProxyDbTests(ITestOutputHelper output)
             // Never selected again: every removed id, on every node, once the bound has passed since the last removal.
             if (Visible - lastRemoved.Elapsed is { Ticks: > 0 } rest)
             {
-                await Task.Delay(rest);
+                await Task.Delay(rest); // deliberate: the claim is about what happens after the bound, so the bound must pass
             }
 
             var all = Enumerable.Range(0, 20).Select(i => $"probe-id-live{i:00}").ToList();
@@ -272,7 +272,7 @@ public sealed class FleetProxyDbTests(ITestOutputHelper output)
                     throw new TimeoutException($"{node.Name}'s replica is at version {last}, not {version}");
                 }
 
-                await Task.Delay(50);
+                await Task.Delay(50); // the poll interval: each look is an admin request
             }
 
             fleet.Note($"{node.Name}'s replica at version {version}");
@@ -329,7 +329,7 @@ public sealed class FleetProxyDbTests(ITestOutputHelper output)
                 throw new TimeoutException($"{username} {(seen ? "never selectable" : "still selected")} on {node.Name}");
             }
 
-            await Task.Delay(20);
+            await Task.Delay(20); // the poll interval of a latency measurement: its resolution
         }
     }
 

@@ -64,7 +64,7 @@ public sealed class FleetRollTests(ITestOutputHelper output)
                         slot.Member = await StartNode($"{slot.Name}.{slot.Exited.Count + 1}", slot.ClusterPort, slot.ProxyPort);
                     }
 
-                    await Task.Delay(100);
+                    await Task.Delay(100); // the restarter's poll interval (runs until the roll ends)
                 }
             });
 
@@ -113,7 +113,7 @@ public sealed class FleetRollTests(ITestOutputHelper output)
                     break;
                 }
 
-                await Task.Delay(250);
+                await Task.Delay(250); // the poll interval: each look starts a pbm process
             }
 
             var took = fleet.Elapsed - asked;

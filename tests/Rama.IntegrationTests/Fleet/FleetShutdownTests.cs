@@ -83,7 +83,7 @@ public sealed class FleetShutdownTests(ITestOutputHelper output)
                 throw new TimeoutException($"{via.Name}'s fleet status: not '{what}'; last: {last}");
             }
 
-            await Task.Delay(200);
+            await Task.Delay(200); // the poll interval: each look starts a pbm process
         }
     }
 

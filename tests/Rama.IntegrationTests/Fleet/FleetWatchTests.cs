@@ -57,7 +57,7 @@ public sealed class FleetWatchTests(ITestOutputHelper output) : IAsyncLifetime
         while ((await StatusAsync())?.Serving != 3)
         {
             Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(60), "three nodes never served");
-            await Task.Delay(500);
+            await Task.Delay(500); // the poll interval: each look starts a pbm process
         }
 
         IPEndPoint[] proxies = [.. new[] { 10, 20, 30 }.Select(o => new IPEndPoint(IPAddress.Loopback, _base + o))];
@@ -76,7 +76,7 @@ public sealed class FleetWatchTests(ITestOutputHelper output) : IAsyncLifetime
                 done = view;
             }
 
-            await Task.Delay(1000);
+            await Task.Delay(1000); // the poll interval of a roll that takes tens of seconds: each look starts a pbm process
         }
 
         foreach (var client in clients)
