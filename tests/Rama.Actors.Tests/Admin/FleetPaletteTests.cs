@@ -17,26 +17,8 @@ namespace Rama.Actors.Tests.Admin;
 /// <summary><c>pbm fleet ...</c> on a node that runs alone: no coordinator is started, and the palette says why.</summary>
 public sealed class FleetPaletteTests
 {
-    private static async Task<List<AdminFrame>> AskAsync(IPEndPoint admin, string palette, string command)
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(admin);
-        await socket.SendAsync(AdminProtocol.Encode(new AdminRequest { Palette = palette, Command = command }));
-        using var stream = new NetworkStream(socket);
-        using var reader = new StreamReader(stream);
-        var frames = new List<AdminFrame>();
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            var frame = AdminProtocol.DecodeFrame(Encoding.UTF8.GetBytes(line))!;
-            frames.Add(frame);
-            if (frame.Type == AdminFrameType.End)
-            {
-                break;
-            }
-        }
-
-        return frames;
-    }
+    private static Task<List<AdminFrame>> AskAsync(IPEndPoint admin, string palette, string command) =>
+        NodePaletteTests.AskAsync(admin, palette, command);
 
     [Theory]
     [InlineData("status")]

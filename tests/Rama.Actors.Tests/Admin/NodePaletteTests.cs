@@ -18,7 +18,8 @@ namespace Rama.Actors.Tests.Admin;
 /// <summary><c>pbm node status</c> on a host with Rama's listeners: the admin endpoint answers, also while the listeners drain.</summary>
 public sealed class NodePaletteTests
 {
-    private static async Task<List<AdminFrame>> AskAsync(IPEndPoint admin, string palette, string command)
+    /// <summary>One admin request over the wire, as pbm sends it; the frames up to the end frame.</summary>
+    internal static async Task<List<AdminFrame>> AskAsync(IPEndPoint admin, string palette, string command)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(admin);
