@@ -98,6 +98,10 @@ public static class ClusterHostingExtensions
         lines.Add("akka.cluster.gossip-interval = 500ms");
         lines.Add("akka.cluster.leader-actions-interval = 500ms");
         lines.Add("akka.cluster.unreachable-nodes-reaper-interval = 500ms");
+        // A write reaches the replicas its writer knows (WriteAll); a member that writer has not yet seen Up gets it from
+        // DistributedData's gossip: at Akka's 2 s a record added just after a node joined took over a second to reach
+        // it (CI, 2026-12-06). Gossip carries digests only while the replicas agree.
+        lines.Add("akka.cluster.distributed-data.gossip-interval = 500ms");
         if (options.Strategy == SplitBrainStrategy.DownAll)
         {
             lines.Add("akka.cluster.split-brain-resolver.active-strategy = down-all");

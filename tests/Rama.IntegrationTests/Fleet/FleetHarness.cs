@@ -206,7 +206,10 @@ internal sealed class FleetHarness : IAsyncDisposable
     {
         var lighthouse = await StartLighthouseAsync();
         var started = await Task.WhenAll(Enumerable.Range(1, nodes).Select(i => StartNodeAsync($"node{i}", lighthouse)));
-        await WaitForViewAsync(lighthouse, v => v.AllUp([lighthouse, .. started]), $"the lighthouse and {nodes} nodes all Up");
+        FleetMember[] all = [lighthouse, .. started];
+        await WaitForViewAsync(lighthouse, v => v.AllUp(all), $"the lighthouse and {nodes} nodes all Up");
+        // Converged means every member has seen every other Up (what a write to "all replicas" goes by), not only the seed.
+        await Task.WhenAll(started.Select(node => WaitForViewAsync(node, v => v.AllUp(all), $"{node.Name} sees the lighthouse and {nodes} nodes all Up")));
         return (lighthouse, started);
     }
 
