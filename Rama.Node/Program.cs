@@ -104,6 +104,9 @@ public static class Program
             builder.Services.AddRamaFleetProxyDbAdmin(fleetDatabase);
         }
 
+        // A fleet proxy node counts its limits in the fleet's sharded entities and shares upstream health with the fleet.
+        using var fleetLimits = options.UsesFleetProxyDb ? new FleetLimits(options.Proxy.Upstream) : null;
+
         // The access log is its own Akka.Streams stream (batched writes, drops counted, never blocking a connection).
         builder.Services.AddRamaAccessLog(options.AccessLog);
         builder.Services.AddRamaClusterOptions(options.Cluster);
@@ -114,10 +117,11 @@ public static class Program
             .AddRamaAdmin()
             .AddRamaAccessLog()
             .WithRamaFleetProxyDbWhen(fleetDatabase, fleetData, fleetSeed, options.ProxyDb)
+            .WithRamaFleetLimitsWhen(fleetLimits)
             .AddRama(new RamaSettings
             {
                 DrainTimeout = options.DrainTimeout,
-                Listeners = services => NodeListeners.Create(options, services, fleetDatabase?.Database ?? (IProxyDatabase?)database?.Database),
+                Listeners = services => NodeListeners.Create(options, services, fleetDatabase?.Database ?? (IProxyDatabase?)database?.Database, fleetLimits),
             })
             // pbm fleet status|drain|roll: this node's member actor and the fleet's coordinator (a singleton on the proxy nodes).
             .AddRamaFleet(options.Cluster));

@@ -7,6 +7,7 @@ using Rama.Proxy.Net;
 using Rama.Proxy.ProxyProtocol;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tls;
+using Rama.Proxy.Limits;
 using Rama.Proxy.Upstream;
 using Rama.Proxy.Observability;
 using Rama.Proxy.Mitm;
@@ -21,7 +22,8 @@ public static class NodeListeners
     /// Proxy listeners with the same users and PROXY protocol setting share one stack. With MITM on, the CA is loaded
     /// here, and created when absent.
     /// </summary>
-    public static IReadOnlyList<ListenerSpec> Create(NodeOptions options, IServiceProvider services, IProxyDatabase? proxyDatabase = null)
+    /// <param name="fleetLimits">On a fleet node: the fleet's limits and shared upstream health. Null: limits counted in this process, shared by every listener.</param>
+    public static IReadOnlyList<ListenerSpec> Create(NodeOptions options, IServiceProvider services, IProxyDatabase? proxyDatabase = null, FleetLimits? fleetLimits = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(services);
@@ -31,6 +33,8 @@ public static class NodeListeners
         // The MITM tunnel redials origins through the stack's own connector (and so the selected upstream), it has none of its own.
         ITunnelHandler? tunnel = options.Mitm.Enabled ? new MitmTunnel(options.Mitm.CreateOptions(options.Proxy), loggers, accessLog: accessLog) : null;
         var forwardStacks = new Dictionary<string, IService<ConnectionContext, Unit>>(StringComparer.Ordinal);
+        // One count per node (or the fleet's): a user's limit holds across every listener of the node.
+        IConcurrencyLimiter limiter = fleetLimits?.Limiter ?? (IConcurrencyLimiter)new LocalConcurrencyLimiter();
         var specs = new List<ListenerSpec>();
         foreach (var listener in options.Listeners)
         {
@@ -58,6 +62,8 @@ public static class NodeListeners
                 {
                     Https = options.Tls.ServerOptions,
                     Tunnel = tunnel,
+                    Limiter = limiter,
+                    UpstreamHealth = fleetLimits?.Health.Cache,
                 }, accessLog: accessLog);
                 stack = WithProxyProtocol(listener, forward);
                 forwardStacks.Add(key, stack);

@@ -97,6 +97,30 @@ public static class NodeOptionDeclarations
         Description = "PEM file of extra CA certificates trusted for HTTPS upstream proxies of the proxy database (always verified)",
     };
 
+    public static RamaOption UpstreamMaxConnections { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:UpstreamMaxConnections", Name = "--upstream-max-connections", Value = OptionValue.Integer(1, 10_000_000),
+        Description = "Connections open to one upstream proxy at once, for records without max_connections (fleet-wide on a fleet; an upstream at its limit is passed over, 503 when all are)",
+    };
+
+    public static RamaOption UpstreamRate { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:UpstreamRate", Name = "--upstream-rate", Value = LimitRateValue.Instance,
+        Description = "New connections to one upstream proxy, e.g. 50/s or 600/m, for records without rate (fleet-wide on a fleet)",
+    };
+
+    public static RamaOption UserMaxConnections { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:UserMaxConnections", Name = "--user-max-connections", Value = OptionValue.Integer(1, 10_000_000),
+        Description = "Tunnels and HTTP requests in flight per proxy user at once (fleet-wide on a fleet); over it: 429 with Retry-After, SOCKS5 0x02",
+    };
+
+    public static RamaOption UserLimit { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:Users", Name = "--user-limit", Arity = OptionArity.Repeatable, Value = UserLimitValue.Instance,
+        Description = "One user's concurrency limit as user=connections, repeatable; wins over --user-max-connections",
+    };
+
     public static RamaOption Cert { get; } = new()
     {
         Key = "Rama:Tls:Cert", Name = "--cert", Value = OptionValue.ExistingFile,
@@ -318,6 +342,7 @@ public static class NodeOptionDeclarations
         .. AdminOptions.Declarations,
         Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb, FleetData,
         UpstreamMode, UpstreamFallback, UpstreamAttempts, UpstreamBackoff, UpstreamProxyCa,
+        UpstreamMaxConnections, UpstreamRate, UserMaxConnections, UserLimit,
         Cert, CertKey, CertificateNames, CertificateCert, CertificateKey, CertificatePassword,
         TlsUpstream, TlsUpstreamTls, TlsUpstreamCa, TlsUpstreamMode, TlsUpstreamProxyProtocol, UnknownSni, Alpn, ClientCa, ClientCert, HandshakeTimeout,
         ProxyProtocol, ProxyProtocolTrusted, ProxyProtocolHeaderTimeout,
@@ -344,5 +369,41 @@ internal sealed class ReverseShorthandValue : OptionValue
         }
 
         return value is not null;
+    }
+}
+
+/// <summary>A rate such as <c>50/s</c>, <c>600/m</c> or <c>3600/h</c>, the value of <c>--upstream-rate</c>.</summary>
+internal sealed class LimitRateValue : OptionValue
+{
+    public static readonly LimitRateValue Instance = new();
+
+    public override string Allowed => "is a count per s, m or h (e.g. 50/s, 600/m)";
+
+    public override bool TryNormalize(string text, [NotNullWhen(true)] out string? value)
+    {
+        value = Rama.Proxy.Limits.LimitRate.TryParse(text, out var rate, out _) ? rate.ToString() : null;
+        return value is not null;
+    }
+}
+
+/// <summary><c>user=connections</c>, the value of <c>--user-limit</c>.</summary>
+internal sealed class UserLimitValue : OptionValue
+{
+    public static readonly UserLimitValue Instance = new();
+
+    public override string Allowed => "is user=connections (e.g. john=10)";
+
+    public override bool TryNormalize(string text, [NotNullWhen(true)] out string? value)
+    {
+        value = null;
+        var eq = text.LastIndexOf('=');
+        if (eq <= 0 || text[..eq].Trim().Length == 0
+            || !int.TryParse(text.AsSpan(eq + 1).Trim(), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var max) || max < 1)
+        {
+            return false;
+        }
+
+        value = text[..eq].Trim() + "=" + max.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return true;
     }
 }

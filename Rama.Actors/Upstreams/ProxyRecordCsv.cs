@@ -27,6 +27,11 @@ internal static class ProxyRecordCsv
             record.Pool ?? "", record.Continent ?? "", record.Country ?? "", record.State ?? "", record.City ?? "", record.Carrier ?? "", record.Asn ?? "",
             credential,
         ];
+        if (record.MaxConnections is not null || record.Rate is not null)
+        {
+            fields = [.. fields, record.MaxConnections?.ToString(CultureInfo.InvariantCulture) ?? "", record.Rate?.ToString() ?? ""];
+        }
+
         return string.Join(',', fields.Select(Quote));
     }
 

@@ -24,6 +24,8 @@ public enum ForwardError
     UpstreamTimedOut,
     /// <summary>The client sent a target this proxy does not serve: 400.</summary>
     BadTarget,
+    /// <summary>Every upstream that could carry the request is at its connection or rate limit: 503 with Retry-After and the limit named.</summary>
+    UpstreamBusy,
 }
 
 /// <summary>
@@ -358,8 +360,18 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     {
         ConnectError.TimedOut => Fail(request, ForwardError.ConnectTimedOut, dial.Detail ?? "connect timed out"),
         ConnectError.NotAllowed => Fail(request, ForwardError.NotAllowed, dial.Detail ?? "destination not allowed"),
+        ConnectError.Busy => Busy(request, dial.Detail ?? "every upstream is at its limit"),
         _ => Fail(request, ForwardError.ConnectFailed, $"{dial.Error}: {dial.Detail}"),
     };
+
+    // The body names the limit (a client that pays for a plan needs to know which); Retry-After: the rate's next token or 1 s.
+    private HttpResponse Busy(HttpRequest request, string detail)
+    {
+        _ = Fail(request, ForwardError.UpstreamBusy, detail); // the debug line
+        var response = HttpResponse.Text(503, "Service Unavailable: " + detail);
+        response.Headers.Add("Retry-After", "1");
+        return response;
+    }
 
     internal HttpResponse Fail(HttpRequest request, ForwardError error, string detail)
     {
@@ -372,6 +384,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     {
         ForwardError.ConnectTimedOut or ForwardError.UpstreamTimedOut => 504,
         ForwardError.NotAllowed => 403,
+        ForwardError.UpstreamBusy => 503,
         ForwardError.BadTarget => 400,
         ForwardError.None => 200,
         _ => 502,

@@ -28,6 +28,8 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     private bool _peerClosed;
     private string? _closeReason;
     private int _disposed;
+    private IDisposable? _heldWhileOpen;
+    private int _ended; // set by Abort and DisposeAsync before they release what is held
 
     public SocketConnection(Socket socket, SocketConnectionOptions? options = null)
     {
@@ -467,9 +469,33 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         or SocketError.Shutdown or SocketError.OperationAborted or SocketError.Interrupted or SocketError.NotConnected
         or SocketError.Disconnecting;
 
+    /// <summary>
+    /// Ties <paramref name="held"/> (a limit's lease) to this connection: disposed once, when the connection is disposed or
+    /// aborted, whichever comes first. One per connection; a second replaces nothing and is disposed at once.
+    /// </summary>
+    public void HoldWhileOpen(IDisposable held)
+    {
+        ArgumentNullException.ThrowIfNull(held);
+        if (Interlocked.CompareExchange(ref _heldWhileOpen, held, null) is not null)
+        {
+            held.Dispose();
+        }
+        else if (Volatile.Read(ref _ended) != 0)
+        {
+            ReleaseHeld(); // closed while it was being attached
+        }
+    }
+
+    private void ReleaseHeld()
+    {
+        Volatile.Write(ref _ended, 1);
+        Interlocked.Exchange(ref _heldWhileOpen, null)?.Dispose();
+    }
+
     /// <summary>Closes at once (RST), whatever is buffered. Safe to call many times and from any thread.</summary>
     public void Abort(string reason)
     {
+        ReleaseHeld();
         TrySetCloseReason(reason);
         try
         {
@@ -511,6 +537,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         }
 
         TrySetCloseReason("closed locally");
+        ReleaseHeld();
         await _output.Writer.CompleteAsync().ConfigureAwait(false);
         if (_sending is not null)
         {

@@ -20,6 +20,8 @@ public enum ConnectError
     /// <summary>Our own policy forbids this destination.</summary>
     NotAllowed,
     Failed,
+    /// <summary>Every upstream that could carry it is at a limit (connections or rate): HTTP 503 with Retry-After, SOCKS5 0x01.</summary>
+    Busy,
 }
 
 /// <summary>The result of a dial: a started connection, or why not.</summary>

@@ -49,12 +49,13 @@ public static class Socks5Server
         ILoggerFactory? loggerFactory = null,
         TimeProvider? time = null,
         ITunnelHandler? tunnel = null,
-        IAccessLog? accessLog = null)
+        IAccessLog? accessLog = null,
+        Limits.UserLimits? userLimits = null)
     {
         options.Validate();
         loggerFactory ??= NullLoggerFactory.Instance;
         return new Socks5Service(options, connector, authenticator, loggerFactory.CreateLogger("Rama.Proxy.Socks5"), time ?? TimeProvider.System,
-            tunnel ?? new RelayTunnel(options.TunnelIdleTimeout, time), accessLog ?? AccessLogs.ToLogger(loggerFactory));
+            tunnel ?? new RelayTunnel(options.TunnelIdleTimeout, time), accessLog ?? AccessLogs.ToLogger(loggerFactory), userLimits);
     }
 }
 
@@ -65,7 +66,8 @@ internal sealed partial class Socks5Service(
     ILogger logger,
     TimeProvider time,
     ITunnelHandler tunnel,
-    IAccessLog accessLog) : IService<ConnectionContext, Unit>
+    IAccessLog accessLog,
+    Limits.UserLimits? userLimits = null) : IService<ConnectionContext, Unit>
 {
     private delegate Socks5ParseStatus Parser<T>(ReadOnlySequence<byte> input, out SequencePosition consumed, out T value);
 
@@ -75,6 +77,8 @@ internal sealed partial class Socks5Service(
         var transport = connection.Transport;
         SocketConnection? upstream = null;
         Socks5Request request;
+        // The user's lease (per-user concurrency): taken before the dial, held until the tunnel ends.
+        using var userLease = new LeaseHolder();
         using (var handshake = new CancellationTokenSource(options.HandshakeTimeout, time))
         using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, handshake.Token))
         {
@@ -140,6 +144,19 @@ internal sealed partial class Socks5Service(
                     await ReplyAsync(transport.Output, Socks5Reply.CommandNotSupported, linked.Token).ConfigureAwait(false);
                     WriteAccess(connection, request.Target, Socks5Reply.CommandNotSupported, default, started);
                     return Reject(connection, $"command {request.Command} not supported");
+                }
+
+                if (userLimits is not null)
+                {
+                    userLease.Lease = await userLimits.AcquireAsync(connection.Extensions.Get<ProxyUser>(), linked.Token).ConfigureAwait(false);
+                    if (!userLease.Lease.IsGranted)
+                    {
+                        // RFC 1928 has no field for a reason: 0x02 (not allowed by ruleset), the reason in the log and access log.
+                        await ReplyAsync(transport.Output, Socks5Reply.NotAllowedByRuleset, linked.Token).ConfigureAwait(false);
+                        WriteAccess(connection, request.Target, Socks5Reply.NotAllowedByRuleset, default, started);
+                        LogUserLimited(logger, connection.Id, request.Target.ToString(), userLease.Lease.Reason);
+                        return Reject(connection, userLease.Lease.Reason);
+                    }
                 }
 
                 var result = await connector.ConnectAsync(request.Target, connection.Extensions, linked.Token).ConfigureAwait(false);
@@ -266,6 +283,13 @@ internal sealed partial class Socks5Service(
         });
     }
 
+    private sealed class LeaseHolder : IDisposable
+    {
+        public Limits.LimitLease Lease { get; set; } = Limits.LimitLease.Unlimited;
+
+        public void Dispose() => Lease.Dispose();
+    }
+
     private Unit Reject(ConnectionContext connection, string reason)
     {
         connection.TrySetCloseReason("socks5: " + reason);
@@ -278,6 +302,9 @@ internal sealed partial class Socks5Service(
 
     [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "SOCKS5 connection {ConnectionId}: authentication failed for user '{User}': {Reason}")]
     private static partial void LogAuthFailed(ILogger logger, long connectionId, string user, string reason);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Debug, Message = "SOCKS5 connection {ConnectionId}: {Target} refused with 0x02: {Reason}")]
+    private static partial void LogUserLimited(ILogger logger, long connectionId, string target, string reason);
 
     [LoggerMessage(EventId = 3002, Level = LogLevel.Debug, Message = "SOCKS5 connection {ConnectionId}: connect to {Target} failed ({Error}), replied {Reply}")]
     private static partial void LogConnectFailed(ILogger logger, long connectionId, string target, ConnectError error, Socks5Reply reply);

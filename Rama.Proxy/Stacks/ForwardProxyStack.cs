@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
+using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
 using Rama.Proxy.Socks5;
 using Rama.Proxy.Upstream;
@@ -22,6 +23,9 @@ public sealed record ForwardProxyOptions
 
     /// <summary>Upstream routing (used when the stack is given a proxy database).</summary>
     public UpstreamRoutingOptions Upstream { get; init; } = new();
+
+    /// <summary>Connection and rate limits of upstreams, and per-user concurrency. All off by default.</summary>
+    public LimitOptions Limits { get; init; } = new();
 
     /// <summary>
     /// The transport of reverse-proxy ports. Default <see cref="ReverseProxyTransport.Auto"/>: the epoll event loops on
@@ -44,6 +48,7 @@ public sealed record ForwardProxyOptions
         Http.Limits.Validate();
         Socks5.Validate();
         Upstream.Validate();
+        Limits.Validate();
         if (Connector.ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException("ConnectTimeout must be positive", nameof(Connector));
@@ -90,6 +95,15 @@ public sealed record ForwardProxyExtras
 
     /// <summary>Runs CONNECT tunnels (HTTP and SOCKS5) instead of the byte relay: the MITM proxy.</summary>
     public ITunnelHandler? Tunnel { get; init; }
+
+    /// <summary>
+    /// Where the limits of <see cref="ForwardProxyOptions.Limits"/> are counted: the fleet's limit entities on a fleet node.
+    /// Null: in this process (<see cref="LocalConcurrencyLimiter"/>), when any limit is set.
+    /// </summary>
+    public IConcurrencyLimiter? Limiter { get; init; }
+
+    /// <summary>The node's view of upstream health: a fleet node passes one whose failures it shares. Null: a cache of this stack's own.</summary>
+    public UpstreamFailureCache? UpstreamHealth { get; init; }
 }
 
 /// <summary>
@@ -117,19 +131,29 @@ public static class ForwardProxyStack
         var dns = new DnsResolver(options.Dns);
         ITcpConnector connector = new TcpConnector(dns, options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         ILayer<HttpRequest, HttpResponse>? routing = null;
+        var limiter = extras?.Limiter ?? new LocalConcurrencyLimiter(time);
         if (proxyDatabase is not null)
         {
             // With a proxy database: labels in usernames, the filter header, and dials through upstreams.
             var upstream = UpstreamProxying.Create(proxyDatabase, options.Upstream, connector, authenticator, dns, options.Connector.ConnectTimeout,
-                options.Http.Realm, loggerFactory, time);
+                options.Http.Realm, loggerFactory, time, limiter, options.Limits, extras?.UpstreamHealth);
             (connector, authenticator, routing) = (upstream.Connector, upstream.Authenticator, upstream.HttpLayer);
+        }
+
+        UserLimits? userLimits = null;
+        if (options.Limits.LimitsUsers)
+        {
+            // Per-user concurrency, inside the auth layer (the user is known) and before routing (a refused request picks no upstream).
+            userLimits = new UserLimits(limiter, options.Limits);
+            var userLayer = new UserLimitLayer(userLimits, loggerFactory.CreateLogger("Rama.Proxy.Limits"));
+            routing = routing is null ? userLayer : Service.Layer<HttpRequest, HttpResponse>(inner => userLayer.Layer(routing.Layer(inner)));
         }
 
         var eventLoops = options.TunnelTransport.UsesEventLoops(time, "tunnel");
         var httpTunnel = extras?.Tunnel ?? new RelayTunnel(options.Http.TunnelIdleTimeout, time, eventLoops);
         var socks5Tunnel = extras?.Tunnel ?? new RelayTunnel(options.Socks5.TunnelIdleTimeout, time, eventLoops);
         var http = HttpProxy.CreateForwardProxy(options.Http, connector, authenticator, loggerFactory, time, routing, httpTunnel, accessLog);
-        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time, socks5Tunnel, accessLog);
+        var socks5 = Socks5Server.Create(options.Socks5, connector, authenticator, loggerFactory, time, socks5Tunnel, accessLog, userLimits);
         List<PeekRoute> routes =
         [
             PeekRoute.FirstByte("socks5", b => b == Socks5Protocol.Version, socks5),

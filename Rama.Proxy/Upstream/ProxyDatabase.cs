@@ -364,7 +364,14 @@ internal sealed class ProxyDatabaseSnapshot : IProxyDatabase
             line.Append(r.Address.Endpoint.Port).Append('\u001f')
                 .Append(r.Tcp ? '1' : '0').Append(r.Udp ? '1' : '0').Append(r.Http ? '1' : '0').Append(r.Https ? '1' : '0')
                 .Append(r.Socks5 ? '1' : '0').Append(r.Socks5h ? '1' : '0').Append(r.Datacenter ? '1' : '0').Append(r.Residential ? '1' : '0')
-                .Append(r.Mobile ? '1' : '0').Append('\n');
+                .Append(r.Mobile ? '1' : '0');
+            if (r.MaxConnections is not null || r.Rate is not null)
+            {
+                // Only records with limits hash them, so the versions of databases without any stay as they were.
+                line.Append('\u001f').Append(r.MaxConnections).Append('\u001f').Append(r.Rate?.ToString());
+            }
+
+            line.Append('\n');
             var needed = Encoding.UTF8.GetMaxByteCount(line.Length);
             if (needed > bytes.Length)
             {

@@ -24,11 +24,14 @@ public sealed class ProxyDatabaseException(string source, IReadOnlyList<ProxyDat
 /// </summary>
 public static class ProxyDatabaseLoader
 {
-    /// <summary>rama's CSV column order; an optional 19th column holds the credential.</summary>
+    /// <summary>
+    /// rama's CSV column order (18 columns); optional further columns, each needing the ones before it: the credential
+    /// (19th), then Rama's limits, <c>max_connections</c> (20th) and <c>rate</c> (21st, e.g. <c>50/s</c>).
+    /// </summary>
     public static readonly IReadOnlyList<string> CsvColumns =
     [
         "id", "tcp", "udp", "http", "https", "socks5", "socks5h", "datacenter", "residential", "mobile",
-        "address", "pool_id", "continent", "country", "state", "city", "carrier", "asn", "credential",
+        "address", "pool_id", "continent", "country", "state", "city", "carrier", "asn", "credential", "max_connections", "rate",
     ];
 
     private const int RequiredColumns = 18;
@@ -85,9 +88,9 @@ public static class ProxyDatabaseLoader
                 }
             }
 
-            if (fields.Count is not (RequiredColumns or RequiredColumns + 1))
+            if (fields.Count < RequiredColumns || fields.Count > CsvColumns.Count)
             {
-                errors.Add(new(lineNumber, "", $"expected {RequiredColumns} or {RequiredColumns + 1} columns, found {fields.Count}"));
+                errors.Add(new(lineNumber, "", $"expected {RequiredColumns} to {CsvColumns.Count} columns, found {fields.Count}"));
                 continue;
             }
 
@@ -113,9 +116,9 @@ public static class ProxyDatabaseLoader
 
     private static void CheckHeader(List<string> fields, int line, List<ProxyDatabaseError> errors)
     {
-        if (fields.Count is not (RequiredColumns or RequiredColumns + 1))
+        if (fields.Count < RequiredColumns || fields.Count > CsvColumns.Count)
         {
-            errors.Add(new(line, "", $"header: expected {RequiredColumns} or {RequiredColumns + 1} columns, found {fields.Count}"));
+            errors.Add(new(line, "", $"header: expected {RequiredColumns} to {CsvColumns.Count} columns, found {fields.Count}"));
             return;
         }
 
@@ -409,6 +412,34 @@ public static class ProxyDatabaseLoader
                 Error("asn", $"'{asnText}' is not an ASN (a number 0..4294967295, optionally prefixed AS, or *)");
             }
 
+            int? maxConnections = null;
+            var maxText = Text("max_connections")?.Trim();
+            if (!string.IsNullOrEmpty(maxText))
+            {
+                if (int.TryParse(maxText, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var max) && max >= 1)
+                {
+                    maxConnections = max;
+                }
+                else
+                {
+                    Error("max_connections", $"'{maxText}' is not a connection limit (a whole number, at least 1; empty: the node's default)");
+                }
+            }
+
+            Limits.LimitRate? rate = null;
+            var rateText = Text("rate")?.Trim();
+            if (!string.IsNullOrEmpty(rateText))
+            {
+                if (Limits.LimitRate.TryParse(rateText, out var parsedRate, out var rateError))
+                {
+                    rate = parsedRate;
+                }
+                else
+                {
+                    Error("rate", rateError);
+                }
+            }
+
             var proxy = address is null || id is null ? null : new UpstreamProxy
             {
                 Id = id.Trim(),
@@ -429,6 +460,8 @@ public static class ProxyDatabaseLoader
                 City = UpstreamProxy.Normalize(Text("city")),
                 Carrier = UpstreamProxy.Normalize(Text("carrier")),
                 Asn = asn,
+                MaxConnections = maxConnections,
+                Rate = rate,
             };
 
             if (errors.Count > _errorsBefore || proxy is null)

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
+using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
 using Rama.Proxy.Socks5;
 
@@ -28,11 +29,18 @@ public sealed partial class UpstreamConnector : ITcpConnector
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
 
+    private readonly IConcurrencyLimiter? _limiter;
+    private readonly LimitOptions _limits;
+
     /// <param name="direct">Dials targets (direct routes) and upstream endpoints.</param>
     /// <param name="handshakeTimeout">Longest an upstream handshake (TLS, CONNECT, SOCKS5) may take after the TCP connect.</param>
+    /// <param name="limiter">Leases for upstreams with a connection or rate limit (a record's own, else <paramref name="limits"/>' defaults); null: no upstream limits.</param>
     public UpstreamConnector(ITcpConnector direct, UpstreamRouter router, UpstreamFailureCache failures, IDnsResolver? dns = null,
-        TimeSpan? handshakeTimeout = null, TimeProvider? time = null, ILogger<UpstreamConnector>? logger = null)
+        TimeSpan? handshakeTimeout = null, TimeProvider? time = null, ILogger<UpstreamConnector>? logger = null,
+        IConcurrencyLimiter? limiter = null, LimitOptions? limits = null)
     {
+        _limiter = limiter;
+        _limits = limits ?? new LimitOptions();
         _direct = direct;
         _router = router;
         _failures = failures;
@@ -66,16 +74,53 @@ public sealed partial class UpstreamConnector : ITcpConnector
 
         var attempts = 0;
         var failures = new List<string>();
+        var busy = new List<string>();
         var lastError = ConnectError.Failed;
         foreach (var candidate in _failures.Order(route.Candidates))
         {
-            if (attempts++ == _router.Options.MaxAttempts)
+            if (attempts == _router.Options.MaxAttempts)
             {
                 break;
             }
 
+            // An upstream at its limit is passed over (it did nothing wrong: no back-off, no attempt used).
+            var lease = LimitLease.Unlimited;
+            var policy = _limits.ForUpstream(candidate.MaxConnections, candidate.Rate);
+            if (_limiter is not null && !policy.IsUnlimited)
+            {
+                lease = await _limiter.AcquireAsync(LimitScope.Upstream, candidate.Id, policy, cancellationToken).ConfigureAwait(false);
+                if (!lease.IsGranted)
+                {
+                    LogUpstreamBusy(_logger, candidate.Id, target.ToString(), lease.Reason);
+                    busy.Add(lease.Reason);
+                    continue;
+                }
+            }
+
+            attempts++;
             var protocol = candidate.PreferredProtocol!.Value;
-            var (result, upstreamFault) = await DialThroughAsync(candidate, protocol, target, cancellationToken).ConfigureAwait(false);
+            ConnectResult result;
+            bool upstreamFault;
+            try
+            {
+                (result, upstreamFault) = await DialThroughAsync(candidate, protocol, target, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
+
+            if (result.IsSuccess)
+            {
+                // The lease is held as long as the connection to the upstream is open (a tunnel, or a pooled keep-alive connection).
+                result.Connection!.HoldWhileOpen(lease);
+            }
+            else
+            {
+                lease.Dispose();
+            }
+
             if (result.IsSuccess || !upstreamFault)
             {
                 // The upstream did its job (also when it reports that the target failed).
@@ -95,7 +140,12 @@ public sealed partial class UpstreamConnector : ITcpConnector
             lastError = result.Error == ConnectError.TimedOut ? ConnectError.TimedOut : ConnectError.Failed;
         }
 
-        return ConnectResult.Failure(lastError, $"no upstream reached ({string.Join("; ", failures)})");
+        if (failures.Count == 0 && busy.Count > 0)
+        {
+            return ConnectResult.Failure(ConnectError.Busy, string.Join("; ", busy));
+        }
+
+        return ConnectResult.Failure(lastError, $"no upstream reached ({string.Join("; ", failures.Concat(busy))})");
     }
 
     /// <summary>One attempt: TCP to the upstream, then its handshake. The flag says whether a failure is the upstream's own.</summary>
@@ -178,6 +228,9 @@ public sealed partial class UpstreamConnector : ITcpConnector
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "Upstream {Id} could not reach {Target}: {Error} ({Detail})")]
     private static partial void LogTargetFailed(ILogger logger, string target, string id, ConnectError error, string detail);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Debug, Message = "Upstream {Id} passed over for {Target}: {Reason}")]
+    private static partial void LogUpstreamBusy(ILogger logger, string id, string target, string reason);
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "No upstream for {Target}: {Reason}")]
     private static partial void LogNoMatch(ILogger logger, string target, string reason);

@@ -40,6 +40,12 @@ public sealed class UpstreamFailureCache(TimeSpan initial, TimeSpan max, TimePro
         return left <= 0 ? TimeSpan.Zero : TimeSpan.FromSeconds(left / (double)_time.TimestampFrequency);
     }
 
+    /// <summary>
+    /// Told of every failure and recovery recorded here (not of those <see cref="Apply"/> brings in): a fleet node shares
+    /// them, so an upstream failing on one node is backed off on all. Called on the connecting thread: must not block.
+    /// </summary>
+    public IUpstreamHealthListener? Listener { get; set; }
+
     /// <summary>Records a transport failure; returns the back-off now in force.</summary>
     public TimeSpan Failed(string id)
     {
@@ -47,11 +53,41 @@ public sealed class UpstreamFailureCache(TimeSpan initial, TimeSpan max, TimePro
         var entry = _entries.AddOrUpdate(id,
             _ => new Entry(1, now + Ticks(initial)),
             (_, old) => new Entry(old.Failures + 1, now + Ticks(BackoffFor(old.Failures + 1))));
-        return BackoffFor(entry.Failures);
+        var backoff = BackoffFor(entry.Failures);
+        Listener?.Failed(id, entry.Failures, backoff);
+        return backoff;
     }
 
     /// <summary>Records a success: the upstream is healthy again.</summary>
-    public void Succeeded(string id) => _entries.TryRemove(id, out _);
+    public void Succeeded(string id)
+    {
+        if (_entries.TryRemove(id, out _))
+        {
+            Listener?.Recovered(id);
+        }
+    }
+
+    /// <summary>
+    /// Takes in what another node (or the fleet's view) says of <paramref name="id"/>: backed off for
+    /// <paramref name="backoff"/> after <paramref name="failures"/> failures, or healthy when <paramref name="backoff"/> is
+    /// zero. A longer back-off already in force here is kept. Not passed on to <see cref="Listener"/>.
+    /// </summary>
+    public void Apply(string id, int failures, TimeSpan backoff)
+    {
+        if (backoff <= TimeSpan.Zero)
+        {
+            _entries.TryRemove(id, out _);
+            return;
+        }
+
+        var until = _time.GetTimestamp() + Ticks(backoff);
+        _entries.AddOrUpdate(id,
+            _ => new Entry(failures, until),
+            (_, old) => old.Until >= until ? old : new Entry(Math.Max(failures, old.Failures), until));
+    }
+
+    /// <summary>Failures recorded for <paramref name="id"/> since it was last healthy (0 when healthy).</summary>
+    public int FailuresOf(string id) => _entries.TryGetValue(id, out var entry) ? entry.Failures : 0;
 
     private TimeSpan BackoffFor(int failures)
     {
@@ -83,4 +119,14 @@ public sealed class UpstreamFailureCache(TimeSpan initial, TimeSpan max, TimePro
             yield return candidate;
         }
     }
+}
+
+/// <summary>Hears of an upstream's health as this node records it (<see cref="UpstreamFailureCache.Listener"/>).</summary>
+public interface IUpstreamHealthListener
+{
+    /// <summary><paramref name="id"/> failed at the transport level for the <paramref name="failures"/>th time in a row: backed off for <paramref name="backoff"/>.</summary>
+    void Failed(string id, int failures, TimeSpan backoff);
+
+    /// <summary><paramref name="id"/>, backed off before, worked again.</summary>
+    void Recovered(string id);
 }

@@ -149,6 +149,12 @@ public sealed record UpstreamProxy
 
     public string? State { get; init; }
 
+    /// <summary>Connections open to this upstream at once (fleet-wide on a fleet); null: the node's default (<c>--upstream-max-connections</c>), if any.</summary>
+    public int? MaxConnections { get; init; }
+
+    /// <summary>New connections to this upstream per period; null: the node's default (<c>--upstream-rate</c>), if any.</summary>
+    public Limits.LimitRate? Rate { get; init; }
+
     public string? City { get; init; }
 
     public string? Carrier { get; init; }

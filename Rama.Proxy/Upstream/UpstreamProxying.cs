@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
+using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
 
 namespace Rama.Proxy.Upstream;
@@ -14,12 +15,13 @@ public sealed record UpstreamProxying(UpstreamConnector Connector, IProxyAuthent
     /// <paramref name="database"/> (which may be a <see cref="ReloadableProxyDatabase"/>).
     /// </summary>
     public static UpstreamProxying Create(IProxyDatabase database, UpstreamRoutingOptions options, ITcpConnector direct, IProxyAuthenticator authenticator,
-        IDnsResolver? dns = null, TimeSpan? handshakeTimeout = null, string realm = "rama", ILoggerFactory? loggerFactory = null, TimeProvider? time = null)
+        IDnsResolver? dns = null, TimeSpan? handshakeTimeout = null, string realm = "rama", ILoggerFactory? loggerFactory = null, TimeProvider? time = null,
+        IConcurrencyLimiter? limiter = null, LimitOptions? limits = null, UpstreamFailureCache? failures = null)
     {
         loggerFactory ??= NullLoggerFactory.Instance;
         var router = new UpstreamRouter(database, options);
-        var failures = new UpstreamFailureCache(options.BackoffInitial, options.BackoffMax, time);
-        var connector = new UpstreamConnector(direct, router, failures, dns, handshakeTimeout, time, loggerFactory.CreateLogger<UpstreamConnector>());
+        failures ??= new UpstreamFailureCache(options.BackoffInitial, options.BackoffMax, time);
+        var connector = new UpstreamConnector(direct, router, failures, dns, handshakeTimeout, time, loggerFactory.CreateLogger<UpstreamConnector>(), limiter, limits);
         return new UpstreamProxying(connector, new UpstreamAuthenticator(authenticator, options.StrictLabels), new UpstreamHttpLayer(router, failures, realm));
     }
 }

@@ -230,7 +230,7 @@ public sealed class UpstreamProxyTests(UpstreamPeersFixture peers) : IAsyncLifet
         string Replace(int line, string text) => string.Join('\n', lines.Select((l, i) => i + 1 == line ? text : l)) + "\n";
         var cases = new (string Text, string Expect)[]
         {
-            (Replace(3, lines[2] + ",extra"), "line 3: expected 18 or 19 columns, found 20"),
+            (Replace(3, lines[2] + ",,,extra"), "line 3: expected 18 to 21 columns, found 22"),
             (Replace(2, lines[1].Replace("ms,1,0,", "ms,yes,0,", StringComparison.Ordinal)), "line 2, field 'tcp': 'yes' is not a boolean"),
             (Replace(4, lines[3].Replace(",3320,", ",AS33x0,", StringComparison.Ordinal)), "line 4, field 'asn': 'AS33x0' is not an ASN"),
             (good + lines[4].Replace("squid,", "SQUID,", StringComparison.Ordinal) + "\n", "line 6, field 'id': duplicate id 'SQUID' (first on line 5)"),

@@ -39,7 +39,7 @@ public sealed class ProxyDatabaseLoaderTests
     }
 
     [Theory]
-    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,", 2, "", "expected 18 or 19 columns, found 17")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,", 2, "", "expected 18 to 21 columns, found 17")]
     [InlineData("a,yes,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,", 2, "tcp", "'yes' is not a boolean")]
     [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,ASX", 2, "asn", "'ASX' is not an ASN")]
     [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,4294967296", 2, "asn", "is not an ASN")]
