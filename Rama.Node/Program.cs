@@ -106,6 +106,10 @@ public static class Program
 
         // A fleet proxy node counts its limits in the fleet's sharded entities and shares upstream health with the fleet.
         using var fleetLimits = options.UsesFleetProxyDb ? new FleetLimits(options.Proxy.Upstream) : null;
+        if (fleetLimits is not null)
+        {
+            builder.Services.AddRamaFleetLimitsAdmin(fleetLimits, options.Proxy.Limits);
+        }
 
         // The access log is its own Akka.Streams stream (batched writes, drops counted, never blocking a connection).
         builder.Services.AddRamaAccessLog(options.AccessLog);

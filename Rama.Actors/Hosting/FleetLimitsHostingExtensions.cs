@@ -2,6 +2,7 @@ using Akka.Cluster;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Tools.PublishSubscribe;
 using Akka.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Rama.Actors.Limits;
 using Rama.Proxy.Upstream;
@@ -61,13 +62,14 @@ public static class FleetLimitsHostingExtensions
                 (system, _, _) => key => LimitEntity.Props(key, limits.Settings, DistributedPubSub.Get(system).Mediator),
                 LimitMessageExtractor.Instance,
                 new ShardOptions { Role = Rama.Admin.Cluster.ClusterOptions.ProxyRole })
-            .WithActors((system, registry, _) =>
+            .WithActors((system, registry, resolver) =>
             {
+                var logger = resolver.GetService<IServiceProvider>().GetService<ILoggerFactory>()?.CreateLogger("Rama.Actors.Limits");
                 var region = registry.Get<LimitsRegion>();
                 var self = Cluster.Get(system).SelfUniqueAddress;
                 var mediator = DistributedPubSub.Get(system).Mediator;
                 system.ActorOf(UpstreamHealthSubscriber.Props(limits.Health.Cache, mediator), HealthSubscriberName);
-                limits.Limiter.Attach(region, self);
+                limits.Limiter.Attach(region, self, logger);
                 limits.Health.Attach(region, self);
             });
     }

@@ -37,7 +37,7 @@ public sealed record FleetLimitSettings
 public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisposable
 {
     private readonly FleetLimitSettings _settings;
-    private readonly ILogger _logger;
+    private ILogger _logger;
     private readonly LocalConcurrencyLimiter _fallback;
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<string, byte>> _held = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _quiet = new(StringComparer.Ordinal);
@@ -66,8 +66,9 @@ public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisp
     public static string HolderOf(UniqueAddress member) => member.Address + "#" + member.Uid.ToString(CultureInfo.InvariantCulture);
 
     /// <summary>Connects this limiter to the <c>limits</c> shard region; until then it counts locally.</summary>
-    public void Attach(IActorRef region, UniqueAddress self)
+    public void Attach(IActorRef region, UniqueAddress self, ILogger? logger = null)
     {
+        _logger = logger ?? _logger;
         _holder = HolderOf(self);
         Volatile.Write(ref _region, region);
     }
