@@ -50,6 +50,13 @@ public sealed class ProxyDatabaseLoaderTests
     [InlineData("a,true,false,true,false,false,false,true,false,false,not a host,,,,,,,", 2, "address", "is not a host:port")]
     [InlineData(",true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,", 2, "id", "missing")]
     [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,nocolon", 2, "credential", "user:password")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,,0", 2, "max_connections", "'0' is not a connection limit")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,,abc", 2, "max_connections", "'abc' is not a connection limit")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,,-2,", 2, "max_connections", "'-2' is not a connection limit")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,,,5/w", 2, "rate", "'5/w' is not a rate")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,,,0/s", 2, "rate", "'0/s' is not a rate")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,,3,abc", 2, "rate", "'abc' is not a rate")]
+    [InlineData("a,true,false,true,false,false,false,true,false,false,127.0.0.1:1,,,,,,,,,,,", 2, "", "expected 18 to 21 columns, found 22")]
     public void Csv_errors_name_the_line_and_the_field(string row, int line, string field, string message)
     {
         var ex = Assert.Throws<ProxyDatabaseException>(() => ProxyDatabaseLoader.ParseCsv("# upstreams\n" + row + "\n", "db.csv"));
@@ -118,6 +125,74 @@ public sealed class ProxyDatabaseLoaderTests
         Assert.Contains(ex.Errors, e => e.Line == 4 && e.Field == "asn");
         Assert.Contains(ex.Errors, e => e.Line == 4 && e.Field == "colour");
         Assert.Contains(ex.Errors, e => e.Line == 5 && e.Field == "id" && e.Message.Contains("duplicate", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Csv_limit_columns_give_a_records_max_connections_and_rate()
+    {
+        var records = ProxyDatabaseLoader.ParseCsv(
+            Header + ",credential,max_connections,rate\n" +
+            Row("both", "127.0.0.1:1", rest: ",,,,,,,,up:pw,5,10/s") + "\n" +
+            Row("max", "127.0.0.1:2", rest: ",,,,,,,,,3") + "\n" +
+            Row("rate", "127.0.0.1:3", rest: ",,,,,,,,,,600/m") + "\n" +
+            Row("none", "127.0.0.1:4", rest: ",,,,,,,,,,") + "\n" +
+            Row("old", "127.0.0.1:5") + "\n");
+        Assert.Equal(["both", "max", "rate", "none", "old"], records.Select(r => r.Id));
+        Assert.Equal(5, records[0].MaxConnections);
+        Assert.Equal(new Rama.Proxy.Limits.LimitRate(10, TimeSpan.FromSeconds(1)), records[0].Rate);
+        Assert.Equal(new UpstreamCredential("up", "pw"), records[0].Address.Credential);
+        Assert.Equal(3, records[1].MaxConnections);
+        Assert.Null(records[1].Rate);
+        Assert.Null(records[2].MaxConnections);
+        Assert.Equal(new Rama.Proxy.Limits.LimitRate(600, TimeSpan.FromMinutes(1)), records[2].Rate);
+        Assert.All(records.Skip(3), r => Assert.True(r.MaxConnections is null && r.Rate is null));
+    }
+
+    [Fact]
+    public void Json_limit_fields_give_a_records_max_connections_and_rate()
+    {
+        var records = ProxyDatabaseLoader.Parse("""
+            [
+              {"id": "j1", "tcp": true, "http": true, "residential": true, "address": "127.0.0.1:8080", "max_connections": 5, "rate": "10/s"},
+              {"id": "j2", "tcp": true, "http": true, "residential": true, "address": "127.0.0.1:8081", "max_connections": "2", "rate": null}
+            ]
+            """);
+        Assert.Equal(5, records[0].MaxConnections);
+        Assert.Equal(Rama.Proxy.Limits.LimitRate.Parse("10/s"), records[0].Rate);
+        Assert.Equal(2, records[1].MaxConnections);
+        Assert.Null(records[1].Rate);
+    }
+
+    [Fact]
+    public void Json_bad_limits_name_the_line_and_the_field()
+    {
+        var ex = Assert.Throws<ProxyDatabaseException>(() => ProxyDatabaseLoader.Parse("""
+            [
+              {"id": "j1", "tcp": true, "http": true, "residential": true, "address": "127.0.0.1:8080",
+               "max_connections": 0},
+              {"id": "j2", "tcp": true, "http": true, "residential": true, "address": "127.0.0.1:8081",
+               "rate": "5/w"}
+            ]
+            """));
+        Assert.Contains(ex.Errors, e => e.Line == 3 && e.Field == "max_connections");
+        Assert.Contains(ex.Errors, e => e.Line == 5 && e.Field == "rate" && e.Message.Contains("'5/w' is not a rate", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Limits_change_the_database_version_and_empty_limit_columns_keep_the_version_of_before()
+    {
+        static string VersionOf(string csv) => ProxyDatabase.Create(ProxyDatabaseLoader.ParseCsv(csv)).Version;
+        var eighteen = Row("a", "127.0.0.1:1") + "\n" + Row("b", "127.0.0.1:2") + "\n";
+        var withEmptyLimits = Row("a", "127.0.0.1:1", rest: ",,,,,,,,,") + "\n" + Row("b", "127.0.0.1:2", rest: ",,,,,,,,,,") + "\n";
+        Assert.Equal("6790056b29f3fa56", VersionOf(eighteen)); // what these records hashed to before the limit columns existed
+        Assert.Equal(VersionOf(eighteen), VersionOf(withEmptyLimits));
+
+        var max5 = VersionOf(Row("a", "127.0.0.1:1", rest: ",,,,,,,,,5") + "\n" + Row("b", "127.0.0.1:2") + "\n");
+        var max6 = VersionOf(Row("a", "127.0.0.1:1", rest: ",,,,,,,,,6") + "\n" + Row("b", "127.0.0.1:2") + "\n");
+        var rate = VersionOf(Row("a", "127.0.0.1:1", rest: ",,,,,,,,,5,10/s") + "\n" + Row("b", "127.0.0.1:2") + "\n");
+        var sameRate = VersionOf(Row("a", "127.0.0.1:1", rest: ",,,,,,,,,5,10/sec") + "\n" + Row("b", "127.0.0.1:2") + "\n");
+        Assert.Equal(4, new[] { VersionOf(eighteen), max5, max6, rate }.Distinct().Count());
+        Assert.Equal(rate, sameRate);
     }
 
     [Fact]

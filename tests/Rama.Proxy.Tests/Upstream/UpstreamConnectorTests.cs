@@ -6,6 +6,7 @@ using System.Security.Cryptography.X509Certificates;
 using System.Text;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
+using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
 using Rama.Proxy.Socks5;
 using Rama.Proxy.Upstream;
@@ -48,20 +49,22 @@ public sealed class UpstreamConnectorTests : IAsyncLifetime
 
     private TcpServer Socks5Upstream() => Serve(Socks5Server.Create(new Socks5ServerOptions(), new TcpConnector(), UpstreamAuth));
 
-    internal static UpstreamProxy Record(string id, string flags, string address, string? credential = "up:secret") =>
-        ProxyDatabaseLoader.ParseCsv($"{id},{flags},{address},,,us,,,,,{credential}")[0];
+    internal static UpstreamProxy Record(string id, string flags, string address, string? credential = "up:secret", string limits = "") =>
+        ProxyDatabaseLoader.ParseCsv($"{id},{flags},{address},,,us,,,,,{credential}{limits}")[0];
 
     private const string TcpHttp = "1,0,1,0,0,0,1,0,0";
     private const string TcpSocks5 = "1,0,0,0,1,0,1,0,0";
     private const string TcpSocks5h = "1,0,0,0,0,1,1,0,0";
     private const string TcpHttps = "1,0,0,1,0,0,1,0,0";
 
-    private static (UpstreamConnector Connector, ManualTime Time) Connector(IEnumerable<UpstreamProxy> records, int attempts = 3, string? caFile = null)
+    private static (UpstreamConnector Connector, ManualTime Time) Connector(IEnumerable<UpstreamProxy> records, int attempts = 3, string? caFile = null,
+        Func<TimeProvider, IConcurrencyLimiter>? limiter = null, LimitOptions? limits = null)
     {
         var time = new ManualTime();
         var options = new UpstreamRoutingOptions { MaxAttempts = attempts, TrustedCaFile = caFile };
         var router = new UpstreamRouter(ProxyDatabase.Create(records), options);
-        return (new UpstreamConnector(new TcpConnector(), router, new UpstreamFailureCache(options.BackoffInitial, options.BackoffMax, time), time: time), time);
+        return (new UpstreamConnector(new TcpConnector(), router, new UpstreamFailureCache(options.BackoffInitial, options.BackoffMax, time), time: time,
+            limiter: limiter?.Invoke(time), limits: limits), time);
     }
 
     private static Extensions Wants(string labels)
@@ -234,6 +237,107 @@ public sealed class UpstreamConnectorTests : IAsyncLifetime
         {
             File.Delete(caFile);
         }
+    }
+
+    [Fact]
+    public async Task An_upstream_at_its_connection_limit_is_passed_over_for_the_next_candidate_until_its_connection_closes()
+    {
+        var limited = HttpUpstream();
+        var spare = HttpUpstream();
+        LocalConcurrencyLimiter limiter = null!;
+        var (connector, _) = Connector([
+            Record("first", TcpHttp, $"127.0.0.1:{limited.LocalEndPoint.Port}", limits: ",1"),
+            Record("second", TcpHttp, $"127.0.0.1:{spare.LocalEndPoint.Port}"),
+        ], limiter: time => limiter = new LocalConcurrencyLimiter(time));
+        var session = SessionPreferring(connector, "first", "country-us");
+        var target = new HostPort("127.0.0.1", _echo.Port);
+
+        var firstWants = Wants("country-us-session-" + session);
+        var first = await connector.ConnectAsync(target, firstWants, default);
+        Assert.True(first.IsSuccess, $"{first.Error}: {first.Detail}");
+        Assert.Equal("first", firstWants.Get<SelectedUpstream>()!.Id);
+        Assert.Equal(1, limiter.Held(LimitScope.Upstream, "first"));
+
+        var secondWants = Wants("country-us-session-" + session);
+        await AssertEchoAsync(await connector.ConnectAsync(target, secondWants, default));
+        Assert.Equal("second", secondWants.Get<SelectedUpstream>()!.Id);
+        Assert.Equal(1, limited.AcceptedConnections);
+        Assert.False(connector.Failures.IsBackedOff("first"));
+
+        await AssertEchoAsync(first);
+        Assert.Equal(0, limiter.Held(LimitScope.Upstream, "first"));
+        var thirdWants = Wants("country-us-session-" + session);
+        await AssertEchoAsync(await connector.ConnectAsync(target, thirdWants, default));
+        Assert.Equal("first", thirdWants.Get<SelectedUpstream>()!.Id);
+        Assert.Equal(2, limited.AcceptedConnections);
+    }
+
+    [Fact]
+    public async Task A_single_candidate_at_its_limit_is_busy_naming_it_and_is_not_backed_off()
+    {
+        var upstream = HttpUpstream();
+        var (connector, _) = Connector([Record("only", TcpHttp, $"127.0.0.1:{upstream.LocalEndPoint.Port}", limits: ",1")],
+            limiter: time => new LocalConcurrencyLimiter(time));
+        var target = new HostPort("127.0.0.1", _echo.Port);
+        var held = await connector.ConnectAsync(target, Wants("country-us"), default);
+        Assert.True(held.IsSuccess, $"{held.Error}: {held.Detail}");
+        await using var open = held.Connection!;
+
+        var busy = await connector.ConnectAsync(target, Wants("country-us"), default);
+        Assert.False(busy.IsSuccess);
+        Assert.Equal(ConnectError.Busy, busy.Error);
+        Assert.Contains("upstream only", busy.Detail, StringComparison.Ordinal);
+        Assert.Contains("limit of 1", busy.Detail, StringComparison.Ordinal);
+        Assert.False(connector.Failures.IsBackedOff("only"));
+        Assert.Equal(0, connector.Failures.FailuresOf("only"));
+        Assert.Equal(1, upstream.AcceptedConnections);
+    }
+
+    [Fact]
+    public async Task An_aborted_upstream_connection_releases_its_lease()
+    {
+        var upstream = HttpUpstream();
+        LocalConcurrencyLimiter limiter = null!;
+        var (connector, _) = Connector([Record("only", TcpHttp, $"127.0.0.1:{upstream.LocalEndPoint.Port}", limits: ",1")],
+            limiter: time => limiter = new LocalConcurrencyLimiter(time));
+        var target = new HostPort("127.0.0.1", _echo.Port);
+        var held = await connector.ConnectAsync(target, Wants("country-us"), default);
+        Assert.True(held.IsSuccess, $"{held.Error}: {held.Detail}");
+        held.Connection!.Abort("test");
+        Assert.Equal(0, limiter.Held(LimitScope.Upstream, "only"));
+        await using var _ = held.Connection;
+        await AssertEchoAsync(await connector.ConnectAsync(target, Wants("country-us"), default));
+    }
+
+    [Fact]
+    public async Task A_failed_dial_releases_the_lease_it_took()
+    {
+        LocalConcurrencyLimiter limiter = null!;
+        var (connector, _) = Connector([Record("dead", TcpHttp, $"127.0.0.1:{Ports.Refused()}", limits: ",1")],
+            limiter: time => limiter = new LocalConcurrencyLimiter(time));
+        var result = await connector.ConnectAsync(new HostPort("127.0.0.1", _echo.Port), Wants("country-us"), default);
+        Assert.False(result.IsSuccess);
+        Assert.NotEqual(ConnectError.Busy, result.Error);
+        Assert.Equal(0, limiter.Held(LimitScope.Upstream, "dead"));
+        Assert.True(connector.Failures.IsBackedOff("dead"));
+    }
+
+    [Fact]
+    public async Task The_default_upstream_rate_applies_to_records_without_their_own_and_refills_with_time()
+    {
+        var upstream = HttpUpstream();
+        var (connector, time) = Connector([Record("r", TcpHttp, $"127.0.0.1:{upstream.LocalEndPoint.Port}")],
+            limiter: t => new LocalConcurrencyLimiter(t), limits: new LimitOptions { UpstreamRate = "1/s" });
+        var target = new HostPort("127.0.0.1", _echo.Port);
+        await AssertEchoAsync(await connector.ConnectAsync(target, Wants("country-us"), default));
+
+        var busy = await connector.ConnectAsync(target, Wants("country-us"), default);
+        Assert.Equal(ConnectError.Busy, busy.Error);
+        Assert.Contains("upstream r is over its rate of 1/s", busy.Detail, StringComparison.Ordinal);
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        await AssertEchoAsync(await connector.ConnectAsync(target, Wants("country-us"), default));
+        Assert.Equal(2, upstream.AcceptedConnections);
     }
 
     /// <summary>A session id whose first choice (under <paramref name="labels"/>) is <paramref name="id"/>.</summary>
