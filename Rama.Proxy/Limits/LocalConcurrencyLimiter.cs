@@ -4,8 +4,9 @@ using System.Globalization;
 namespace Rama.Proxy.Limits;
 
 /// <summary>
-/// Limits held in this process (a node alone): a count of held leases and a token bucket per (scope, key). A key's state
-/// goes away when it holds no lease and its bucket is full again, so memory follows the keys in use.
+/// Limits held in this process (a node alone): a count of held leases and a token bucket per (scope, key). A key without a
+/// rate is dropped when its last lease goes; a rate-limited key stays while its bucket refills (dropped at a later release
+/// with a full bucket), so memory is bounded by the keys in use: upstream records and users.
 /// </summary>
 public sealed class LocalConcurrencyLimiter(TimeProvider? time = null) : IConcurrencyLimiter
 {

@@ -76,7 +76,7 @@ public sealed partial class UpstreamConnector : ITcpConnector
         var failures = new List<string>();
         var busy = new List<string>();
         var lastError = ConnectError.Failed;
-        foreach (var candidate in _failures.Order(route.Candidates))
+        foreach (var candidate in Candidates(route, busy))
         {
             if (attempts == _router.Options.MaxAttempts)
             {
@@ -146,6 +146,42 @@ public sealed partial class UpstreamConnector : ITcpConnector
         }
 
         return ConnectResult.Failure(lastError, $"no upstream reached ({string.Join("; ", failures.Concat(busy))})");
+    }
+
+    /// <summary>
+    /// The route's candidates in the order to try (healthy first); when upstreams were passed over at their limits and the
+    /// list ran out, the selection again with room for as many more (the same pure order, so the first ones repeat and are
+    /// skipped): a busy upstream never takes the place of one that could carry the connection.
+    /// </summary>
+    private IEnumerable<UpstreamProxy> Candidates(UpstreamRoute route, List<string> busy)
+    {
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var candidates = route.Candidates;
+        var backedOff = _failures.BackedOffCount;
+        while (true)
+        {
+            foreach (var candidate in _failures.Order(candidates))
+            {
+                if (seen.Add(candidate.Id))
+                {
+                    yield return candidate;
+                }
+            }
+
+            if (busy.Count == 0 || route.Filter is null)
+            {
+                yield break; // nobody was passed over
+            }
+
+            backedOff += busy.Count;
+            var wider = _router.Decide(route.Filter, route.Session, backedOff);
+            if (wider.Candidates.Count <= candidates.Count)
+            {
+                yield break; // the selection has no more to give
+            }
+
+            candidates = wider.Candidates;
+        }
     }
 
     /// <summary>One attempt: TCP to the upstream, then its handshake. The flag says whether a failure is the upstream's own.</summary>

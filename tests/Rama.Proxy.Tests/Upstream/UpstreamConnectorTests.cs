@@ -240,6 +240,26 @@ public sealed class UpstreamConnectorTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task With_one_attempt_a_busy_first_choice_does_not_take_the_place_of_a_free_upstream()
+    {
+        var limited = HttpUpstream();
+        var spare = HttpUpstream();
+        var (connector, _) = Connector([
+            Record("first", TcpHttp, $"127.0.0.1:{limited.LocalEndPoint.Port}", limits: ",1"),
+            Record("second", TcpHttp, $"127.0.0.1:{spare.LocalEndPoint.Port}"),
+        ], attempts: 1, limiter: time => new LocalConcurrencyLimiter(time));
+        var session = SessionPreferring(connector, "first", "country-us");
+        var target = new HostPort("127.0.0.1", _echo.Port);
+
+        var first = await connector.ConnectAsync(target, Wants("country-us-session-" + session), default);
+        Assert.True(first.IsSuccess, $"{first.Error}: {first.Detail}");
+        var secondWants = Wants("country-us-session-" + session);
+        await AssertEchoAsync(await connector.ConnectAsync(target, secondWants, default));
+        Assert.Equal("second", secondWants.Get<SelectedUpstream>()!.Id);
+        await AssertEchoAsync(first);
+    }
+
+    [Fact]
     public async Task An_upstream_at_its_connection_limit_is_passed_over_for_the_next_candidate_until_its_connection_closes()
     {
         var limited = HttpUpstream();
