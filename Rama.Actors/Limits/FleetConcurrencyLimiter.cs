@@ -31,8 +31,10 @@ public sealed record FleetLimitSettings
 /// <see cref="FleetLimitSettings.RenewInterval"/>. When the entity does not answer within
 /// <see cref="FleetLimitSettings.AskTimeout"/> (its shard is moving after its node died, or this node is cut off), the
 /// node decides alone with the same policy counted here (a <see cref="LocalConcurrencyLimiter"/>): requests keep flowing,
-/// each node holding to the limit on its own until the entity answers again. Decision: availability over strictness
-/// for those seconds, with a warning in the log.
+/// each node holding to the limit on its own until the entity answers again, and a lease granted that way is renewed
+/// with the entity like any other, so the fleet's count includes it within one renewal. Decision: availability over
+/// strictness for those seconds (the first use of a key while its shard is allocated, a shard moving after its node
+/// died), with a warning in the log.
 /// </summary>
 public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisposable
 {
@@ -100,8 +102,6 @@ public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisp
         }
         catch (AskTimeoutException)
         {
-            held.TryRemove(leaseId, out _);
-            region.Tell(new ReleaseLimit(entity, leaseId)); // in case it was granted after all
             Interlocked.Increment(ref _fallbacks);
             var now = Environment.TickCount64;
             var last = Interlocked.Read(ref _lastFallbackWarning);
@@ -110,7 +110,22 @@ public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisp
                 LogFallback(_logger, entity, _settings.AskTimeout.TotalMilliseconds);
             }
 
-            return await _fallback.AcquireAsync(scope, key, policy, cancellationToken).ConfigureAwait(false);
+            var local = await _fallback.AcquireAsync(scope, key, policy, cancellationToken).ConfigureAwait(false);
+            if (!local.IsGranted)
+            {
+                held.TryRemove(leaseId, out _);
+                region.Tell(new ReleaseLimit(entity, leaseId)); // in case the entity granted it after all
+                return local;
+            }
+
+            // Granted here: the lease stays listed, so the next renewal that reaches the entity counts it there too (an
+            // entity that was starting or moving learns of what was granted without it, and refuses accordingly).
+            return LimitLease.Granted(() =>
+            {
+                local.Dispose();
+                held.TryRemove(leaseId, out _);
+                region.Tell(new ReleaseLimit(entity, leaseId));
+            });
         }
         catch
         {

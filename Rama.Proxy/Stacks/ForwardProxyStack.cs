@@ -146,7 +146,8 @@ public static class ForwardProxyStack
             // Per-user concurrency, inside the auth layer (the user is known) and before routing (a refused request picks no upstream).
             userLimits = new UserLimits(limiter, options.Limits);
             var userLayer = new UserLimitLayer(userLimits, loggerFactory.CreateLogger("Rama.Proxy.Limits"));
-            routing = routing is null ? userLayer : Service.Layer<HttpRequest, HttpResponse>(inner => userLayer.Layer(routing.Layer(inner)));
+            var upstreamRouting = routing;
+            routing = upstreamRouting is null ? userLayer : Service.Layer<HttpRequest, HttpResponse>(inner => userLayer.Layer(upstreamRouting.Layer(inner)));
         }
 
         var eventLoops = options.TunnelTransport.UsesEventLoops(time, "tunnel");

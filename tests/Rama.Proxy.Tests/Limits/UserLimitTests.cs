@@ -5,6 +5,7 @@ using Rama.Proxy.Core;
 using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
+using Rama.Proxy.Upstream;
 using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Limits;
@@ -24,6 +25,8 @@ public sealed class UserLimitTests : IAsyncLifetime
         _stack = ForwardProxyStack.Create(
             new ForwardProxyOptions { Limits = new LimitOptions { Users = ["john=1"] } },
             new StaticProxyAuthenticator([new("john", "pw"), new("mary", "pw")]),
+            // With a proxy database (mode direct): the user layer composes with upstream routing, as on every fleet node.
+            proxyDatabase: ProxyDatabase.Empty,
             extras: new ForwardProxyExtras { Limiter = _limiter });
         _server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
         _server.Start(_stack);
