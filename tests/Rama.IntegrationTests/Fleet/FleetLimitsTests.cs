@@ -36,14 +36,14 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
                 fleet.StartNodeAsync($"node{i}", lighthouse, args: i == 1 ? ["--proxydb", db] : [])));
             FleetMember[] all = [lighthouse, .. nodes];
             await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
-            await Task.WhenAll(nodes.Select(n => UntilSelectableAsync(n, "u-id-squid", "squid")));
+            await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-squid", "squid")));
 
             var target = $"127.0.0.1:{peers.Origin.Port}";
             await using var first = await Tunnel.OpenAsync(nodes[0].Proxy, target, "u-id-squid");
             await using var second = await Tunnel.OpenAsync(nodes[1].Proxy, target, "u-id-squid");
             Assert.Equal(200, first.Status);
             Assert.Equal(200, second.Status);
-            await FleetHarness.UntilAsync(() => AdminAsync(nodes[2], "limits", "show", "squid").GetAwaiter().GetResult()["held"] == "2", "squid holds 2 fleet-wide");
+            await FleetHarness.UntilAsync(() => FleetAdmin.AskAsync(nodes[2], "limits", "show", "squid").GetAwaiter().GetResult()["held"] == "2", "squid holds 2 fleet-wide");
 
             // The third, on the node that holds none: squid is at its limit fleet-wide, and squid is all the filter allows.
             await using (var third = await Tunnel.OpenAsync(nodes[2].Proxy, target, "u-id-squid"))
@@ -53,7 +53,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
                 Assert.Contains("Retry-After:", third.Head, StringComparison.OrdinalIgnoreCase);
             }
 
-            var shown = await AdminAsync(nodes[2], "limits", "show", "squid");
+            var shown = await FleetAdmin.AskAsync(nodes[2], "limits", "show", "squid");
             fleet.Note($"pbm limits show squid on {nodes[2].Name}: {Show(shown)}");
             Assert.Equal("2", shown["held"]);
             Assert.Equal("at most 2 at once", shown["policy"]);
@@ -85,7 +85,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
             }, $"a tunnel through squid on node3 after {victim.Name} was killed");
             fleet.Note($"{victim.Name} killed: its squid lease released and node3 granted {clock.Elapsed.TotalSeconds:F1} s later ({refusals} refused before)");
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(30), $"the killed node's lease held {clock.Elapsed}");
-            Assert.Equal(fallbacksBefore, (await AdminAsync(nodes[2], "limits", "show", "squid"))["fallbacks"]);
+            Assert.Equal(fallbacksBefore, (await FleetAdmin.AskAsync(nodes[2], "limits", "show", "squid"))["fallbacks"]);
             await using (granted!)
             {
                 Assert.Equal("127.0.0.14", await granted!.WhoAmIAsync()); // squid's source address at the origin
@@ -112,7 +112,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
             Assert.Equal(200, two.Status);
             // The fleet's count has both (granted by the entity, or, on a first use while its shard is allocated, granted by
             // the node alone and counted at the entity by the next renewal).
-            await FleetHarness.UntilAsync(() => AdminAsync(nodes[2], "limits", "show", "john").GetAwaiter().GetResult()["held"] == "2", "john holds 2 fleet-wide");
+            await FleetHarness.UntilAsync(() => FleetAdmin.AskAsync(nodes[2], "limits", "show", "john").GetAwaiter().GetResult()["held"] == "2", "john holds 2 fleet-wide");
 
             // curl, through the third node: CONNECT refused with 429 and the reason; SOCKS5 refused with 0x02.
             var http = await CurlAsync("-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", $"http://john:pw@{nodes[2].Proxy}", $"http://{target}/");
@@ -131,7 +131,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
                 Assert.Equal(200, mary.Status);
             }
 
-            var shown = await AdminAsync(nodes[0], "limits", "show", "john");
+            var shown = await FleetAdmin.AskAsync(nodes[0], "limits", "show", "john");
             fleet.Note($"pbm limits show john: {Show(shown)}");
             Assert.Equal("2", shown["held"]);
             Assert.Equal("user", shown["scope"]);
@@ -182,18 +182,18 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
                 FleetMember[] all = [lighthouse, .. nodes];
                 await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
 
-                await Task.WhenAll(nodes.Select(n => UntilSelectableAsync(n, "u-id-ms", "ms")));
+                await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-ms", "ms")));
 
                 // A session whose first choice is "dead" (the same on every node: selection is a pure function of the version).
                 var session = "";
                 for (var i = 0; session.Length == 0; i++)
                 {
-                    var selected = await SelectAsync(nodes[0], $"u-country-zz-session-s{i}");
+                    var selected = await FleetAdmin.SelectAsync(nodes[0], $"u-country-zz-session-s{i}");
                     session = selected == "dead" ? $"s{i}" : "";
                     Assert.True(i < 200, "no session picks 'dead' first");
                 }
 
-                await Task.WhenAll(nodes.Select(n => UntilSelectableAsync(n, $"u-country-zz-session-{session}", "dead")));
+                await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, $"u-country-zz-session-{session}", "dead")));
                 var user = $"u-country-zz-session-{session}";
                 var target = $"127.0.0.1:{peers.Origin.Port}";
 
@@ -201,7 +201,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
                 // below measure the health, not a first lookup of the shard's home).
                 foreach (var node in nodes)
                 {
-                    Assert.Equal("0", (await AdminAsync(node, "limits", "show", "dead"))["backedOffHereMs"]);
+                    Assert.Equal("0", (await FleetAdmin.AskAsync(node, "limits", "show", "dead"))["backedOffHereMs"]);
                 }
 
                 // node1 tries dead (handshake fails), backs it off, and carries the request through microsocks.
@@ -219,7 +219,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
                 {
                     while (true)
                     {
-                        var shown = await AdminAsync(node, "limits", "show", "dead");
+                        var shown = await FleetAdmin.AskAsync(node, "limits", "show", "dead");
                         if (long.Parse(shown["backedOffHereMs"], CultureInfo.InvariantCulture) > 0)
                         {
                             return failedAt.Elapsed.TotalMilliseconds;
@@ -268,43 +268,6 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
         var path = Path.Combine(Path.GetTempPath(), $"rama-fleet-limits-{Guid.NewGuid():N}.csv");
         await File.WriteAllTextAsync(path, string.Join('\n', lines) + "\n");
         return path;
-    }
-
-    private static async Task UntilSelectableAsync(FleetMember node, string username, string id) =>
-        await FleetHarness.UntilAsync(() => SelectAsync(node, username).GetAwaiter().GetResult() == id, $"{username} selects {id} on {node.Name}");
-
-    private static async Task<string> SelectAsync(FleetMember node, string username)
-    {
-        var frames = await AdminFramesAsync(node, "proxydb", "select", username);
-        var table = frames.First(f => f.GetProperty("type").GetString() == "table");
-        return table.GetProperty("rows")[0][1].GetString()!;
-    }
-
-    /// <summary>A palette's fields, asked straight on the admin endpoint's protocol (one JSON line, NDJSON frames back).</summary>
-    private static async Task<Dictionary<string, string>> AdminAsync(FleetMember node, string palette, string command, params string[] args)
-    {
-        var frames = await AdminFramesAsync(node, palette, command, args);
-        var fields = frames.FirstOrDefault(f => f.GetProperty("type").GetString() == "fields");
-        Assert.True(fields.ValueKind == JsonValueKind.Object, $"{palette} {command}: {string.Join(" | ", frames)}");
-        return fields.GetProperty("fields").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetString() ?? "");
-    }
-
-    private static async Task<List<JsonElement>> AdminFramesAsync(FleetMember node, string palette, string command, params string[] args)
-    {
-        var endpoint = node.Process.AdminEndpoint!;
-        using var client = new TcpClient();
-        await client.ConnectAsync(endpoint.Address, endpoint.Port);
-        await using var stream = client.GetStream();
-        var request = JsonSerializer.Serialize(new { palette, command, args });
-        await stream.WriteAsync(Encoding.UTF8.GetBytes(request + "\n"));
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        var frames = new List<JsonElement>();
-        while (await reader.ReadLineAsync() is { } line)
-        {
-            frames.Add(JsonDocument.Parse(line).RootElement.Clone());
-        }
-
-        return frames;
     }
 
     /// <summary>RFC 1928 CONNECT with RFC 1929 credentials; the reply byte, and the socket (open when granted).</summary>

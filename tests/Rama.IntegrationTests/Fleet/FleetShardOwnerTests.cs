@@ -1,0 +1,180 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text;
+using Rama.IntegrationTests.Upstream;
+using Xunit.Abstractions;
+
+namespace Rama.IntegrationTests.Fleet;
+
+/// <summary>
+/// kill -9 of the node that owns a shard of the fleet's proxy database, with requests routed through a real upstream
+/// (tinyproxy, whose source address the origin reports) on the survivors all along: selection keeps working from their
+/// replicas, the shard's ownership moves, and writes to it resume.
+/// </summary>
+[Collection(FleetCollection.Name)]
+public sealed class FleetShardOwnerTests(ITestOutputHelper output, UpstreamPeersFixture peers) : IClassFixture<UpstreamPeersFixture>
+{
+    [Fact]
+    public async Task Killing_the_owner_of_a_database_shard_fails_no_request_on_the_survivors_and_writes_to_it_resume()
+    {
+        var db = Path.Combine(Path.GetTempPath(), $"rama-fleet-owner-{Guid.NewGuid():N}.csv");
+        await File.WriteAllTextAsync(db, peers.DatabaseCsv());
+        await using var fleet = new FleetHarness(output);
+        try
+        {
+            await fleet.RunAsync(async () =>
+            {
+                var lighthouse = await fleet.StartLighthouseAsync();
+                var nodes = await Task.WhenAll(Enumerable.Range(1, 3).Select(i =>
+                    fleet.StartNodeAsync($"node{i}", lighthouse, args: i == 1 ? ["--proxydb", db] : [])));
+                FleetMember[] all = [lighthouse, .. nodes];
+                await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
+                await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-tiny", "tiny")));
+
+                // The partition of tinyproxy's record, and the node whose shard region hosts that partition's entity.
+                var partition = FleetAdmin.Rows(await FleetAdmin.AdminFramesAsync(nodes[0], "proxydb", "list"), "records").Single(r => r[0] == "tiny")[^1];
+                FleetMember? owner = null;
+                foreach (var node in nodes)
+                {
+                    var here = FleetAdmin.Rows(await FleetAdmin.AdminFramesAsync(node, "sharding", "shard-stats", "proxydb"), "shards on this node");
+                    owner = here.Any(r => r[0] == partition) ? node : owner;
+                }
+
+                Assert.NotNull(owner);
+                var survivors = nodes.Where(n => n != owner).ToArray();
+                fleet.Note($"record tiny is in partition {partition}, owned by {owner!.Name}; survivors {string.Join(", ", survivors.Select(s => s.Name))}");
+
+                // Requests through tinyproxy (the filter header names it) on each survivor, paced, all along.
+                await using var loops = new RoutedLoops(survivors.Select(s => s.Proxy), peers.OriginUrl, "id=tiny", "127.0.0.13");
+                await FleetHarness.UntilAsync(() => loops.Successes >= 10, "the survivors route through tinyproxy");
+
+                var clock = Stopwatch.StartNew();
+                owner.Process.Kill();
+                var before = loops.Successes;
+
+                // Writes to the same partition from a survivor: refused or timed out while the shard has no home, then done.
+                var id = IdInPartition(int.Parse(partition, CultureInfo.InvariantCulture));
+                var line = $"{id},1,0,1,0,0,0,1,0,0,127.0.0.1:{peers.Ports["squid"]},b,na,us,,,,7018,";
+                var attempts = 0;
+                TimeSpan? resumed = null;
+                while (resumed is null)
+                {
+                    attempts++;
+                    var frames = await FleetAdmin.AdminFramesAsync(survivors[0], "proxydb", "add", line);
+                    if (frames.Any(f => f.GetProperty("type").GetString() == "fields" && f.GetProperty("fields").TryGetProperty("result", out _)))
+                    {
+                        resumed = clock.Elapsed;
+                    }
+
+                    Assert.True(clock.Elapsed < TimeSpan.FromSeconds(90), $"writes to partition {partition} never resumed");
+                }
+
+                await Task.WhenAll(survivors.Select(n => FleetAdmin.UntilSelectableAsync(n, $"u-id-{id}", id)));
+                var after = loops.Successes;
+                await FleetHarness.UntilAsync(() => loops.Successes >= after + 10, "requests still routed after the write");
+                await loops.DisposeAsync();
+
+                var newOwner = "";
+                foreach (var node in survivors)
+                {
+                    var here = FleetAdmin.Rows(await FleetAdmin.AdminFramesAsync(node, "sharding", "shard-stats", "proxydb"), "shards on this node");
+                    newOwner = here.Any(r => r[0] == partition) ? node.Name : newOwner;
+                }
+
+                fleet.Note($"{owner.Name} killed: writes to partition {partition} resumed after {resumed.Value.TotalSeconds:F1} s ({attempts} tries), " +
+                           $"the shard now on {newOwner}; {loops.Successes - before} requests routed through tinyproxy on the survivors meanwhile, {loops.Failures.Count} failed");
+                Assert.Empty(loops.Failures);
+                Assert.NotEqual("", newOwner);
+            });
+        }
+        finally
+        {
+            File.Delete(db);
+        }
+    }
+
+    /// <summary>A record id in <paramref name="partition"/> (FNV-1a64 of the lower-case id modulo 32, the fleet's documented partitioning).</summary>
+    private static string IdInPartition(int partition)
+    {
+        for (var i = 0; ; i++)
+        {
+            var id = $"moved{i}";
+            var hash = 14695981039346656037UL;
+            foreach (var b in Encoding.UTF8.GetBytes(id))
+            {
+                hash ^= b;
+                hash *= 1099511628211UL;
+            }
+
+            if ((int)(hash % 32) == partition)
+            {
+                return id;
+            }
+        }
+    }
+
+    /// <summary>One paced request loop per proxy, each request routed by the filter header and answered by the origin with the upstream's source address.</summary>
+    private sealed class RoutedLoops : IAsyncDisposable
+    {
+        private readonly CancellationTokenSource _stop = new();
+        private readonly List<Task> _loops;
+        private int _successes;
+        private int _disposed;
+
+        public RoutedLoops(IEnumerable<IPEndPoint> proxies, string url, string filter, string source) =>
+            _loops = [.. proxies.Select(p => RunAsync(p, url, filter, source))];
+
+        public int Successes => Volatile.Read(ref _successes);
+
+        public ConcurrentQueue<string> Failures { get; } = new();
+
+        private async Task RunAsync(IPEndPoint proxy, string url, string filter, string source)
+        {
+            await Task.Yield();
+            using var handler = new SocketsHttpHandler { Proxy = new WebProxy($"http://{proxy}"), UseProxy = true };
+            using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
+            while (!_stop.IsCancellationRequested)
+            {
+                var started = DateTime.UtcNow;
+                try
+                {
+                    using var request = new HttpRequestMessage(HttpMethod.Get, url);
+                    request.Headers.Add("x-rama-proxy-filter", filter);
+                    request.Headers.ConnectionClose = true;
+                    using var response = await client.SendAsync(request, _stop.Token);
+                    var body = await response.Content.ReadAsStringAsync(_stop.Token);
+                    if (response.StatusCode == HttpStatusCode.OK && body == source)
+                    {
+                        Interlocked.Increment(ref _successes);
+                    }
+                    else
+                    {
+                        Failures.Enqueue($"{started:HH:mm:ss.fff} via {proxy}: {(int)response.StatusCode} {body}");
+                    }
+                }
+                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+                {
+                    return;
+                }
+                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
+                {
+                    Failures.Enqueue($"{started:HH:mm:ss.fff} via {proxy}: {ex.GetType().Name} {ex.Message}");
+                }
+
+                await Task.Delay(50, CancellationToken.None); // paced: the fleet's heartbeats need the CPU of a 2-core machine
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                await _stop.CancelAsync();
+                await Task.WhenAll(_loops);
+                _stop.Dispose();
+            }
+        }
+    }
+}
