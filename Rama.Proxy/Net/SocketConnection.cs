@@ -495,7 +495,6 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
     /// <summary>Closes at once (RST), whatever is buffered. Safe to call many times and from any thread.</summary>
     public void Abort(string reason)
     {
-        ReleaseHeld();
         TrySetCloseReason(reason);
         try
         {
@@ -509,6 +508,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         }
 
         _socket.Dispose();
+        ReleaseHeld(); // after the close: whoever gets the slot next never overlaps this connection at the peer
         CancelClosed();
         _input.Writer.CancelPendingFlush();
         _output.Reader.CancelPendingRead();
@@ -537,21 +537,27 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
         }
 
         TrySetCloseReason("closed locally");
-        ReleaseHeld();
-        await _output.Writer.CompleteAsync().ConfigureAwait(false);
-        if (_sending is not null)
+        try
         {
-            try
+            await _output.Writer.CompleteAsync().ConfigureAwait(false);
+            if (_sending is not null)
             {
-                await _sending.WaitAsync(_options.CloseTimeout).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                TrySetCloseReason("close timed out");
+                try
+                {
+                    await _sending.WaitAsync(_options.CloseTimeout).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    TrySetCloseReason("close timed out");
+                }
             }
         }
+        finally
+        {
+            _socket.Dispose();
+            ReleaseHeld(); // after the close: whoever gets the slot next never overlaps this connection at the peer
+        }
 
-        _socket.Dispose();
         CancelClosed();
         if (_receiving is not null)
         {

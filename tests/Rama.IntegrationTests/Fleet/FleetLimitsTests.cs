@@ -94,6 +94,65 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
     }
 
     [Fact]
+    public async Task Under_parallel_curl_load_through_three_nodes_the_upstream_never_sees_more_than_its_limit_open()
+    {
+        const int limit = 3;
+        // The upstream: squid behind a counting front door (what the upstream sees: connections open from the fleet).
+        await using var door = CountingForwarder.Start(new IPEndPoint(IPAddress.Loopback, peers.Ports["squid"]));
+        // An origin that takes 300 ms to answer, so the tunnels overlap.
+        await using var slow = new RawOrigin(async socket =>
+        {
+            await TinyHttpOrigin.ReadHeadAsync(socket);
+            await Task.Delay(300);
+            await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow"u8.ToArray());
+            socket.Shutdown(SocketShutdown.Send);
+        });
+        var csv = "id,tcp,udp,http,https,socks5,socks5h,datacenter,residential,mobile,address,pool_id,continent,country,state,city,carrier,asn,credential,max_connections,rate\n"
+                  + $"lim,1,0,1,0,0,0,1,0,0,127.0.0.1:{door.Port},,na,us,,,,,,{limit},\n";
+        var db = Path.Combine(Path.GetTempPath(), $"rama-fleet-load-{Guid.NewGuid():N}.csv");
+        await File.WriteAllTextAsync(db, csv);
+        await using var fleet = new FleetHarness(output);
+        try
+        {
+            await fleet.RunAsync(async () =>
+            {
+                var lighthouse = await fleet.StartLighthouseAsync();
+                var nodes = await Task.WhenAll(Enumerable.Range(1, 3).Select(i =>
+                    fleet.StartNodeAsync($"node{i}", lighthouse, args: i == 1 ? ["--proxydb", db] : [])));
+                FleetMember[] all = [lighthouse, .. nodes];
+                await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
+                await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-lim", "lim")));
+                // Each node has found the entity's shard (a first use while the shard is allocated is decided by the node alone).
+                foreach (var node in nodes)
+                {
+                    Assert.Equal("0", (await FleetAdmin.AskAsync(node, "limits", "show", "lim"))["held"]);
+                }
+
+                // 3 nodes x 12 tunnels, 6 at a time per node: 18 wanted at once against a limit of 3.
+                const int perNode = 12;
+                var runs = await Task.WhenAll(nodes.Select(node => CurlAsync(
+                    [
+                        "--parallel", "--parallel-max", "6", "-p", "-x", $"http://u-id-lim:x@{node.Proxy}", "-w", "%{http_connect} %{http_code}\n",
+                        .. Enumerable.Range(0, perNode).SelectMany(i => (string[])["-o", "/dev/null", $"http://127.0.0.1:{slow.Port}/{i}"]),
+                    ])));
+                var lines = runs.SelectMany(r => r.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)).ToList();
+                var carried = lines.Count(l => l == "200 200");
+                var refused = lines.Count(l => l.StartsWith("503", StringComparison.Ordinal));
+                fleet.Note($"{lines.Count} curl tunnels through 3 nodes: {carried} carried, {refused} refused with 503; at most {door.MaxOpen} open at the upstream (limit {limit}), {door.Accepted} accepted there");
+                Assert.Equal(3 * perNode, lines.Count);
+                Assert.Equal(3 * perNode, carried + refused);
+                Assert.InRange(door.MaxOpen, 1, limit);
+                Assert.True(refused > 0, "the load never reached the limit: the test proves nothing");
+                Assert.Equal(carried, door.Accepted);
+            });
+        }
+        finally
+        {
+            File.Delete(db);
+        }
+    }
+
+    [Fact]
     public async Task A_users_concurrency_limit_holds_across_the_fleet_429_over_http_and_0x02_over_socks5()
     {
         await using var fleet = new FleetHarness(output);
@@ -299,6 +358,92 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
             var n = await socket.ReceiveAsync(buffer.AsMemory(read, count - read), timeout.Token);
             Assert.True(n > 0, "the proxy closed before its reply");
             read += n;
+        }
+    }
+
+    /// <summary>A TCP front door for an upstream that relays every connection and counts how many are open at once.</summary>
+    private sealed class CountingForwarder : IAsyncDisposable
+    {
+        private readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+        private readonly IPEndPoint _upstream;
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _accepting;
+        private int _open;
+        private int _maxOpen;
+        private int _accepted;
+
+        private CountingForwarder(IPEndPoint upstream)
+        {
+            _upstream = upstream;
+            _listener.Start();
+            _accepting = AcceptAsync();
+        }
+
+        public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
+
+        public int MaxOpen => Volatile.Read(ref _maxOpen);
+
+        public int Accepted => Volatile.Read(ref _accepted);
+
+        public static CountingForwarder Start(IPEndPoint upstream) => new(upstream);
+
+        private async Task AcceptAsync()
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                Socket client;
+                try
+                {
+                    client = await _listener.AcceptSocketAsync(_stop.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+
+                Interlocked.Increment(ref _accepted);
+                var open = Interlocked.Increment(ref _open);
+                int max;
+                while (open > (max = Volatile.Read(ref _maxOpen)) && Interlocked.CompareExchange(ref _maxOpen, open, max) != max)
+                {
+                }
+
+                _ = RelayAsync(client);
+            }
+        }
+
+        private async Task RelayAsync(Socket client)
+        {
+            using var server = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await server.ConnectAsync(_upstream, _stop.Token);
+                await using var fromClient = new NetworkStream(client, ownsSocket: false);
+                await using var toServer = new NetworkStream(server, ownsSocket: false);
+                var up = Task.Run(async () =>
+                {
+                    await fromClient.CopyToAsync(toServer, _stop.Token);
+                    server.Shutdown(SocketShutdown.Send);
+                });
+                // The fleet's side closing is what the count follows: a connection is open at the upstream until then.
+                await toServer.CopyToAsync(fromClient, _stop.Token).ContinueWith(_ => { }, TaskScheduler.Default);
+                await up.ContinueWith(_ => { }, TaskScheduler.Default);
+            }
+            catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException)
+            {
+            }
+            finally
+            {
+                Interlocked.Decrement(ref _open);
+                client.Dispose();
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Stop();
+            await _accepting;
         }
     }
 
