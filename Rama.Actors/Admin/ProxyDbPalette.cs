@@ -13,7 +13,7 @@ namespace Rama.Actors.Admin;
 /// record's partition (any node can take them); reads (<c>list</c>, <c>stats</c>, <c>select</c>) answer from this node's
 /// replica, the same one its upstream routing selects from.
 /// </summary>
-internal sealed class ProxyDbPalette(FleetProxyDatabase replica, IRequiredActor<ProxyDbRegion> region) : IAdminPalette
+internal sealed class ProxyDbPalette(FleetProxyDatabase replica, IRequiredActor<ProxyDbRegion> region, ActorSystem system) : IAdminPalette
 {
     /// <summary>Rows <c>list</c> prints at most (the count says how many matched).</summary>
     internal const int MaxListed = 1000;
@@ -27,7 +27,7 @@ internal sealed class ProxyDbPalette(FleetProxyDatabase replica, IRequiredActor<
         new("add", "<record>", "Adds a record: a CSV line in rama's column order (quote it for the shell), or a JSON object; refused when its id exists"),
         new("remove", "<id>", "Removes the record with this id from the fleet"),
         new("list", "[labels]", "Records in this node's replica, all or those matching labels as in a username (country-us-residential)"),
-        new("stats", "", "Records, partitions, this node's replica version and updates, the proxydb shards per node"),
+        new("stats", "", "Records and version here; every proxy node's replica (version, records, updates, selections); the proxydb shards per node"),
         new("load", "<file>", "Adds or replaces every record of a CSV or JSON file (read by the node), validated whole: all records or none"),
         new("select", "<username>...", "The record id this node's replica picks for each username with labels (john-country-us-session-42), from one snapshot"),
     ];
@@ -136,6 +136,42 @@ internal sealed class ProxyDbPalette(FleetProxyDatabase replica, IRequiredActor<
 
     private async Task<int> StatsAsync(IAdminResponse response, CancellationToken cancellationToken)
     {
+        // Every Up proxy node's replica, asked in parallel; one that does not answer in time says so in its row.
+        var members = Akka.Cluster.Cluster.Get(system).State.Members
+            .Where(m => m.Status == Akka.Cluster.MemberStatus.Up && m.HasRole(ProxyDbPartitions.Role))
+            .OrderBy(m => m.Address.ToString(), StringComparer.Ordinal).ToList();
+        var answers = await Task.WhenAll(members.Select(async m =>
+        {
+            try
+            {
+                return await system.ActorSelection(m.Address + "/user/" + FleetProxyDbHostingExtensions.ReplicaActorName)
+                    .Ask<ProxyDbReplicaStats>(new GetProxyDbReplicaStats(), TimeSpan.FromSeconds(2), cancellationToken).ConfigureAwait(false);
+            }
+            catch (AskTimeoutException)
+            {
+                return new ProxyDbReplicaStats(m.Address.ToString(), "(no answer within 2 s)", 0, 0, 0, "", 0);
+            }
+        })).ConfigureAwait(false);
+        var replicas = answers.Select(a => (IReadOnlyList<string>)
+        [
+            a.Node, a.Version, a.Records.ToString(CultureInfo.InvariantCulture), a.Updates.ToString(CultureInfo.InvariantCulture), a.UpdatedAt,
+            a.Selections.ToString(CultureInfo.InvariantCulture),
+        ]).ToList();
+        await response.TableAsync("replicas", ["node", "version", "records", "updates", "updated", "selections"], replicas, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var stats = await (await region.GetAsync(cancellationToken).ConfigureAwait(false))
+                .Ask<Akka.Cluster.Sharding.ClusterShardingStats>(new Akka.Cluster.Sharding.GetClusterShardingStats(TimeSpan.FromSeconds(2)), TimeSpan.FromSeconds(3), cancellationToken).ConfigureAwait(false);
+            var shards = stats.Regions.OrderBy(r => r.Key.ToString(), StringComparer.Ordinal)
+                .Select(r => (IReadOnlyList<string>)[r.Key.ToString(), r.Value.Stats.Count.ToString(CultureInfo.InvariantCulture), string.Join(",", r.Value.Stats.Keys.Order(StringComparer.Ordinal))])
+                .ToList();
+            await response.TableAsync("shards", ["node", "shards", "partitions"], shards, cancellationToken).ConfigureAwait(false);
+        }
+        catch (AskTimeoutException)
+        {
+            await response.TextAsync("shards: the shard region did not answer within 3 s", cancellationToken).ConfigureAwait(false);
+        }
+
         var snapshot = replica.Database.Current;
         await response.ValuesAsync(new Dictionary<string, string>
         {
@@ -145,6 +181,8 @@ internal sealed class ProxyDbPalette(FleetProxyDatabase replica, IRequiredActor<
             ["partitionsReceived"] = replica.PartitionsSeen.ToString(CultureInfo.InvariantCulture),
             ["replicaUpdates"] = replica.Updates.ToString(CultureInfo.InvariantCulture),
             ["replicaUpdatedAt"] = replica.UpdatedAt?.ToString("O", CultureInfo.InvariantCulture) ?? "(never)",
+            ["selections"] = replica.Database.Selections.ToString(CultureInfo.InvariantCulture),
+            ["replicasAgree"] = answers.Length > 0 && answers.All(a => a.Version == snapshot.Version) ? "yes" : "no",
         }, cancellationToken).ConfigureAwait(false);
         return AdminExitCodes.Ok;
     }

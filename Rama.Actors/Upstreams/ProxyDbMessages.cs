@@ -30,3 +30,9 @@ public sealed record AbortProxyLoad(int Partition, string LoadId) : IProxyDbPart
 /// (<c>all</c>: every proxy node acknowledged; <c>majority</c>; <c>local</c>: written on the owner, gossip carries it).
 /// </summary>
 public sealed record ProxyDbWriteResult(int Partition, bool Ok, string Message, string Replicated = "");
+
+/// <summary>Asks a node's replica actor for its state (<c>pbm proxydb stats</c> asks every proxy node). Answer: <see cref="ProxyDbReplicaStats"/>.</summary>
+public sealed record GetProxyDbReplicaStats;
+
+/// <summary>One node's replica: its version and record count, snapshots swapped in, when the last was, selections routed from it.</summary>
+public sealed record ProxyDbReplicaStats(string Node, string Version, int Records, int PartitionsSeen, long Updates, string UpdatedAt, long Selections);

@@ -81,6 +81,13 @@ internal sealed class ProxyDbReplicaActor : ReceiveActor
             _partitions[partition] = (lines, records);
             Rebuild();
         });
+        Receive<GetProxyDbReplicaStats>(_ =>
+        {
+            var snapshot = _replica.Database.Current;
+            Sender.Tell(new ProxyDbReplicaStats(Akka.Cluster.Cluster.Get(Context.System).SelfAddress.ToString(), snapshot.Version, snapshot.Count,
+                _replica.PartitionsSeen, _replica.Updates, _replica.UpdatedAt?.ToString("O", System.Globalization.CultureInfo.InvariantCulture) ?? "(never)",
+                _replica.Database.Selections));
+        });
     }
 
     public static Props Props(FleetProxyDatabase replica, IActorRef replicator, TimeProvider? time = null) =>

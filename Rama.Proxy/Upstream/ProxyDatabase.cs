@@ -474,8 +474,15 @@ internal static class Rendezvous
 public sealed class ReloadableProxyDatabase(IProxyDatabase initial) : IProxyDatabase
 {
     private IProxyDatabase _current = initial;
+    private long _selections;
 
     public IProxyDatabase Current => Volatile.Read(ref _current);
+
+    /// <summary>Upstream selections routing made from this database since start (<c>pbm proxydb stats</c>).</summary>
+    public long Selections => Interlocked.Read(ref _selections);
+
+    /// <summary>Counts one selection made from <see cref="Current"/> by a caller that reads the snapshot itself (the router).</summary>
+    public void CountSelection() => Interlocked.Increment(ref _selections);
 
     public string Version => Current.Version;
 

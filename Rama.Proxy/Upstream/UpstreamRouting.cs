@@ -205,8 +205,10 @@ public sealed class UpstreamRouter
             }
         }
 
-        var database = Database is ReloadableProxyDatabase reloadable ? reloadable.Current : Database;
+        var reloadable = Database as ReloadableProxyDatabase;
+        var database = reloadable?.Current ?? Database;
         var candidates = database.Select(filter, session, CandidateCount(backedOff));
+        reloadable?.CountSelection();
         if (candidates.Count == 0)
         {
             return UpstreamRoute.Refused(UpstreamRouteKind.NoMatch,

@@ -87,6 +87,15 @@ public sealed class FleetShardOwnerTests(ITestOutputHelper output, UpstreamPeers
                            $"the shard now on {newOwner}; {loops.Successes - before} requests routed through tinyproxy on the survivors meanwhile, {loops.Failures.Count} failed");
                 Assert.Empty(loops.Failures);
                 Assert.NotEqual("", newOwner);
+
+                // pbm proxydb stats: every surviving proxy node's replica, on one version, with the selections it routed.
+                var stats = await FleetAdmin.AdminFramesAsync(survivors[1], "proxydb", "stats");
+                var replicas = FleetAdmin.Rows(stats, "replicas");
+                fleet.Note("proxydb stats replicas: " + string.Join(" | ", replicas.Select(r => string.Join(" ", r))));
+                Assert.Equal(survivors.Select(n => n.Address).Order(StringComparer.Ordinal), replicas.Select(r => r[0]));
+                Assert.Single(replicas.Select(r => r[1]).Distinct());
+                Assert.All(replicas, r => Assert.True(long.Parse(r[5], CultureInfo.InvariantCulture) > 0, $"{r[0]} routed no selection"));
+                Assert.Equal("yes", (await FleetAdmin.AskAsync(survivors[1], "proxydb", "stats"))["replicasAgree"]);
             });
         }
         finally
