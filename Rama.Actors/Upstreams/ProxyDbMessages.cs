@@ -19,8 +19,12 @@ public sealed record RemoveProxyRecord(int Partition, string Id) : IProxyDbParti
 /// </summary>
 public sealed record PrepareProxyLoad(int Partition, string LoadId, string[] Lines) : IProxyDbPartitionCommand;
 
-/// <summary>Second phase: applies the prepared lines in one write. Answer: <see cref="ProxyDbWriteResult"/>.</summary>
-public sealed record CommitProxyLoad(int Partition, string LoadId) : IProxyDbPartitionCommand;
+/// <summary>
+/// Second phase: applies the load in one write. It carries the lines again, so an entity that started anew after the
+/// prepare (its node died, the shard moved; or the prepare expired) applies them all the same once they validate: every
+/// partition agreed, the decision is to commit. Refused only for a load this entity aborted. Answer: <see cref="ProxyDbWriteResult"/>.
+/// </summary>
+public sealed record CommitProxyLoad(int Partition, string LoadId, string[] Lines) : IProxyDbPartitionCommand;
 
 /// <summary>Drops a prepared load (another partition refused it). No answer.</summary>
 public sealed record AbortProxyLoad(int Partition, string LoadId) : IProxyDbPartitionCommand;

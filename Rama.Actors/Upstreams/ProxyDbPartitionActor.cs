@@ -26,6 +26,9 @@ internal sealed class ProxyDbPartitionActor : ReceiveActor, IWithStash
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<string, (string[] Lines, ICancelable Expiry)> _prepared = new(StringComparer.Ordinal);
     private Dictionary<string, string> _records = new(StringComparer.Ordinal);
+    // The last 100 loads aborted here: a commit for one of them is refused.
+    private readonly HashSet<string> _aborted = new(StringComparer.Ordinal);
+    private readonly Queue<string> _abortedOrder = new();
 
     public ProxyDbPartitionActor(int partition, IActorRef replicator, TimeSpan writeTimeout)
     {
@@ -125,14 +128,34 @@ internal sealed class ProxyDbPartitionActor : ReceiveActor, IWithStash
         });
         Receive<CommitProxyLoad>(commit =>
         {
-            if (!_prepared.Remove(commit.LoadId, out var load))
+            if (_aborted.Contains(commit.LoadId))
             {
-                Sender.Tell(Refused($"no prepared load {commit.LoadId} (expired after {PreparedLoadTimeout.TotalSeconds:0} s?)"));
+                Sender.Tell(Refused($"load {commit.LoadId} was aborted here"));
                 return;
             }
 
-            load.Expiry.Cancel();
-            var records = load.Lines.Select(l => (ProxyRecordCsv.ParseOne(l), l)).ToList();
+            string[] lines;
+            if (_prepared.Remove(commit.LoadId, out var load))
+            {
+                load.Expiry.Cancel();
+                lines = load.Lines;
+            }
+            else
+            {
+                // Not prepared here (this entity started after the prepare, or the prepare expired): the commit's own lines,
+                // validated as a prepare would have.
+                lines = commit.Lines;
+                foreach (var line in lines)
+                {
+                    if (!TryParse(line, out _, out var error))
+                    {
+                        Sender.Tell(Refused(error));
+                        return;
+                    }
+                }
+            }
+
+            var records = lines.Select(l => (ProxyRecordCsv.ParseOne(l), l)).ToList();
             Write(records, [], Sender, $"loaded {records.Count} records");
         });
         Receive<AbortProxyLoad>(abort =>
@@ -140,6 +163,13 @@ internal sealed class ProxyDbPartitionActor : ReceiveActor, IWithStash
             if (_prepared.Remove(abort.LoadId, out var load))
             {
                 load.Expiry.Cancel();
+            }
+
+            _aborted.Add(abort.LoadId);
+            _abortedOrder.Enqueue(abort.LoadId);
+            if (_abortedOrder.Count > 100)
+            {
+                _aborted.Remove(_abortedOrder.Dequeue());
             }
         });
     }

@@ -10,8 +10,9 @@ public sealed record ProxyDbLoadResult(bool Ok, int Records, int Partitions, IRe
 /// <summary>
 /// Writes to the fleet's proxy database through the shard region (any node: the region routes to each partition's
 /// owner). A load is two-phase: every affected partition validates and holds its records (prepare); only when all of
-/// them agreed are they told to apply (commit); otherwise every prepared one is told to drop them (abort), so a load
-/// applies every record or none.
+/// them agreed are they told to apply (commit, carrying the lines, resent while a partition does not answer, so a
+/// partition whose owner died in between still applies them on its new owner); otherwise every prepared one is told to
+/// drop them (abort), so a load applies every record or none.
 /// </summary>
 public sealed class ProxyDbWriter(IActorRef region, TimeSpan? timeout = null)
 {
@@ -49,12 +50,28 @@ public sealed class ProxyDbWriter(IActorRef region, TimeSpan? timeout = null)
             return new ProxyDbLoadResult(false, records.Count, byPartition.Count, ["nothing applied: " + string.Join("; ", refused)]);
         }
 
-        var committed = await Task.WhenAll(byPartition.Keys.Select(p => AskAsync(new CommitProxyLoad(p, loadId), cancellationToken))).ConfigureAwait(false);
-        // Every partition had agreed: a commit can fail only when its owner died in between (it is then re-sent by nobody:
-        // say which partitions to check).
+        // Every partition agreed: the decision is to commit. A commit carries its lines, so a partition whose owner died
+        // since the prepare applies them on its new owner; one that does not answer is asked again (a shard moving takes
+        // the failure detector's time), and only one still failing after that is reported.
+        var committed = await Task.WhenAll(byPartition.Select(p => CommitAsync(new CommitProxyLoad(p.Key, loadId, p.Value), cancellationToken))).ConfigureAwait(false);
         var failed = committed.Where(r => !r.Ok).Select(Describe).ToList();
         var partial = committed.Where(r => r.Ok && r.Replicated == "local").Select(r => $"partition {r.Partition.ToString(CultureInfo.InvariantCulture)}: {r.Message}");
         return new ProxyDbLoadResult(failed.Count == 0, records.Count, byPartition.Count, [.. failed, .. partial]);
+    }
+
+    /// <summary>How many times a commit is sent before its partition is reported as not applied.</summary>
+    public int CommitAttempts { get; init; } = 4;
+
+    private async Task<ProxyDbWriteResult> CommitAsync(CommitProxyLoad commit, CancellationToken cancellationToken)
+    {
+        var result = await AskAsync(commit, cancellationToken).ConfigureAwait(false);
+        for (var attempt = 1; !result.Ok && attempt < CommitAttempts && !cancellationToken.IsCancellationRequested; attempt++)
+        {
+            // Applying the same lines twice writes the same values: a commit that was applied but not answered is harmless to resend.
+            result = await AskAsync(commit, cancellationToken).ConfigureAwait(false);
+        }
+
+        return result;
     }
 
     private static string Describe(ProxyDbWriteResult result) => $"partition {result.Partition.ToString(CultureInfo.InvariantCulture)}: {result.Message}";

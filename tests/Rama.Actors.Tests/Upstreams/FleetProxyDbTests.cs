@@ -109,22 +109,43 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
         var entity = Entity(partition);
         var ids = Enumerable.Range(0, 500).Select(i => $"load-{i}").Where(id => ProxyDbPartitions.Of(id) == partition).Take(3).ToArray();
 
-        entity.Tell(new PrepareProxyLoad(partition, "bad", [Line(ids[0]), Line(ids[1], address: "x")]));
+        string[] bad = [Line(ids[0]), Line(ids[1], address: "x")];
+        entity.Tell(new PrepareProxyLoad(partition, "bad", bad));
         Assert.False(ExpectMsg<ProxyDbWriteResult>().Ok);
-        entity.Tell(new CommitProxyLoad(partition, "bad"));
-        Assert.Contains("no prepared load", ExpectMsg<ProxyDbWriteResult>().Message, StringComparison.Ordinal);
+        entity.Tell(new CommitProxyLoad(partition, "bad", bad));
+        Assert.Contains("field 'address'", ExpectMsg<ProxyDbWriteResult>().Message, StringComparison.Ordinal);
 
         entity.Tell(new PrepareProxyLoad(partition, "aborted", [Line(ids[0])]));
         Assert.True(ExpectMsg<ProxyDbWriteResult>().Ok);
         entity.Tell(new AbortProxyLoad(partition, "aborted"));
-        entity.Tell(new CommitProxyLoad(partition, "aborted"));
-        Assert.False(ExpectMsg<ProxyDbWriteResult>().Ok);
+        entity.Tell(new CommitProxyLoad(partition, "aborted", [Line(ids[0])]));
+        Assert.Contains("aborted", ExpectMsg<ProxyDbWriteResult>().Message, StringComparison.Ordinal);
         Assert.Empty(Stored(partition));
 
-        entity.Tell(new PrepareProxyLoad(partition, "good", [.. ids.Select(id => Line(id))]));
+        string[] good = [.. ids.Select(id => Line(id))];
+        entity.Tell(new PrepareProxyLoad(partition, "good", good));
         Assert.True(ExpectMsg<ProxyDbWriteResult>().Ok);
         Assert.Empty(Stored(partition));
-        entity.Tell(new CommitProxyLoad(partition, "good"));
+        entity.Tell(new CommitProxyLoad(partition, "good", good));
+        Assert.True(ExpectMsg<ProxyDbWriteResult>().Ok);
+        Assert.Equal(ids.Order(), Stored(partition).Keys.Order());
+    }
+
+    [Fact]
+    public void A_commit_reaching_an_entity_that_started_after_the_prepare_applies_the_lines_it_carries()
+    {
+        var partition = ProxyDbPartitions.Of("us-1");
+        var ids = Enumerable.Range(0, 500).Select(i => $"moved-{i}").Where(id => ProxyDbPartitions.Of(id) == partition).Take(2).ToArray();
+        string[] lines = [.. ids.Select(id => Line(id))];
+        var before = Entity(partition);
+        before.Tell(new PrepareProxyLoad(partition, "moving", lines));
+        Assert.True(ExpectMsg<ProxyDbWriteResult>().Ok);
+        Watch(before);
+        Sys.Stop(before); // its node died: the prepared lines went with it
+        ExpectTerminated(before);
+
+        var after = Entity(partition);
+        after.Tell(new CommitProxyLoad(partition, "moving", lines));
         Assert.True(ExpectMsg<ProxyDbWriteResult>().Ok);
         Assert.Equal(ids.Order(), Stored(partition).Keys.Order());
     }
