@@ -13,8 +13,13 @@ namespace Rama.Actors.Upstreams;
 /// </summary>
 public static class ProxyDbPartitions
 {
-    /// <summary>Partitions (and shards: one entity per shard). Fixed for the life of a fleet's data: changing it moves records between keys.</summary>
-    public const int Count = 32;
+    /// <summary>
+    /// Partitions (and shards: one entity per shard). Fixed for the life of a fleet's data: changing it moves records between
+    /// keys. 256 keeps one partition's DistributedData value (gossiped whole when replicas differ) near 50 KB at 100,000
+    /// records and under Akka.Remote's frame (raised to 2 MB by the fleet's configuration) up to about 4 million: at 32,
+    /// a 100,000-record load sent 340 KB messages that Akka.Remote's default 128 KB frame dropped (benchmarks/fleet_proxydb.py).
+    /// </summary>
+    public const int Count = 256;
 
     /// <summary>The shard region's type name (<c>pbm sharding shard-stats proxydb</c>).</summary>
     public const string TypeName = "proxydb";

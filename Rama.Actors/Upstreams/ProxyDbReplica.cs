@@ -54,13 +54,18 @@ public sealed class FleetProxyDatabase
 /// all partitions when one changes; only the changed partition's lines are parsed again. DistributedData notifies
 /// subscribers at most every <c>notify-subscribers-interval</c>, so bursts of writes cost one rebuild per interval.
 /// </summary>
-internal sealed class ProxyDbReplicaActor : ReceiveActor
+internal sealed class ProxyDbReplicaActor : ReceiveActor, IWithTimers
 {
     private readonly FleetProxyDatabase _replica;
     private readonly IActorRef _replicator;
     private readonly TimeProvider _time;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly Dictionary<int, (IReadOnlyDictionary<string, string> Lines, List<UpstreamProxy> Records)> _partitions = [];
+    private bool _rebuildPending;
+
+    public ITimerScheduler Timers { get; set; } = null!;
+    private TimeSpan _lastRebuild;
+    private DateTimeOffset _lastRebuildAt;
 
     public ProxyDbReplicaActor(FleetProxyDatabase replica, IActorRef replicator, TimeProvider time)
     {
@@ -79,7 +84,31 @@ internal sealed class ProxyDbReplicaActor : ReceiveActor
             var lines = map.Entries;
             var records = ProxyRecordCsv.ParseMany(lines.Values, (line, ex) => _log.Warning("proxydb partition {0}: skipping a record that does not parse ({1}): {2}", partition, ex.Message, line));
             _partitions[partition] = (lines, records);
+            // Coalesced: the changes of many partitions arrive together (a load touches all 32); the rebuild message
+            // queues behind them, so they cost one rebuild of the snapshot instead of one each.
+            // Bounded: the next rebuild waits at least as long as the last one took, so a long burst of writes (a big load
+            // arriving over seconds) spends at most half a core on rebuilds and selection keeps the previous snapshot meanwhile.
+            if (!_rebuildPending)
+            {
+                _rebuildPending = true;
+                var wait = _lastRebuild - (_time.GetUtcNow() - _lastRebuildAt);
+                if (wait > TimeSpan.Zero)
+                {
+                    Timers.StartSingleTimer("rebuild", RebuildSnapshot.Instance, wait);
+                }
+                else
+                {
+                    Self.Tell(RebuildSnapshot.Instance);
+                }
+            }
+        });
+        Receive<RebuildSnapshot>(_ =>
+        {
+            _rebuildPending = false;
+            var started = _time.GetTimestamp();
             Rebuild();
+            _lastRebuild = _time.GetElapsedTime(started);
+            _lastRebuildAt = _time.GetUtcNow();
         });
         Receive<GetProxyDbReplicaStats>(_ =>
         {
@@ -99,6 +128,11 @@ internal sealed class ProxyDbReplicaActor : ReceiveActor
         {
             _replicator.Tell(Dsl.Subscribe(ProxyDbPartitions.Key(p), Self));
         }
+    }
+
+    private sealed class RebuildSnapshot
+    {
+        public static readonly RebuildSnapshot Instance = new();
     }
 
     private void Rebuild()

@@ -102,6 +102,12 @@ public static class ClusterHostingExtensions
         // DistributedData's gossip: at Akka's 2 s a record added just after a node joined took over a second to reach
         // it (CI, 2026-12-06). Gossip carries digests only while the replicas agree.
         lines.Add("akka.cluster.distributed-data.gossip-interval = 500ms");
+        // A partition of the fleet's proxy database travels whole when replicas differ (and a load's share of it in one
+        // message): Akka.Remote's 128 KB default frame dropped those of a 100,000-record database (OversizedPayloadException).
+        // 2 MB with 256 partitions holds millions of records; the socket buffers must hold a frame.
+        lines.Add("akka.remote.dot-netty.tcp.maximum-frame-size = 2000000b");
+        lines.Add("akka.remote.dot-netty.tcp.send-buffer-size = 4000000b");
+        lines.Add("akka.remote.dot-netty.tcp.receive-buffer-size = 4000000b");
         if (options.Strategy == SplitBrainStrategy.DownAll)
         {
             lines.Add("akka.cluster.split-brain-resolver.active-strategy = down-all");

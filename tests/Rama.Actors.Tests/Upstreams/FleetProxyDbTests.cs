@@ -53,10 +53,10 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
     public void The_partition_of_an_id_is_stable_case_insensitive_and_in_range()
     {
         // Pinned: every node of every version must compute the same partition (FNV-1a 64, never string.GetHashCode).
-        Assert.Equal(23, ProxyDbPartitions.Of("us-1"));
+        Assert.Equal(183, ProxyDbPartitions.Of("us-1"));
         Assert.Equal(ProxyDbPartitions.Of("us-1"), ProxyDbPartitions.Of("US-1"));
-        Assert.All(Enumerable.Range(0, 1000), i => Assert.InRange(ProxyDbPartitions.Of($"id-{i}"), 0, ProxyDbPartitions.Count - 1));
-        Assert.Equal(ProxyDbPartitions.Count, Enumerable.Range(0, 1000).Select(i => ProxyDbPartitions.Of($"id-{i}")).Distinct().Count());
+        Assert.All(Enumerable.Range(0, 10_000), i => Assert.InRange(ProxyDbPartitions.Of($"id-{i}"), 0, ProxyDbPartitions.Count - 1));
+        Assert.Equal(ProxyDbPartitions.Count, Enumerable.Range(0, 10_000).Select(i => ProxyDbPartitions.Of($"id-{i}")).Distinct().Count());
     }
 
     [Fact]
@@ -107,7 +107,7 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
     {
         var partition = ProxyDbPartitions.Of("us-1");
         var entity = Entity(partition);
-        var ids = Enumerable.Range(0, 500).Select(i => $"load-{i}").Where(id => ProxyDbPartitions.Of(id) == partition).Take(3).ToArray();
+        var ids = Enumerable.Range(0, 5000).Select(i => $"load-{i}").Where(id => ProxyDbPartitions.Of(id) == partition).Take(3).ToArray();
 
         string[] bad = [Line(ids[0]), Line(ids[1], address: "x")];
         entity.Tell(new PrepareProxyLoad(partition, "bad", bad));
@@ -135,7 +135,7 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
     public void A_commit_reaching_an_entity_that_started_after_the_prepare_applies_the_lines_it_carries()
     {
         var partition = ProxyDbPartitions.Of("us-1");
-        var ids = Enumerable.Range(0, 500).Select(i => $"moved-{i}").Where(id => ProxyDbPartitions.Of(id) == partition).Take(2).ToArray();
+        var ids = Enumerable.Range(0, 5000).Select(i => $"moved-{i}").Where(id => ProxyDbPartitions.Of(id) == partition).Take(2).ToArray();
         string[] lines = [.. ids.Select(id => Line(id))];
         var before = Entity(partition);
         before.Tell(new PrepareProxyLoad(partition, "moving", lines));

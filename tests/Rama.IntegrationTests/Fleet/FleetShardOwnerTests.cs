@@ -104,7 +104,7 @@ public sealed class FleetShardOwnerTests(ITestOutputHelper output, UpstreamPeers
         }
     }
 
-    /// <summary>A record id in <paramref name="partition"/> (FNV-1a64 of the lower-case id modulo 32, the fleet's documented partitioning).</summary>
+    /// <summary>A record id in <paramref name="partition"/> (FNV-1a64 of the lower-case id modulo 256, the fleet's documented partitioning).</summary>
     private static string IdInPartition(int partition)
     {
         for (var i = 0; ; i++)
@@ -117,7 +117,7 @@ public sealed class FleetShardOwnerTests(ITestOutputHelper output, UpstreamPeers
                 hash *= 1099511628211UL;
             }
 
-            if ((int)(hash % 32) == partition)
+            if ((int)(hash % 256) == partition)
             {
                 return id;
             }
