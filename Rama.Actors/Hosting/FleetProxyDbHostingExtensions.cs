@@ -75,6 +75,9 @@ public static class FleetProxyDbHostingExtensions
         // added on one node took to become selectable on another (p50 274 ms of a 1 s bound, 2026-12-06). 200 ms keeps
         // a burst of writes at five snapshot rebuilds a second.
         builder.AddHocon("akka.cluster.distributed-data.notify-subscribers-interval = 200ms", HoconAddMode.Prepend);
+        // Gossip sends up to max-delta-elements keys' whole values in one message: at 100,000 records a partition's value
+        // is ~50 KB, so 4 keys per message (~200 KB) stay far under Akka.Remote's frame (benchmarks/fleet_proxydb.py).
+        builder.AddHocon("akka.cluster.distributed-data.max-delta-elements = 4", HoconAddMode.Prepend);
         if (settings.DataDirectory is { } dir)
         {
             // Akka.Hosting has no option for the store class (its options are LMDB's): FileDurableStore says why not LMDB.
@@ -167,7 +170,7 @@ public static class FleetProxyDbHostingExtensions
             var answer = await replicator.Ask(Dsl.Get(key, new ReadMajority(settings.WriteTimeout)), settings.WriteTimeout * 2).ConfigureAwait(false);
             return answer switch
             {
-                GetSuccess success => success.Get(key).Count,
+                GetSuccess success => ProxyDbPartitions.Records(success.Get(key)).Count,
                 NotFound => 0,
                 _ => throw new TimeoutException($"no majority of the proxy nodes answered for partition {partition}"),
             };

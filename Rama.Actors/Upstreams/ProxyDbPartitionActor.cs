@@ -20,7 +20,7 @@ internal sealed class ProxyDbPartitionActor : ReceiveActor, IWithStash
     internal static readonly TimeSpan PreparedLoadTimeout = TimeSpan.FromSeconds(30);
 
     private readonly int _partition;
-    private readonly LWWDictionaryKey<string, string> _key;
+    private readonly LWWRegisterKey<string> _key;
     private readonly IActorRef _replicator;
     private readonly TimeSpan _writeTimeout;
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -50,7 +50,7 @@ internal sealed class ProxyDbPartitionActor : ReceiveActor, IWithStash
     {
         Receive<GetSuccess>(g => g.Key.Equals(_key), g =>
         {
-            _records = g.Get(_key).Entries.ToDictionary(e => e.Key, e => e.Value, StringComparer.Ordinal);
+            _records = ProxyDbPartitions.Records(g.Get(_key));
             BecomeReady();
         });
         Receive<NotFound>(n => n.Key.Equals(_key), _ => BecomeReady());
@@ -203,38 +203,25 @@ internal sealed class ProxyDbPartitionActor : ReceiveActor, IWithStash
     private void Write(IReadOnlyList<(UpstreamProxy Record, string Line)> puts, IReadOnlyList<string> removes, IActorRef replyTo, string done)
     {
         var self = Cluster.Get(Context.System).SelfUniqueAddress;
-        var entries = puts.Select(p => (Key: ProxyDbPartitions.EntryKey(p.Record.Id), Line: ProxyRecordCsv.Format(p.Record))).ToList();
-        LWWDictionary<string, string> Modify(LWWDictionary<string, string> map)
-        {
-            foreach (var key in removes)
-            {
-                map = map.Remove(self, key);
-            }
-
-            foreach (var (key, line) in entries)
-            {
-                map = map.SetItem(self, key, line);
-            }
-
-            return map;
-        }
-
         // The local replica applies the update whatever the replication's outcome: so does the entity's view.
         foreach (var key in removes)
         {
             _records.Remove(key);
         }
 
-        foreach (var (key, line) in entries)
+        foreach (var (record, _) in puts)
         {
-            _records[key] = line;
+            _records[ProxyDbPartitions.EntryKey(record.Id)] = ProxyRecordCsv.Format(record);
         }
 
-        _replicator.Tell(Dsl.Update(_key, LWWDictionary<string, string>.Empty, new WriteAll(_writeTimeout), Modify));
+        var value = ProxyDbPartitions.Encode(_records);
+        LWWRegister<string> Modify(LWWRegister<string> register) => register.WithValue(self, value);
+
+        _replicator.Tell(Dsl.Update(_key, new LWWRegister<string>(self, ""), new WriteAll(_writeTimeout), Modify));
         Become(() => Writing(Modify, replyTo, done, fallenBack: false));
     }
 
-    private void Writing(Func<LWWDictionary<string, string>, LWWDictionary<string, string>> modify, IActorRef replyTo, string done, bool fallenBack)
+    private void Writing(Func<LWWRegister<string>, LWWRegister<string>> modify, IActorRef replyTo, string done, bool fallenBack)
     {
         Receive<UpdateSuccess>(s => s.Key.Equals(_key), _ => Finish(replyTo, new ProxyDbWriteResult(_partition, true, done, fallenBack ? "majority" : "all")));
         Receive<UpdateTimeout>(t => t.Key.Equals(_key), _ =>
@@ -247,7 +234,7 @@ internal sealed class ProxyDbPartitionActor : ReceiveActor, IWithStash
 
             _log.Info("proxydb partition {0}: not every proxy node acknowledged within {1}; writing to a majority", _partition, _writeTimeout);
             // Idempotent: the same puts and removes again, acknowledged by a majority this time.
-            _replicator.Tell(Dsl.Update(_key, LWWDictionary<string, string>.Empty, new WriteMajority(_writeTimeout), modify));
+            _replicator.Tell(Dsl.Update(_key, new LWWRegister<string>(Cluster.Get(Context.System).SelfUniqueAddress, ""), new WriteMajority(_writeTimeout), modify));
             Become(() => Writing(modify, replyTo, done, fallenBack: true));
         });
         Receive<IUpdateFailure>(f => f.Key.Equals(_key), f =>

@@ -9,7 +9,7 @@ namespace Rama.Actors.Upstreams;
 /// How the fleet's proxy database is cut: a fixed number of partitions, a record in partition
 /// <c>FNV-1a64(lower-case id) % Count</c> (stable across processes, never <see cref="string.GetHashCode()"/>), one sharded
 /// entity per partition (the only writer of its records) and one Akka.DistributedData key per partition
-/// (<c>proxydb-&lt;n&gt;</c>, an <see cref="LWWDictionary{TKey,TValue}"/> of lower-case id to the record's CSV line).
+/// (<c>proxydb-&lt;n&gt;</c>, an <see cref="LWWRegister{T}"/> holding lower-case id to the record's CSV line: <see cref="Encode"/>).
 /// </summary>
 public static class ProxyDbPartitions
 {
@@ -44,8 +44,27 @@ public static class ProxyDbPartitions
         return (int)(hash % Count);
     }
 
-    /// <summary>The DistributedData key of partition <paramref name="partition"/>.</summary>
-    public static LWWDictionaryKey<string, string> Key(int partition) => new(KeyPrefix + partition.ToString(CultureInfo.InvariantCulture));
+    /// <summary>The DistributedData key of partition <paramref name="partition"/>: its records as one value (<see cref="Encode"/>).</summary>
+    public static LWWRegisterKey<string> Key(int partition) => new(KeyPrefix + partition.ToString(CultureInfo.InvariantCulture));
+
+    /// <summary>
+    /// A partition's records (lower-case id to the record's CSV line) as the register's value: a JSON object, ids in
+    /// ordinal order. One register per partition and not a map of records: the partition's entity is its only writer,
+    /// so last-writer-wins loses nothing, and a register replicates as one small value, where Akka.NET 1.5.75's
+    /// LWWDictionary (an ORDictionary with a version vector per entry) always propagates deltas, which it batches across
+    /// keys into messages of megabytes at 100,000 records and cannot be switched off (it reads no delta-crdt.enabled).
+    /// </summary>
+    public static string Encode(IReadOnlyDictionary<string, string> records) =>
+        System.Text.Json.JsonSerializer.Serialize(new SortedDictionary<string, string>(records.ToDictionary(), StringComparer.Ordinal));
+
+    /// <summary>The records of a register's value (<see cref="Encode"/>); an empty or missing value is no records.</summary>
+    public static Dictionary<string, string> Decode(string? value) =>
+        string.IsNullOrEmpty(value)
+            ? new Dictionary<string, string>(StringComparer.Ordinal)
+            : new Dictionary<string, string>(System.Text.Json.JsonSerializer.Deserialize<Dictionary<string, string>>(value) ?? [], StringComparer.Ordinal);
+
+    /// <summary>The records of a partition's register as read from DistributedData.</summary>
+    public static Dictionary<string, string> Records(LWWRegister<string>? register) => Decode(register?.Value);
 
     /// <summary>The key in a partition's map: the lower-case id.</summary>
     internal static string EntryKey(string id) => id.ToLowerInvariant();

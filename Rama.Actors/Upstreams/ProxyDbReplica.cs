@@ -74,17 +74,16 @@ internal sealed class ProxyDbReplicaActor : ReceiveActor, IWithTimers
         _time = time;
         Receive<Changed>(changed =>
         {
-            var key = (LWWDictionaryKey<string, string>)changed.Key;
-            if (!int.TryParse(key.Id.AsSpan(ProxyDbPartitions.KeyPrefix.Length), System.Globalization.CultureInfo.InvariantCulture, out var partition))
+            if (changed.Key is not LWWRegisterKey<string> key
+                || !int.TryParse(key.Id.AsSpan(ProxyDbPartitions.KeyPrefix.Length), System.Globalization.CultureInfo.InvariantCulture, out var partition))
             {
                 return;
             }
 
-            var map = changed.Get(key);
-            var lines = map.Entries;
+            var lines = ProxyDbPartitions.Records(changed.Get(key));
             var records = ProxyRecordCsv.ParseMany(lines.Values, (line, ex) => _log.Warning("proxydb partition {0}: skipping a record that does not parse ({1}): {2}", partition, ex.Message, line));
             _partitions[partition] = (lines, records);
-            // Coalesced: the changes of many partitions arrive together (a load touches all 32); the rebuild message
+            // Coalesced: the changes of many partitions arrive together (a load touches all of them); the rebuild message
             // queues behind them, so they cost one rebuild of the snapshot instead of one each.
             // Bounded: the next rebuild waits at least as long as the last one took, so a long burst of writes (a big load
             // arriving over seconds) spends at most half a core on rebuilds and selection keeps the previous snapshot meanwhile.

@@ -44,7 +44,7 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
         Replicator.Tell(Dsl.Get(key, ReadLocal.Instance));
         return ExpectMsg<IGetResponse>() switch
         {
-            GetSuccess s => s.Get(key).Entries,
+            GetSuccess s => ProxyDbPartitions.Records(s.Get(key)),
             _ => new Dictionary<string, string>(),
         };
     }
@@ -201,7 +201,7 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
             // As in a node, where the replicator creates the store: DistributedData's extension brings its serializers.
             Assert.NotNull(Replicator);
             var self = Cluster.Get(Sys).SelfUniqueAddress;
-            var map = LWWDictionary<string, string>.Empty.SetItem(self, "us-1", Line("us-1"));
+            var map = new LWWRegister<string>(self, ProxyDbPartitions.Encode(new Dictionary<string, string> { ["us-1"] = Line("us-1") }));
 
             var store = Sys.ActorOf(Props.Create(() => new FileDurableStore(config)));
             store.Tell(Akka.DistributedData.Durable.LoadAll.Instance);
@@ -215,7 +215,7 @@ public sealed class FleetProxyDbTests : Akka.TestKit.Xunit2.TestKit
             again.Tell(Akka.DistributedData.Durable.LoadAll.Instance);
             var loaded = ExpectMsg<Akka.DistributedData.Durable.LoadData>();
             ExpectMsg<Akka.DistributedData.Durable.LoadAllCompleted>();
-            var restored = (LWWDictionary<string, string>)loaded.Data["proxydb-23"].Data;
+            var restored = ProxyDbPartitions.Records((LWWRegister<string>)loaded.Data["proxydb-23"].Data);
             Assert.Equal(Line("us-1"), restored["us-1"]);
             Assert.Equal(["proxydb-23.ddata"], directory.EnumerateFiles().Select(f => f.Name));
         }
