@@ -402,7 +402,7 @@ def main():
               f"at start {load_start}, at the load {load_during}, at the latency run's start {load_latency_start} and end {load_latency_end}, at the end {load_end}. "
               "Real processes on 127.0.0.1, Release builds, the node's defaults as a user runs them (server GC, logging at Information, "
               "the access log on, to stdout, redirected to a file), a lighthouse and three nodes with `--cluster-secret` (mutual TLS), "
-              "the fleet's proxy database as every fleet node keeps it (32 partitions in sharded entities, every node a DistributedData replica).", "",
+              "the fleet's proxy database as every fleet node keeps it (256 partitions in sharded entities, one LWWRegister each, every node a DistributedData replica).", "",
               f"Data: {RECORDS:,} generated records (`random.Random(7)`, {csv_mib:.1f} MiB of CSV): {us_count:,} in country `us`, the rest over 39 other "
               "countries, 20 pools, 400 cities, 10 carriers, 1,000 ASNs, mixed datacenter/residential/mobile flags, every record `tcp` + `socks5` "
               f"at the same microsocks upstream (`127.0.0.1:{socks_port}`), ids `p000000`..`p099999`. Fleet converged (4 members Up) "
@@ -410,7 +410,7 @@ def main():
 
     lines += ["## 1. Replica update throughput", "",
               f"What was sent: {mode}, to node1's admin endpoint (the node reads the file, validates it whole, applies it through the "
-              f"32 entities). Every node's `proxydb stats` was polled every {POLL * 1000:.0f} ms (its own admin endpoint, in parallel; each `stats` asks "
+              f"256 entities). Every node's `proxydb stats` was polled every {POLL * 1000:.0f} ms (its own admin endpoint, in parallel; each `stats` asks "
               "every proxy node's replica and the shard region's cluster-wide stats, so the polling is load on the fleet too); a node's time is "
               "from sending the first `load` until its `records` field reads 100000.", ""]
     lines += ["| `load` request | answered after | answer |", "| --- | ---: | --- |"]
@@ -504,8 +504,8 @@ def main():
     if any(d != d for d in deltas):
         lines.append("- Memory: no figure per 100,000 records: the fleet nodes had exited before the records arrived (see above).")
     else:
-        lines.append(f"- Memory: {min(deltas):+.0f} to {max(deltas):+.0f} MiB RSS per node for {', '.join(f'{h:,}' for h in sorted(set(held)))} records (the replica's 32 "
-                     "LWWDictionary partitions, the indexed snapshot, and on some nodes the entities owning shards), RSS as is after 15 s.")
+        lines.append(f"- Memory: {min(deltas):+.0f} to {max(deltas):+.0f} MiB RSS per node for {', '.join(f'{h:,}' for h in sorted(set(held)))} records (the replica's 256 "
+                     "LWWRegister partitions, the indexed snapshot, and on some nodes the entities owning shards), RSS as is after 15 s.")
     if len(targets) < 2:
         lines.append("- Selection latency: no fleet node survived to be measured; the node alone's figures are above.")
     else:
