@@ -69,7 +69,8 @@ public sealed class FleetRollTests(ITestOutputHelper output)
             });
 
             var endpoints = slots.Select(s => new IPEndPoint(IPAddress.Loopback, s.ProxyPort)).ToArray();
-            await using var clients = new FailoverLoops([FailoverLoop.Start(endpoints, 0, origin.Url("/hello")), FailoverLoop.Start(endpoints, 1, origin.Url("/hello"))]);
+            // Two clients: HttpClient, and curl (a process per request, as a script would drive it).
+            await using var clients = new FailoverLoops([FailoverLoop.Start(endpoints, 0, origin.Url("/hello")), FailoverLoop.StartCurl(endpoints, 1, origin.Url("/hello"))]);
             await FleetHarness.UntilAsync(() => clients.All.All(c => c.Successes > 0), "requests through the fleet");
 
             var asked = fleet.Elapsed;
@@ -166,7 +167,8 @@ internal sealed class FailoverLoop : IAsyncDisposable
     private int _moves;
     private int _disposed;
 
-    private FailoverLoop(IPEndPoint[] proxies, int start, string url) => _loop = RunAsync(proxies, start, url);
+    private FailoverLoop(IPEndPoint[] proxies, int start, string url, bool curl) =>
+        _loop = curl ? RunCurlAsync(proxies, start, url) : RunAsync(proxies, start, url);
 
     public int Successes => Volatile.Read(ref _successes);
 
@@ -174,7 +176,52 @@ internal sealed class FailoverLoop : IAsyncDisposable
 
     public IReadOnlyCollection<string> Failures => _failures;
 
-    public static FailoverLoop Start(IPEndPoint[] proxies, int start, string url) => new(proxies, start, url);
+    public static FailoverLoop Start(IPEndPoint[] proxies, int start, string url) => new(proxies, start, url, curl: false);
+
+    /// <summary>The same with curl: one process per request; curl's exit 7 (could not connect) moves it to the next node.</summary>
+    public static FailoverLoop StartCurl(IPEndPoint[] proxies, int start, string url) => new(proxies, start, url, curl: true);
+
+    private async Task RunCurlAsync(IPEndPoint[] proxies, int current, string url)
+    {
+        await Task.Yield();
+        while (!_stop.IsCancellationRequested)
+        {
+            var started = DateTime.UtcNow;
+            for (var attempt = 0; ; attempt++)
+            {
+                Cli.Result result;
+                try
+                {
+                    result = await Cli.RunAsync("curl", ["-sS", "--max-time", "10", "--noproxy", "", "-x", $"http://{proxies[current]}", "-H", "Connection: close", url], TimeSpan.FromSeconds(20));
+                }
+                catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+                {
+                    _failures.Enqueue($"{started:HH:mm:ss.fff} via {proxies[current]}: curl {ex.Message}");
+                    break;
+                }
+
+                var body = System.Text.Encoding.UTF8.GetString(result.Stdout);
+                if (result.ExitCode == 0 && body == "hello from origin")
+                {
+                    Interlocked.Increment(ref _successes);
+                    break;
+                }
+
+                if (result.ExitCode == 7 && attempt < 3 * proxies.Length)
+                {
+                    // curl: (7) Failed to connect: the node does not accept (draining, or not started yet). Move on.
+                    current = (current + 1) % proxies.Length;
+                    Interlocked.Increment(ref _moves);
+                    continue;
+                }
+
+                _failures.Enqueue($"{started:HH:mm:ss.fff} via {proxies[current]}: curl exit {result.ExitCode} {body} {result.Stderr.Trim()}");
+                break;
+            }
+
+            await Task.Delay(50, CancellationToken.None); // paced like the HttpClient loop
+        }
+    }
 
     private async Task RunAsync(IPEndPoint[] proxies, int current, string url)
     {
