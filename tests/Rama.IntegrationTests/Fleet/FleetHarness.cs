@@ -98,6 +98,7 @@ internal sealed class FleetHarness : IAsyncDisposable
     public static readonly TimeSpan Within = TimeSpan.FromSeconds(60);
 
     private readonly List<FleetMember> _members = [];
+    private readonly List<string> _tempFiles = [];
     private readonly ConcurrentQueue<string> _timeline = new();
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly ITestOutputHelper? _output;
@@ -135,6 +136,19 @@ internal sealed class FleetHarness : IAsyncDisposable
         var line = $"+{_clock.Elapsed.TotalSeconds:F1}s {text}";
         _timeline.Enqueue(line);
         _output?.WriteLine(line);
+    }
+
+    /// <summary>Writes <paramref name="text"/> to a new temporary file (deleted when the harness is disposed) and returns its path.</summary>
+    public string TempFile(string prefix, string text)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"{prefix}-{Guid.NewGuid():N}.csv");
+        File.WriteAllText(path, text);
+        lock (_tempFiles)
+        {
+            _tempFiles.Add(path);
+        }
+
+        return path;
     }
 
     /// <summary>A loopback port that was free a moment ago (bound on port 0, then released).</summary>
@@ -202,10 +216,10 @@ internal sealed class FleetHarness : IAsyncDisposable
     }
 
     /// <summary>A lighthouse and <paramref name="nodes"/> nodes, all Up in the lighthouse's view.</summary>
-    public async Task<(FleetMember Lighthouse, FleetMember[] Nodes)> StartConvergedAsync(int nodes)
+    public async Task<(FleetMember Lighthouse, FleetMember[] Nodes)> StartConvergedAsync(int nodes, Func<int, string[]>? args = null)
     {
         var lighthouse = await StartLighthouseAsync();
-        var started = await Task.WhenAll(Enumerable.Range(1, nodes).Select(i => StartNodeAsync($"node{i}", lighthouse)));
+        var started = await Task.WhenAll(Enumerable.Range(1, nodes).Select(i => StartNodeAsync($"node{i}", lighthouse, args: args?.Invoke(i))));
         FleetMember[] all = [lighthouse, .. started];
         await WaitForViewAsync(lighthouse, v => v.AllUp(all), $"the lighthouse and {nodes} nodes all Up");
         // Converged means every member has seen every other Up (what a write to "all replicas" goes by), not only the seed.
@@ -333,6 +347,10 @@ internal sealed class FleetHarness : IAsyncDisposable
         }
 
         Note($"reaped {_members.Count} processes in {started.Elapsed.TotalSeconds:F1} s");
+        foreach (var file in _tempFiles)
+        {
+            File.Delete(file);
+        }
     }
 
     private static async Task TerminateAsync(List<FleetMember> members, TimeSpan within)

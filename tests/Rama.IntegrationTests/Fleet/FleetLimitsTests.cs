@@ -27,15 +27,11 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
     public async Task An_upstream_limit_holds_across_the_fleet_and_the_leases_of_a_killed_node_are_released()
     {
         // squid may carry two connections at once, fleet-wide (the record's own max_connections column).
-        var db = await WriteDatabaseAsync(peers.DatabaseCsv().Replace("\nsquid,", "\nsquid,", StringComparison.Ordinal), ("squid", "2", ""));
         await using var fleet = new FleetHarness(output);
+        var db = fleet.TempFile("rama-fleet-limits", WithLimit(peers.DatabaseCsv(), ("squid", "2", "")));
         await fleet.RunAsync(async () =>
         {
-            var lighthouse = await fleet.StartLighthouseAsync();
-            var nodes = await Task.WhenAll(Enumerable.Range(1, 3).Select(i =>
-                fleet.StartNodeAsync($"node{i}", lighthouse, args: i == 1 ? ["--proxydb", db] : [])));
-            FleetMember[] all = [lighthouse, .. nodes];
-            await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
+            var (_, nodes) = await fleet.StartConvergedAsync(3, i => i == 1 ? ["--proxydb", db] : []);
             await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-squid", "squid")));
 
             var target = $"127.0.0.1:{peers.Origin.Port}";
@@ -109,47 +105,35 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
         });
         var csv = "id,tcp,udp,http,https,socks5,socks5h,datacenter,residential,mobile,address,pool_id,continent,country,state,city,carrier,asn,credential,max_connections,rate\n"
                   + $"lim,1,0,1,0,0,0,1,0,0,127.0.0.1:{door.Port},,na,us,,,,,,{limit},\n";
-        var db = Path.Combine(Path.GetTempPath(), $"rama-fleet-load-{Guid.NewGuid():N}.csv");
-        await File.WriteAllTextAsync(db, csv);
         await using var fleet = new FleetHarness(output);
-        try
+        var db = fleet.TempFile("rama-fleet-load", csv);
+        await fleet.RunAsync(async () =>
         {
-            await fleet.RunAsync(async () =>
+            var (_, nodes) = await fleet.StartConvergedAsync(3, i => i == 1 ? ["--proxydb", db] : []);
+            await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-lim", "lim")));
+            // Each node has found the entity's shard (a first use while the shard is allocated is decided by the node alone).
+            foreach (var node in nodes)
             {
-                var lighthouse = await fleet.StartLighthouseAsync();
-                var nodes = await Task.WhenAll(Enumerable.Range(1, 3).Select(i =>
-                    fleet.StartNodeAsync($"node{i}", lighthouse, args: i == 1 ? ["--proxydb", db] : [])));
-                FleetMember[] all = [lighthouse, .. nodes];
-                await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
-                await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-lim", "lim")));
-                // Each node has found the entity's shard (a first use while the shard is allocated is decided by the node alone).
-                foreach (var node in nodes)
-                {
-                    Assert.Equal("0", (await FleetAdmin.AskAsync(node, "limits", "show", "lim"))["held"]);
-                }
+                Assert.Equal("0", (await FleetAdmin.AskAsync(node, "limits", "show", "lim"))["held"]);
+            }
 
-                // 3 nodes x 12 tunnels, 6 at a time per node: 18 wanted at once against a limit of 3.
-                const int perNode = 12;
-                var runs = await Task.WhenAll(nodes.Select(node => CurlAsync(
-                    [
-                        "--parallel", "--parallel-max", "6", "-p", "-x", $"http://u-id-lim:x@{node.Proxy}", "-w", "%{http_connect} %{http_code}\n",
-                        .. Enumerable.Range(0, perNode).SelectMany(i => (string[])["-o", "/dev/null", $"http://127.0.0.1:{slow.Port}/{i}"]),
-                    ])));
-                var lines = runs.SelectMany(r => r.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)).ToList();
-                var carried = lines.Count(l => l == "200 200");
-                var refused = lines.Count(l => l.StartsWith("503", StringComparison.Ordinal));
-                fleet.Note($"{lines.Count} curl tunnels through 3 nodes: {carried} carried, {refused} refused with 503; at most {door.MaxOpen} open at the upstream (limit {limit}), {door.Accepted} accepted there");
-                Assert.Equal(3 * perNode, lines.Count);
-                Assert.Equal(3 * perNode, carried + refused);
-                Assert.InRange(door.MaxOpen, 1, limit);
-                Assert.True(refused > 0, "the load never reached the limit: the test proves nothing");
-                Assert.Equal(carried, door.Accepted);
-            });
-        }
-        finally
-        {
-            File.Delete(db);
-        }
+            // 3 nodes x 12 tunnels, 6 at a time per node: 18 wanted at once against a limit of 3.
+            const int perNode = 12;
+            var runs = await Task.WhenAll(nodes.Select(node => CurlAsync(
+                [
+                    "--parallel", "--parallel-max", "6", "-p", "-x", $"http://u-id-lim:x@{node.Proxy}", "-w", "%{http_connect} %{http_code}\n",
+                    .. Enumerable.Range(0, perNode).SelectMany(i => (string[])["-o", "/dev/null", $"http://127.0.0.1:{slow.Port}/{i}"]),
+                ])));
+            var lines = runs.SelectMany(r => r.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries)).ToList();
+            var carried = lines.Count(l => l == "200 200");
+            var refused = lines.Count(l => l.StartsWith("503", StringComparison.Ordinal));
+            fleet.Note($"{lines.Count} curl tunnels through 3 nodes: {carried} carried, {refused} refused with 503; at most {door.MaxOpen} open at the upstream (limit {limit}), {door.Accepted} accepted there");
+            Assert.Equal(3 * perNode, lines.Count);
+            Assert.Equal(3 * perNode, carried + refused);
+            Assert.InRange(door.MaxOpen, 1, limit);
+            Assert.True(refused > 0, "the load never reached the limit: the test proves nothing");
+            Assert.Equal(carried, door.Accepted);
+        });
     }
 
     [Fact]
@@ -158,11 +142,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
         await using var fleet = new FleetHarness(output);
         await fleet.RunAsync(async () =>
         {
-            var lighthouse = await fleet.StartLighthouseAsync();
-            string[] args = ["--auth", "john:pw", "--auth", "mary:pw", "--user-limit", "john=2", "--user-max-connections", "50"];
-            var nodes = await Task.WhenAll(Enumerable.Range(1, 3).Select(i => fleet.StartNodeAsync($"node{i}", lighthouse, args: args)));
-            FleetMember[] all = [lighthouse, .. nodes];
-            await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
+            var (_, nodes) = await fleet.StartConvergedAsync(3, _ => ["--auth", "john:pw", "--auth", "mary:pw", "--user-limit", "john=2", "--user-max-connections", "50"]);
 
             var target = $"127.0.0.1:{peers.Origin.Port}";
             await using var one = await Tunnel.OpenAsync(nodes[0].Proxy, target, "john");
@@ -228,18 +208,13 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
         var csv = "id,tcp,udp,http,https,socks5,socks5h,datacenter,residential,mobile,address,pool_id,continent,country,state,city,carrier,asn,credential\n"
                   + $"dead,1,0,0,0,1,0,1,0,0,127.0.0.1:{port},,eu,zz,,,,,u:p\n"
                   + $"ms,1,0,0,0,1,0,1,0,0,127.0.0.1:{peers.Ports["ms"]},,eu,zz,,,,,muser:mpass\n";
-        var db = Path.Combine(Path.GetTempPath(), $"rama-fleet-health-{Guid.NewGuid():N}.csv");
-        await File.WriteAllTextAsync(db, csv);
         await using var fleet = new FleetHarness(output);
+        var db = fleet.TempFile("rama-fleet-health", csv);
         try
         {
             await fleet.RunAsync(async () =>
             {
-                var lighthouse = await fleet.StartLighthouseAsync();
-                var nodes = await Task.WhenAll(Enumerable.Range(1, 3).Select(i =>
-                    fleet.StartNodeAsync($"node{i}", lighthouse, args: i == 1 ? ["--proxydb", db] : [])));
-                FleetMember[] all = [lighthouse, .. nodes];
-                await Task.WhenAll(nodes.Select(n => fleet.WaitForViewAsync(n, v => v.AllUp(all), $"{n.Name} sees all Up")));
+                var (_, nodes) = await fleet.StartConvergedAsync(3, i => i == 1 ? ["--proxydb", db] : []);
 
                 await Task.WhenAll(nodes.Select(n => FleetAdmin.UntilSelectableAsync(n, "u-id-ms", "ms")));
 
@@ -307,7 +282,6 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
             await stop.CancelAsync();
             dead.Stop();
             await closer.ContinueWith(_ => { }, TaskScheduler.Default);
-            File.Delete(db);
         }
     }
 
@@ -320,14 +294,9 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
     }
 
     /// <summary>The peers' database with <paramref name="limit"/>'s max_connections and rate on one record.</summary>
-    private static async Task<string> WriteDatabaseAsync(string csv, (string Id, string Max, string Rate) limit)
-    {
-        var lines = csv.TrimEnd('\n').Split('\n')
-            .Select(l => l.StartsWith(limit.Id + ",", StringComparison.Ordinal) ? $"{l},{limit.Max},{limit.Rate}" : l);
-        var path = Path.Combine(Path.GetTempPath(), $"rama-fleet-limits-{Guid.NewGuid():N}.csv");
-        await File.WriteAllTextAsync(path, string.Join('\n', lines) + "\n");
-        return path;
-    }
+    private static string WithLimit(string csv, (string Id, string Max, string Rate) limit) =>
+        string.Join('\n', csv.TrimEnd('\n').Split('\n')
+            .Select(l => l.StartsWith(limit.Id + ",", StringComparison.Ordinal) ? $"{l},{limit.Max},{limit.Rate}" : l)) + "\n";
 
     /// <summary>RFC 1928 CONNECT with RFC 1929 credentials; the reply byte, and the socket (open when granted).</summary>
     private static async Task<(int Reply, Socket Socket)> Socks5ConnectAsync(IPEndPoint proxy, string user, string password, int port)
