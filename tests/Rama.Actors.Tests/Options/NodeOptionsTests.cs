@@ -119,6 +119,9 @@ public sealed class NodeOptionsTests : IDisposable
     [InlineData("--drain-timeout", "-1", "Rama:DrainTimeout (--drain-timeout) is '-1': allowed is a duration from 0 to 3600 s")]
     [InlineData("--upstream-attempts", "0", "Rama:Proxy:Upstream:MaxAttempts (--upstream-attempts) is '0': allowed is a whole number from 1 to 100")]
     [InlineData("--system-name", "a b", "Rama:System:Name (--system-name) is 'a b'")]
+    [InlineData("--upstream-rate", "5/w", "Rama:Proxy:Limits:UpstreamRate (--upstream-rate) is '5/w': allowed is a count per s, m or h (e.g. 50/s, 600/m)")]
+    [InlineData("--user-limit", "john", "Rama:Proxy: user limit 'john' is not user=connections (a user name and a whole number, at least 1)")]
+    [InlineData("--user-max-connections", "0", "Rama:Proxy:Limits:UserMaxConnections (--user-max-connections) is '0': allowed is a whole number from 1 to 10000000")]
     public void A_bad_choice_on_the_command_line_is_refused_with_key_value_and_allowed_values(string option, string value, string expected)
     {
         var (_, problems, _) = Read([option, value]);
@@ -167,6 +170,20 @@ public sealed class NodeOptionsTests : IDisposable
         Assert.Contains("Rama:Tls:Certificates:0:Password = ***", shown, StringComparison.Ordinal);
         Assert.DoesNotContain("s3cret", shown, StringComparison.Ordinal);
         Assert.DoesNotContain("pfxpass", shown, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Limits_from_the_command_line_reach_the_proxy_options_and_a_users_own_limit_wins()
+    {
+        var (options, problems, _) = Read(["--upstream-max-connections", "100", "--upstream-rate", "600/m", "--user-max-connections", "50",
+            "--user-limit", "john=5", "--user-limit", "mary=7"]);
+        Assert.Empty(problems);
+        var limits = options.Proxy.Limits;
+        Assert.Equal(new Rama.Proxy.Limits.LimitPolicy(100, new Rama.Proxy.Limits.LimitRate(600, TimeSpan.FromMinutes(1))), limits.ForUpstream(null, null));
+        Assert.Equal(new Rama.Proxy.Limits.LimitPolicy(3, new Rama.Proxy.Limits.LimitRate(600, TimeSpan.FromMinutes(1))), limits.ForUpstream(3, null));
+        Assert.Equal(5, limits.ForUser("john").MaxConcurrent);
+        Assert.Equal(7, limits.ForUser("mary").MaxConcurrent);
+        Assert.Equal(50, limits.ForUser("anyone").MaxConcurrent);
     }
 
     [Fact]
