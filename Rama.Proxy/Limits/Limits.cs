@@ -126,7 +126,8 @@ public interface IConcurrencyLimiter
 /// </summary>
 public sealed record LimitOptions
 {
-    private (IReadOnlyList<string> Source, Dictionary<string, int> Parsed)? _users;
+    // Parsed user tables by list instance, outside the record so that equality and `with` see only the options.
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<string>, Dictionary<string, int>> UserTables = new();
 
     /// <summary>Default for upstream records without <c>max_connections</c>: connections open to one upstream at once (fleet-wide on a fleet).</summary>
     public int? UpstreamMaxConnections { get; init; }
@@ -157,16 +158,10 @@ public sealed record LimitOptions
         : UserMaxConnections is { } max ? new LimitPolicy(max, null)
         : LimitPolicy.Unlimited;
 
-    private Dictionary<string, int> UserTable()
+    private Dictionary<string, int> UserTable() => UserTables.GetValue(Users, static users =>
     {
-        var cached = _users;
-        if (cached is { } c && ReferenceEquals(c.Source, Users))
-        {
-            return c.Parsed;
-        }
-
         var table = new Dictionary<string, int>(StringComparer.Ordinal);
-        foreach (var entry in Users)
+        foreach (var entry in users)
         {
             if (TryParseUser(entry, out var user, out var max, out _))
             {
@@ -174,9 +169,8 @@ public sealed record LimitOptions
             }
         }
 
-        _users = (Users, table);
         return table;
-    }
+    });
 
     private static bool TryParseUser(string entry, out string user, out int max, out string error)
     {
