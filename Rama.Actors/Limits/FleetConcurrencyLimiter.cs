@@ -92,7 +92,8 @@ public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisp
         var entity = LimitKeys.Of(scope, key);
         var leaseId = _holder + "/" + Interlocked.Increment(ref _next).ToString(CultureInfo.InvariantCulture);
         var held = _held.GetOrAdd(entity, static _ => new ConcurrentDictionary<string, byte>(StringComparer.Ordinal));
-        held[leaseId] = 0; // listed before the ask, so a renewal racing the grant keeps it
+        // Listed once granted, never before: a renewal listing a lease still being asked for would make the entity count
+        // one it refuses. A renewal racing the grant cannot drop it: the entity drops only leases older than one interval.
         object answer;
         try
         {
@@ -113,10 +114,11 @@ public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisp
             var local = await _fallback.AcquireAsync(scope, key, policy, cancellationToken).ConfigureAwait(false);
             if (!local.IsGranted)
             {
-                held.TryRemove(leaseId, out _);
                 region.Tell(new ReleaseLimit(entity, leaseId)); // in case the entity granted it after all
                 return local;
             }
+
+            held[leaseId] = 0;
 
             // Granted here: the lease stays listed, so the next renewal that reaches the entity counts it there too (an
             // entity that was starting or moving learns of what was granted without it, and refuses accordingly).
@@ -129,23 +131,22 @@ public sealed partial class FleetConcurrencyLimiter : IConcurrencyLimiter, IDisp
         }
         catch
         {
-            held.TryRemove(leaseId, out _);
+            region.Tell(new ReleaseLimit(entity, leaseId)); // cancelled: in case the entity granted it
             throw;
         }
 
         switch (answer)
         {
             case LimitGranted:
+                held[leaseId] = 0;
                 return LimitLease.Granted(() =>
                 {
                     held.TryRemove(leaseId, out _);
                     region.Tell(new ReleaseLimit(entity, leaseId));
                 });
             case LimitRefused refused:
-                held.TryRemove(leaseId, out _);
                 return LimitLease.Refused(refused.Reason, TimeSpan.FromMilliseconds(refused.RetryAfterMs));
             default:
-                held.TryRemove(leaseId, out _);
                 throw new InvalidOperationException($"limits entity {entity} answered {answer.GetType().Name}");
         }
     }
