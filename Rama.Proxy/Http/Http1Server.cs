@@ -98,6 +98,9 @@ internal sealed partial class Http1Connection : IDisposable
         _headToken = CancellationTokenSource.CreateLinkedTokenSource(_timer.Token, connection.ConnectionClosed);
     }
 
+    /// <summary>How long a new connection's first request may still take to arrive once the shutdown has started.</summary>
+    internal static readonly TimeSpan FirstRequestShutdownGrace = TimeSpan.FromSeconds(2);
+
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var first = true;
@@ -109,7 +112,7 @@ internal sealed partial class Http1Connection : IDisposable
                 _output = _connection.Transport.Output;
                 _responseStarted = false;
                 _continueArmed = false;
-                var request = await ReadRequestHeadAsync(first ? _limits.HeaderTimeout : _limits.KeepAliveTimeout, cancellationToken).ConfigureAwait(false);
+                var request = await ReadRequestHeadAsync(first ? _limits.HeaderTimeout : _limits.KeepAliveTimeout, first, cancellationToken).ConfigureAwait(false);
                 if (request is null || !await ServeRequestAsync(request, cancellationToken).ConfigureAwait(false))
                 {
                     return;
@@ -135,17 +138,25 @@ internal sealed partial class Http1Connection : IDisposable
 
     /// <summary>Reads one request head; null when the connection should close quietly (idle, shutdown, client closed).</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    private async ValueTask<HttpRequest?> ReadRequestHeadAsync(TimeSpan idleTimeout, CancellationToken cancellationToken)
+    private async ValueTask<HttpRequest?> ReadRequestHeadAsync(TimeSpan idleTimeout, bool first, CancellationToken cancellationToken)
     {
         var state = default(HeadScanState);
         var started = false;
         _timer.CancelAfter(idleTimeout);
+        // A first request still on its way when the shutdown starts gets a short grace, not the whole header timeout: a
+        // connection that stays silent (a browser's preconnect) must not hold the drain.
+        using var grace = first
+            ? _connection.ShutdownRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(FirstRequestShutdownGrace), _timer)
+            : default;
         while (true)
         {
             ReadResult result;
             try
             {
-                result = await _input.ReadAsync(started ? _headToken.Token : _idleToken.Token).ConfigureAwait(false);
+                // A connection's first request is read even while the node shuts down: the client sent it (or is sending it)
+                // on a connection we accepted, before it could see any sign of the shutdown. Only an idle keep-alive
+                // connection between requests is closed by the shutdown.
+                result = await _input.ReadAsync(started || first ? _headToken.Token : _idleToken.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {

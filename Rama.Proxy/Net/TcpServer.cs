@@ -134,16 +134,16 @@ public sealed partial class TcpServer : IAsyncDisposable
                 continue;
             }
 
-            if (!IsBound)
-            {
-                socket.Dispose();
-                return;
-            }
-
+            // Accepted as the listener was unbound: the client's handshake is done and its request may be on the way, so it
+            // is served like any connection in flight (told to finish by the shutdown), not reset.
             AcceptedConnections++;
             socket.NoDelay = _options.NoDelay;
             var guard = _shutdown.Guard();
             _ = RunConnectionAsync(socket, service, guard);
+            if (!IsBound)
+            {
+                return;
+            }
         }
     }
 

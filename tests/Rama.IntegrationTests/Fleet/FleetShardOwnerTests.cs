@@ -58,7 +58,7 @@ public sealed class FleetShardOwnerTests(ITestOutputHelper output, UpstreamPeers
                 var frames = await FleetAdmin.AdminFramesAsync(survivors[0], "proxydb", "add", line);
                 // Done, or refused because the record exists: an earlier try that timed out at the admin was applied after all.
                 if (frames.Any(f => f.GetProperty("type").GetString() == "fields" && f.GetProperty("fields").TryGetProperty("result", out _))
-                    || frames.Any(f => f.ToString().Contains($"record '{id}' exists", StringComparison.Ordinal)))
+                    || frames.Any(f => f.TryGetProperty("message", out var message) && (message.GetString() ?? "").Contains($"record '{id}' exists", StringComparison.Ordinal)))
                 {
                     resumed = clock.Elapsed;
                 }
