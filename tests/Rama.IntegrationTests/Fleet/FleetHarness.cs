@@ -379,15 +379,16 @@ internal sealed class ProxyLoop : IAsyncDisposable
     private int _successes;
     private int _disposed;
 
-    private ProxyLoop(IPEndPoint proxy, string url) => _loop = RunAsync(proxy, url);
+    private ProxyLoop(IPEndPoint proxy, string url, string? filter, string expected) => _loop = RunAsync(proxy, url, filter, expected);
 
     public int Successes => Volatile.Read(ref _successes);
 
     public IReadOnlyCollection<string> Failures => _failures;
 
-    public static ProxyLoop Start(IPEndPoint proxy, string url) => new(proxy, url);
+    /// <summary>Starts the loop; <paramref name="filter"/> goes in <c>x-rama-proxy-filter</c> (routing through an upstream), <paramref name="expected"/> is the body of a success.</summary>
+    public static ProxyLoop Start(IPEndPoint proxy, string url, string? filter = null, string expected = "hello from origin") => new(proxy, url, filter, expected);
 
-    private async Task RunAsync(IPEndPoint proxy, string url)
+    private async Task RunAsync(IPEndPoint proxy, string url, string? filter, string expected)
     {
         await Task.Yield();
         using var handler = new SocketsHttpHandler { Proxy = new WebProxy($"http://{proxy}"), UseProxy = true };
@@ -399,9 +400,13 @@ internal sealed class ProxyLoop : IAsyncDisposable
             {
                 using var request = new HttpRequestMessage(HttpMethod.Get, url);
                 request.Headers.ConnectionClose = true; // a new connection to the proxy each time
+                if (filter is not null)
+                {
+                    request.Headers.Add("x-rama-proxy-filter", filter);
+                }
                 using var response = await client.SendAsync(request, _stop.Token);
                 var body = await response.Content.ReadAsStringAsync(_stop.Token);
-                if (response.StatusCode == HttpStatusCode.OK && body == "hello from origin")
+                if (response.StatusCode == HttpStatusCode.OK && body == expected)
                 {
                     Interlocked.Increment(ref _successes);
                 }
@@ -432,6 +437,24 @@ internal sealed class ProxyLoop : IAsyncDisposable
             await _stop.CancelAsync();
             await _loop;
             _stop.Dispose();
+        }
+    }
+}
+
+/// <summary>Several <see cref="ProxyLoop"/>s counted together, stopped together.</summary>
+internal sealed class ProxyLoops(ProxyLoop[] loops) : IAsyncDisposable
+{
+    public IReadOnlyList<ProxyLoop> All => loops;
+
+    public int Successes => loops.Sum(l => l.Successes);
+
+    public IReadOnlyList<string> Failures => [.. loops.SelectMany(l => l.Failures)];
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var loop in loops)
+        {
+            await loop.DisposeAsync();
         }
     }
 }

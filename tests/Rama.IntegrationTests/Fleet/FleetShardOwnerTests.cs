@@ -40,7 +40,7 @@ public sealed class FleetShardOwnerTests(ITestOutputHelper output, UpstreamPeers
             fleet.Note($"record tiny is in partition {partition}, owned by {owner!.Name}; survivors {string.Join(", ", survivors.Select(s => s.Name))}");
 
             // Requests through tinyproxy (the filter header names it) on each survivor, paced, all along.
-            await using var loops = new RoutedLoops(survivors.Select(s => s.Proxy), peers.OriginUrl, "id=tiny", "127.0.0.13");
+            await using var loops = new ProxyLoops([.. survivors.Select(s => ProxyLoop.Start(s.Proxy, peers.OriginUrl, filter: "id=tiny", expected: "127.0.0.13"))]);
             await FleetHarness.UntilAsync(() => loops.Successes >= 10, "the survivors route through tinyproxy");
 
             var clock = Stopwatch.StartNew();
@@ -114,69 +114,6 @@ public sealed class FleetShardOwnerTests(ITestOutputHelper output, UpstreamPeers
             if ((int)(hash % 256) == partition)
             {
                 return id;
-            }
-        }
-    }
-
-    /// <summary>One paced request loop per proxy, each request routed by the filter header and answered by the origin with the upstream's source address.</summary>
-    private sealed class RoutedLoops : IAsyncDisposable
-    {
-        private readonly CancellationTokenSource _stop = new();
-        private readonly List<Task> _loops;
-        private int _successes;
-        private int _disposed;
-
-        public RoutedLoops(IEnumerable<IPEndPoint> proxies, string url, string filter, string source) =>
-            _loops = [.. proxies.Select(p => RunAsync(p, url, filter, source))];
-
-        public int Successes => Volatile.Read(ref _successes);
-
-        public ConcurrentQueue<string> Failures { get; } = new();
-
-        private async Task RunAsync(IPEndPoint proxy, string url, string filter, string source)
-        {
-            await Task.Yield();
-            using var handler = new SocketsHttpHandler { Proxy = new WebProxy($"http://{proxy}"), UseProxy = true };
-            using var client = new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(10) };
-            while (!_stop.IsCancellationRequested)
-            {
-                var started = DateTime.UtcNow;
-                try
-                {
-                    using var request = new HttpRequestMessage(HttpMethod.Get, url);
-                    request.Headers.Add("x-rama-proxy-filter", filter);
-                    request.Headers.ConnectionClose = true;
-                    using var response = await client.SendAsync(request, _stop.Token);
-                    var body = await response.Content.ReadAsStringAsync(_stop.Token);
-                    if (response.StatusCode == HttpStatusCode.OK && body == source)
-                    {
-                        Interlocked.Increment(ref _successes);
-                    }
-                    else
-                    {
-                        Failures.Enqueue($"{started:HH:mm:ss.fff} via {proxy}: {(int)response.StatusCode} {body}");
-                    }
-                }
-                catch (OperationCanceledException) when (_stop.IsCancellationRequested)
-                {
-                    return;
-                }
-                catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or IOException)
-                {
-                    Failures.Enqueue($"{started:HH:mm:ss.fff} via {proxy}: {ex.GetType().Name} {ex.Message}");
-                }
-
-                await Task.Delay(50, CancellationToken.None); // paced: the fleet's heartbeats need the CPU of a 2-core machine
-            }
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (Interlocked.Exchange(ref _disposed, 1) == 0)
-            {
-                await _stop.CancelAsync();
-                await Task.WhenAll(_loops);
-                _stop.Dispose();
             }
         }
     }

@@ -166,18 +166,4 @@ public sealed class FleetShutdownTests(ITestOutputHelper output)
             }
         });
     }
-
-    /// <summary>Several proxy loops stopped together.</summary>
-    private sealed class ProxyLoops(ProxyLoop[] loops) : IAsyncDisposable
-    {
-        public IReadOnlyList<ProxyLoop> All => loops;
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var loop in loops)
-            {
-                await loop.DisposeAsync();
-            }
-        }
-    }
 }
