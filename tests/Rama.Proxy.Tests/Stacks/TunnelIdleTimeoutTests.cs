@@ -79,10 +79,12 @@ public sealed class TunnelIdleTimeoutTests
             Assert.Equal(0, buffer[1]);
         }
 
-        // The tunnel works, then sits idle: the proxy closes it after about the idle timeout.
+        // The tunnel works, then sits idle: the proxy closes it after about the idle timeout. Its last activity (the echo
+        // passing back) comes after this send, so the send's time is a safe lower bound (the client's receive, seen later
+        // on a loaded machine, was not: 1 of many full runs).
+        var idleSince = DateTime.UtcNow;
         await client.SendAsync("ping"u8.ToArray());
         Assert.Equal(4, await client.ReceiveAsync(buffer, SocketFlags.None, cts.Token));
-        var idleSince = DateTime.UtcNow;
         Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(client));
         Assert.True(DateTime.UtcNow - idleSince >= idle - TimeSpan.FromMilliseconds(50), "closed before the idle timeout");
         await Eventually.TrueAsync(() => server.OpenConnections == 0, TimeSpan.FromSeconds(5), "tunnel connection leaked");
