@@ -8,7 +8,7 @@ namespace Rama.IntegrationTests.Fleet;
 internal static class FleetAdmin
 {
     public static async Task UntilSelectableAsync(FleetMember node, string username, string id) =>
-        await FleetHarness.UntilAsync(() => SelectAsync(node, username).GetAwaiter().GetResult() == id, $"{username} selects {id} on {node.Name}");
+        await FleetHarness.UntilAsync(async () => await SelectAsync(node, username) == id, $"{username} selects {id} on {node.Name}");
 
     public static async Task<string> SelectAsync(FleetMember node, string username)
     {

@@ -289,6 +289,10 @@ internal sealed class FleetHarness : IAsyncDisposable
     public static Task UntilAsync(Func<bool> condition, string what, TimeSpan? within = null) =>
         Eventually.TrueAsync(condition, within ?? Within, $"not '{what}' within {(within ?? Within).TotalSeconds} s");
 
+    /// <summary>As <see cref="UntilAsync(Func{bool}, string, TimeSpan?)"/>, for a condition that asks something (awaited, never blocked on).</summary>
+    public static Task UntilAsync(Func<Task<bool>> condition, string what, TimeSpan? within = null) =>
+        Eventually.TrueAsync(condition, within ?? Within, $"not '{what}' within {(within ?? Within).TotalSeconds} s");
+
     /// <summary>Waits for an output line of <paramref name="member"/> that contains every one of <paramref name="parts"/>.</summary>
     public async Task<string> WaitForLineAsync(FleetMember member, params string[] parts)
     {

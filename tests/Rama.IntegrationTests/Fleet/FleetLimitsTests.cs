@@ -39,7 +39,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
             await using var second = await Tunnel.OpenAsync(nodes[1].Proxy, target, "u-id-squid");
             Assert.Equal(200, first.Status);
             Assert.Equal(200, second.Status);
-            await FleetHarness.UntilAsync(() => FleetAdmin.AskAsync(nodes[2], "limits", "show", "squid").GetAwaiter().GetResult()["held"] == "2", "squid holds 2 fleet-wide");
+            await FleetHarness.UntilAsync(async () => (await FleetAdmin.AskAsync(nodes[2], "limits", "show", "squid"))["held"] == "2", "squid holds 2 fleet-wide");
 
             // The third, on the node that holds none: squid is at its limit fleet-wide, and squid is all the filter allows.
             await using (var third = await Tunnel.OpenAsync(nodes[2].Proxy, target, "u-id-squid"))
@@ -66,9 +66,9 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
             victim.Process.Kill();
             var refusals = 0;
             Tunnel? granted = null;
-            await FleetHarness.UntilAsync(() =>
+            await FleetHarness.UntilAsync(async () =>
             {
-                var attempt = Tunnel.OpenAsync(nodes[2].Proxy, target, "u-id-squid").GetAwaiter().GetResult();
+                var attempt = await Tunnel.OpenAsync(nodes[2].Proxy, target, "u-id-squid");
                 if (attempt.Status == 200)
                 {
                     granted = attempt;
@@ -99,7 +99,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
         await using var slow = new RawOrigin(async socket =>
         {
             await TinyHttpOrigin.ReadHeadAsync(socket);
-            await Task.Delay(300);
+            await Task.Delay(300); // deliberate: a slow origin, so the tunnels overlap and the limit is reached
             await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow"u8.ToArray());
             socket.Shutdown(SocketShutdown.Send);
         });
@@ -151,7 +151,7 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
             Assert.Equal(200, two.Status);
             // The fleet's count has both (granted by the entity, or, on a first use while its shard is allocated, granted by
             // the node alone and counted at the entity by the next renewal).
-            await FleetHarness.UntilAsync(() => FleetAdmin.AskAsync(nodes[2], "limits", "show", "john").GetAwaiter().GetResult()["held"] == "2", "john holds 2 fleet-wide");
+            await FleetHarness.UntilAsync(async () => (await FleetAdmin.AskAsync(nodes[2], "limits", "show", "john"))["held"] == "2", "john holds 2 fleet-wide");
 
             // curl, through the third node: CONNECT refused with 429 and the reason; SOCKS5 refused with 0x02.
             var http = await CurlAsync("-o", "/dev/null", "-w", "%{http_connect}", "-p", "-x", $"http://john:pw@{nodes[2].Proxy}", $"http://{target}/");
@@ -177,13 +177,13 @@ public sealed class FleetLimitsTests(ITestOutputHelper output, UpstreamPeersFixt
 
             // One of john's tunnels ends: the next is granted on the third node.
             await one.DisposeAsync();
-            await FleetHarness.UntilAsync(() =>
+            await FleetHarness.UntilAsync(async () =>
             {
-                using var again = Tunnel.OpenAsync(nodes[2].Proxy, target, "john").GetAwaiter().GetResult();
+                using var again = await Tunnel.OpenAsync(nodes[2].Proxy, target, "john");
                 return again.Status == 200;
             }, "john's tunnel on node3 after one of two ended");
             // That tunnel's lease goes back when it closes (a message to the entity): SOCKS5 is granted once it has.
-            await FleetHarness.UntilAsync(() => Socks5ConnectAsync(nodes[2].Proxy, "john", "pw", peers.Origin.Port).GetAwaiter().GetResult().Reply == 0x00,
+            await FleetHarness.UntilAsync(async () => (await Socks5ConnectAsync(nodes[2].Proxy, "john", "pw", peers.Origin.Port)).Reply == 0x00,
                 "john's SOCKS5 connect on node3 granted");
         });
     }
