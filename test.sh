@@ -5,10 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Real clients and peers the tests use (Debian package : command).
-peers=(curl:curl nginx:nginx docker-compose:docker-compose python3:python3 wrk:wrk chromium:chromium microsocks:microsocks dante-server:danted tinyproxy:tinyproxy squid:squid openssl:openssl haproxy:haproxy tshark:tshark)
+peers=(curl:curl nginx:nginx docker-compose:docker-compose python3:python3 wrk:wrk chromium:chromium microsocks:microsocks dante-server:danted tinyproxy:tinyproxy squid:squid openssl:openssl haproxy:haproxy tshark:tshark nghttp2-client:h2load)
 missing=()
 for entry in "${peers[@]}"; do
   command -v "${entry#*:}" >/dev/null 2>&1 || [ -x "/usr/sbin/${entry#*:}" ] || missing+=("${entry%%:*}")
+done
+# Python modules the WebSocket and gRPC tests drive (Debian's, loaded by /usr/bin/python3).
+for entry in python3-websockets:websockets python3-grpcio:grpc; do
+  /usr/bin/python3 -c "import ${entry#*:}" >/dev/null 2>&1 || missing+=("${entry%%:*}")
 done
 if ((${#missing[@]})); then
   echo "==> installing test peers: ${missing[*]}"
