@@ -18,7 +18,7 @@ internal static class WebSocketPeers
     // One script, two roles. The origin prints "PORT n", one "HANDSHAKE {json headers}" per WebSocket handshake and one
     // "CLOSED code reason" per closed WebSocket. The client prints "OK" lines and exits 0 only when every step passed.
     public const string Script = """
-        import asyncio, json, os, sys, websockets
+        import asyncio, http, json, os, sys, websockets
         from websockets.legacy.client import WebSocketClientProtocol
 
         PAGE = b'''<!doctype html><html><body><p id="out">waiting</p><script>
@@ -44,8 +44,8 @@ internal static class WebSocketPeers
                         await asyncio.wait_for(echoed.wait(), 20)
                     except asyncio.TimeoutError:
                         pass
-                    return (200, [("Content-Type", "application/javascript")], b"// after echo\n")
-                return (200, [("Content-Type", "text/html")], PAGE)
+                    return (http.HTTPStatus.OK, [("Content-Type", "application/javascript")], b"// after echo\n")
+                return (http.HTTPStatus.OK, [("Content-Type", "text/html")], PAGE)
             async def echo(ws, path):
                 try:
                     async for message in ws:
