@@ -74,15 +74,20 @@ public sealed class WebSocketUpgradeTests
         Assert.Equal("1.1 rama", handshake["Via"]);
     }
 
-    [Fact]
-    public async Task An_upgraded_connection_silent_for_the_tunnel_idle_timeout_is_closed_on_both_sides()
+    [Theory]
+    [InlineData("forward")] // the forward stack's default: the upgraded connection relays on the epoll loops (Linux x86-64)
+    [InlineData("reverse")] // the pipe reverse proxy: the pipe relay
+    public async Task An_upgraded_connection_silent_for_the_tunnel_idle_timeout_is_closed_on_both_sides(string kind)
     {
         var idle = TimeSpan.FromMilliseconds(500);
         await using var origin = await PythonWebSocketOrigin.StartAsync();
-        await using var proxy = new ProxyHarness(ForwardProxyStack.Create(new ForwardProxyOptions { Http = new HttpProxyOptions { TunnelIdleTimeout = idle } },
-            StaticProxyAuthenticator.None));
+        var options = new ForwardProxyOptions { Http = new HttpProxyOptions { TunnelIdleTimeout = idle }, ReverseTransport = ReverseProxyTransport.Sockets };
+        await using var proxy = new ProxyHarness(kind == "forward"
+            ? ForwardProxyStack.Create(options, StaticProxyAuthenticator.None)
+            : ReverseProxyStack.Create(options, new HostPort("127.0.0.1", origin.Port)));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        var (socket, _, raw) = await WebSocketPeers.ConnectRawAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port), $"http://{origin.Authority}/ws", origin.Authority, cts.Token);
+        var (socket, _, raw) = await WebSocketPeers.ConnectRawAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port),
+            kind == "forward" ? $"http://{origin.Authority}/ws" : "/ws", origin.Authority, cts.Token);
         using var _s = socket;
         using var _r = raw;
 
@@ -96,13 +101,18 @@ public sealed class WebSocketUpgradeTests
         await proxy.AssertNoOpenConnectionsAsync();
     }
 
-    [Fact]
-    public async Task A_drain_lets_an_upgraded_connection_run_and_the_drain_timeout_closes_it_as_a_tunnel()
+    [Theory]
+    [InlineData("forward")]
+    [InlineData("reverse")]
+    public async Task A_drain_lets_an_upgraded_connection_run_and_the_drain_timeout_closes_it_as_a_tunnel(string kind)
     {
         await using var origin = await PythonWebSocketOrigin.StartAsync();
-        await using var proxy = Reverse(origin.Port, ReverseProxyTransport.Sockets);
+        await using var proxy = kind == "forward"
+            ? new ProxyHarness(ForwardProxyStack.Create(new ForwardProxyOptions(), StaticProxyAuthenticator.None))
+            : Reverse(origin.Port, ReverseProxyTransport.Sockets);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
-        var (socket, _, raw) = await WebSocketPeers.ConnectRawAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port), "/ws", "app.example", cts.Token);
+        var (socket, _, raw) = await WebSocketPeers.ConnectRawAsync(new IPEndPoint(IPAddress.Loopback, proxy.Port),
+            kind == "forward" ? $"http://{origin.Authority}/ws" : "/ws", "app.example", cts.Token);
         using var _s = socket;
         using var _r = raw;
 
