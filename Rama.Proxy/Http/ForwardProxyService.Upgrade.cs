@@ -152,6 +152,65 @@ internal sealed partial class ForwardProxyService
         return moved;
     }
 
+#pragma warning disable CA1001 // as in the other part: the upload's sources are disposed in StopUploadAsync
+    private sealed partial class UpstreamExchange
+#pragma warning restore CA1001
+    {
+        /// <summary>
+        /// The origin switched protocols (RFC 9110 §15.2.2): to one the client offered, or the answer is a 502 (§7.8). A
+        /// request body is part of the HTTP/1.1 request, so it is sent whole before the tunnel starts; then the 101 goes
+        /// to the client and both connections are relayed. The origin connection belongs to the tunnel (never pooled).
+        /// </summary>
+        private async ValueTask<(HttpResponse?, ForwardError, string)> SwitchProtocolsAsync(ResponseHead head, HostPort target, CancellationToken cancellationToken)
+        {
+            if (!IsOffered(upgrade, head.Headers))
+            {
+                return await AbandonAsync(ForwardError.UpstreamProtocolError,
+                    $"101 switched to '{head.Headers.GetText("Upgrade")}', which the client did not offer ('{Encoding.Latin1.GetString(upgrade!)}')").ConfigureAwait(false);
+            }
+
+            try
+            {
+                await _upload.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is HttpCodecException or IOException or InvalidOperationException or OperationCanceledException)
+            {
+                var failure = await AbandonAsync(ForwardError.UpstreamClosed, "request body failed before the switch").ConfigureAwait(false);
+                if (_uploadError is HttpCodecException error && !cancellationToken.IsCancellationRequested)
+                {
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error); // the client's body was bad: 400
+                }
+
+                return failure;
+            }
+
+            await StopUploadAsync().ConfigureAwait(false); // completed: only disposes its sources
+            LogSwitched(owner._logger, request.Target, head.Headers.GetText("Upgrade") ?? "");
+
+            // If the 101 never reaches the client (it went away), the origin connection is closed with it.
+            var closeWithClient = cancellationToken.Register(static state => ((SocketConnection)state!).Abort("client connection closed"), upstream);
+            async Task<RelayResult> RunAsync(IDuplexPipe client, CancellationToken token)
+            {
+                try
+                {
+                    return await owner.RelayUpgradedAsync(request, client, upstream, target, token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    await closeWithClient.DisposeAsync().ConfigureAwait(false);
+                    await upstream.DisposeAsync().ConfigureAwait(false);
+                }
+            }
+
+            var response = new HttpResponse(101, owner.SwitchingProtocolsHeaders(head.Headers))
+            {
+                Reason = head.Reason,
+                OnUpgrade = RunAsync,
+            };
+            return (response, ForwardError.None, "");
+        }
+    }
+
     [LoggerMessage(EventId = 2040, Level = LogLevel.Debug, Message = "{Target}: switched protocols to {Protocol}; relaying both ways")]
     private static partial void LogSwitched(ILogger logger, string target, string protocol);
 

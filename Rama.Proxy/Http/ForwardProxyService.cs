@@ -413,7 +413,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
     /// <summary>One request/response over one origin connection; owns the connection until the response body completes.</summary>
 #pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
-    private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key, byte[]? upgrade)
+    private sealed partial class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key, byte[]? upgrade)
     {
         // Created only for a request with a body (most requests have none: no allocation then).
         private CancellationTokenSource? _uploadCancel;
@@ -537,60 +537,6 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         // A 101 is refused unless we asked for an upgrade (RFC 9110 §15.2.2: only in answer to an Upgrade).
         private ValueTask<ResponseHead?> ReadResponseHeadAsync(CancellationToken cancellationToken) =>
             Http1ResponseReader.ReadFinalHeadAsync(upstream.Input, owner._options.Limits, request.Method, rejectSwitchingProtocols: upgrade is null, cancellationToken);
-
-        /// <summary>
-        /// The origin switched protocols (RFC 9110 §15.2.2): to one the client offered, or the answer is a 502 (§7.8). A
-        /// request body is part of the HTTP/1.1 request, so it is sent whole before the tunnel starts; then the 101 goes
-        /// to the client and both connections are relayed. The origin connection belongs to the tunnel (never pooled).
-        /// </summary>
-        private async ValueTask<(HttpResponse?, ForwardError, string)> SwitchProtocolsAsync(ResponseHead head, HostPort target, CancellationToken cancellationToken)
-        {
-            if (!IsOffered(upgrade, head.Headers))
-            {
-                return await AbandonAsync(ForwardError.UpstreamProtocolError,
-                    $"101 switched to '{head.Headers.GetText("Upgrade")}', which the client did not offer ('{System.Text.Encoding.Latin1.GetString(upgrade!)}')").ConfigureAwait(false);
-            }
-
-            try
-            {
-                await _upload.WaitAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is HttpCodecException or IOException or InvalidOperationException or OperationCanceledException)
-            {
-                var failure = await AbandonAsync(ForwardError.UpstreamClosed, "request body failed before the switch").ConfigureAwait(false);
-                if (_uploadError is HttpCodecException error && !cancellationToken.IsCancellationRequested)
-                {
-                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error); // the client's body was bad: 400
-                }
-
-                return failure;
-            }
-
-            await StopUploadAsync().ConfigureAwait(false); // completed: only disposes its sources
-            LogSwitched(owner._logger, request.Target, head.Headers.GetText("Upgrade") ?? "");
-
-            // If the 101 never reaches the client (it went away), the origin connection is closed with it.
-            var closeWithClient = cancellationToken.Register(static state => ((SocketConnection)state!).Abort("client connection closed"), upstream);
-            async Task<RelayResult> RunAsync(IDuplexPipe client, CancellationToken token)
-            {
-                try
-                {
-                    return await owner.RelayUpgradedAsync(request, client, upstream, target, token).ConfigureAwait(false);
-                }
-                finally
-                {
-                    await closeWithClient.DisposeAsync().ConfigureAwait(false);
-                    await upstream.DisposeAsync().ConfigureAwait(false);
-                }
-            }
-
-            var response = new HttpResponse(101, owner.SwitchingProtocolsHeaders(head.Headers))
-            {
-                Reason = head.Reason,
-                OnUpgrade = RunAsync,
-            };
-            return (response, ForwardError.None, "");
-        }
 
         private async ValueTask<(HttpResponse?, ForwardError, string)> AbandonAsync(ForwardError error, string detail)
         {

@@ -96,6 +96,7 @@ internal static class WebSocketPeers
     {
         var path = Path.Combine(Path.GetTempPath(), $"rama-ws-peers-{Environment.ProcessId}.py");
         File.WriteAllText(path, Script);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => File.Delete(path);
         return path;
     });
 
