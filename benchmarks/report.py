@@ -40,6 +40,8 @@ def find(group, scenario, proxy):
 
 def direct_for(r):
     s = r["scenario"]
+    if r["group"] == "websocket":
+        return find("websocket", s, "direct (no proxy)")
     if "bulk" in s:
         return find("connect", "tunnel bulk " + BULK, "direct (no proxy)")
     if r["group"] in ("connect", "socks5") and "/1k" in s:
@@ -73,6 +75,7 @@ titles = {
     "connect": "4. CONNECT tunnel (haproxy: mode tcp)",
     "socks5": "5. SOCKS5 tunnel",
     "newconn": "6. New connections per second (Connection: close, forward proxy)",
+    "websocket": "9. WebSocket echo, 64-byte messages (req/s = messages echoed per second; rama = the forward proxy, absolute-form)",
 }
 
 L = []
@@ -194,6 +197,11 @@ for r in idle:
         b = num(kv.get("bytes_per_tunnel"))
         T.append(("Idle tunnels <= 16 KiB RSS per tunnel", f"{fmt(b / 1024 if b is not None else None, 1)} KiB per tunnel ({kv.get('tunnels')} tunnels)",
                   verdict(b is not None and b <= 16 * 1024)))
+ws_r, ws_d = find("websocket", "ws echo 64 B", "rama"), find("websocket", "ws echo 64 B", "direct (no proxy)")
+if ws_r and ws_d:
+    a, b = num(ws_r["rps"]), num(ws_d["rps"])
+    T.append(("WebSocket messages/s through the forward proxy against a direct connection (issue 14; no ratio set)",
+              f"{fmt(a)} vs {fmt(b)} msg/s = {ratio(a, b)}x", "measured"))
 for r in startup:
     a = num(r["p50"])
     T.append(("Node start to first accepted connection < 1 s (median)", f"{fmt(a)} ms (first proxied response {fmt(num(r['p99']))} ms)",

@@ -128,6 +128,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     {
         var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
         var retryable = HttpMethods.IsIdempotent(request.Method);
+        var upgrade = request.Headers.Contains(HeaderNames.Upgrade) ? UpgradeOffer(request) : null; // RFC 9110 §7.8
         while (true)
         {
             var upstream = _pool.TryTake(key);
@@ -143,7 +144,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 upstream = dial.Connection!;
             }
 
-            var exchange = new UpstreamExchange(this, request, upstream, key);
+            var exchange = new UpstreamExchange(this, request, upstream, key, upgrade);
             var outcome = await exchange.SendAsync(pathAndQuery, target, authority, cancellationToken).ConfigureAwait(false);
             if (outcome.Response is not null)
             {
@@ -166,9 +167,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// The request head for the origin, written straight to <paramref name="output"/> (no copy of the field list):
     /// hop-by-hop fields removed (RFC 9110 §7.6.1), Host set to <paramref name="authority"/> or added first as the
     /// target's when missing (RFC 9112 §3.2.2), framing normalised (one Content-Length with the parsed value, or
-    /// Transfer-Encoding: chunked), Via added (§7.6.3); the order and case of everything else kept.
+    /// Transfer-Encoding: chunked), Via added (§7.6.3); the order and case of everything else kept. With an
+    /// <paramref name="upgrade"/> offer (RFC 9110 §7.8) the Upgrade fields become one with that value and
+    /// <c>Connection: Upgrade</c>, the only connection option sent.
     /// </summary>
-    private void WriteUpstreamRequestHead(PipeWriter output, HttpRequest request, string pathAndQuery, HostPort target, string? authority)
+    private void WriteUpstreamRequestHead(PipeWriter output, HttpRequest request, string pathAndQuery, HostPort target, string? authority, byte[]? upgrade = null)
     {
         var source = request.Headers;
         Http1Writer.WriteLatin1(output, request.Method);
@@ -216,6 +219,12 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         if (request.BodyFraming == BodyFraming.Chunked)
         {
             Http1Writer.WriteField(output, s_transferEncodingName, s_chunked);
+        }
+
+        if (upgrade is not null)
+        {
+            output.Write("Connection: Upgrade\r\n"u8);
+            Http1Writer.WriteField(output, s_upgradeName, upgrade);
         }
 
         if (_via is not null)
@@ -404,7 +413,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
     /// <summary>One request/response over one origin connection; owns the connection until the response body completes.</summary>
 #pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
-    private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key)
+    private sealed partial class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key, byte[]? upgrade)
     {
         // Created only for a request with a body (most requests have none: no allocation then).
         private CancellationTokenSource? _uploadCancel;
@@ -421,7 +430,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             ResponseHead? head;
             try
             {
-                owner.WriteUpstreamRequestHead(upstream.Output, request, pathAndQuery, target, authority);
+                owner.WriteUpstreamRequestHead(upstream.Output, request, pathAndQuery, target, authority, upgrade);
                 var flush = await upstream.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
                 if (flush.IsCompleted)
                 {
@@ -487,6 +496,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 return await AbandonAsync(ForwardError.UpstreamClosed, "closed before a response").ConfigureAwait(false);
             }
 
+            if (head.Status == 101)
+            {
+                return await SwitchProtocolsAsync(head, target, cancellationToken).ConfigureAwait(false);
+            }
+
             var body = new Http1BodyReader(upstream.Input, head.Framing, head.ContentLength, owner._options.Limits);
             var reusable = head.KeepAlive && head.Framing != BodyFraming.UntilClose; // before the Connection field goes
             body.OnCompleted(reachedEnd => FinishAsync(reachedEnd && reusable));
@@ -520,9 +534,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
         }
 
-        // A 101 is refused: we never ask for an upgrade (Upgrade is not forwarded).
+        // A 101 is refused unless we asked for an upgrade (RFC 9110 §15.2.2: only in answer to an Upgrade).
         private ValueTask<ResponseHead?> ReadResponseHeadAsync(CancellationToken cancellationToken) =>
-            Http1ResponseReader.ReadFinalHeadAsync(upstream.Input, owner._options.Limits, request.Method, rejectSwitchingProtocols: true, cancellationToken);
+            Http1ResponseReader.ReadFinalHeadAsync(upstream.Input, owner._options.Limits, request.Method, rejectSwitchingProtocols: upgrade is null, cancellationToken);
 
         private async ValueTask<(HttpResponse?, ForwardError, string)> AbandonAsync(ForwardError error, string detail)
         {

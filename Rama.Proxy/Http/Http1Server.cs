@@ -450,6 +450,10 @@ internal sealed partial class Http1Connection : IDisposable
         {
             _output.Write("Connection: close\r\n"u8);
         }
+        else if (status == 101)
+        {
+            _output.Write("Connection: Upgrade\r\n"u8); // RFC 9110 §7.8: a sender of Upgrade sends the "upgrade" option
+        }
         else if (request.Version == HttpProtocolVersion.Http10 && response.OnUpgrade is null)
         {
             _output.Write("Connection: keep-alive\r\n"u8);

@@ -25,10 +25,12 @@ internal static class Program
                 "rps" => await RpsAsync(o),
                 "bulk" => await BulkAsync(o),
                 "idle" => await IdleAsync(o),
+                "ws" => await WebSocketLoad.RunAsync(o),
+                "wsecho" => await WebSocketLoad.ServeEchoAsync(o),
                 _ => Usage(),
             };
         }
-        catch (Exception ex) when (ex is SocketException or IOException or InvalidDataException or TimeoutException)
+        catch (Exception ex) when (ex is SocketException or IOException or InvalidDataException or TimeoutException or System.Net.WebSockets.WebSocketException)
         {
             Console.WriteLine($"error={ex.GetType().Name}:{ex.Message.Replace(' ', '_')}");
             return 1;
@@ -40,6 +42,8 @@ internal static class Program
         Console.Error.WriteLine("""
             rama-loaddriver --mode rps|bulk|idle --via direct|connect|socks5 [--proxy ip:port] --target ip:port
                             [--path /1k] [--connections 50] [--duration 10] [--warmup 2] [--count 8000] [--pid <proxy pid>]
+            rama-loaddriver --mode ws --via direct|forward [--proxy ip:port] --target ip:port [--path /ws] [--size 64] [--connections 50] ...
+            rama-loaddriver --mode wsecho --target ip:port     (a WebSocket echo origin; runs until killed)
             """);
         return 2;
     }
@@ -204,7 +208,7 @@ internal static class Program
     }
 }
 
-internal sealed record Options(string Mode, string Via, IPEndPoint? Proxy, IPEndPoint Target, string Path, int Connections, double Duration, double Warmup, int Count, int Pid, double Settle)
+internal sealed record Options(string Mode, string Via, IPEndPoint? Proxy, IPEndPoint Target, string Path, int Connections, double Duration, double Warmup, int Count, int Pid, double Settle, int Size)
 {
     public static Options Parse(string[] args)
     {
@@ -218,7 +222,8 @@ internal sealed record Options(string Mode, string Via, IPEndPoint? Proxy, IPEnd
         return new Options(Get("--mode", ""), Get("--via", "direct"), proxy.Length == 0 ? null : IPEndPoint.Parse(proxy), IPEndPoint.Parse(Get("--target", "127.0.0.1:80")),
             Get("--path", "/1k"), int.Parse(Get("--connections", "50"), CultureInfo.InvariantCulture), double.Parse(Get("--duration", "10"), CultureInfo.InvariantCulture),
             double.Parse(Get("--warmup", "2"), CultureInfo.InvariantCulture), int.Parse(Get("--count", "8000"), CultureInfo.InvariantCulture),
-            int.Parse(Get("--pid", "0"), CultureInfo.InvariantCulture), double.Parse(Get("--settle", "3"), CultureInfo.InvariantCulture));
+            int.Parse(Get("--pid", "0"), CultureInfo.InvariantCulture), double.Parse(Get("--settle", "3"), CultureInfo.InvariantCulture),
+            int.Parse(Get("--size", "64"), CultureInfo.InvariantCulture));
     }
 }
 
