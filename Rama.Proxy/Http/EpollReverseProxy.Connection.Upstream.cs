@@ -32,30 +32,51 @@ internal sealed partial class EpollReverseProxy
             Dial();
         }
 
-        /// <summary>A new upstream connection: resolved (or the cached addresses) and connected without blocking the loop.</summary>
+        /// <summary>
+        /// A new upstream connection, by <see cref="DialPolicy"/>'s rules as <see cref="TcpConnector"/> dials: resolved by the
+        /// stack's resolver, every address tried in turn (disallowed ones skipped) within one connect timeout, each connect
+        /// non-blocking on the loop.
+        /// </summary>
         private void Dial()
         {
             _reused = false;
             SetDeadline(Deadline.Connect, _owner._connector.ConnectTimeout);
-            if (_owner.TryGetAddresses(out var addresses))
+            if (_owner._literalAddresses is { } literal)
             {
-                ConnectTo(addresses!);
+                ConnectTo(literal);
+                return;
+            }
+
+            ValueTask<IPAddress[]> resolving;
+            try
+            {
+                resolving = _owner._dns.ResolveAsync(_owner._upstream.Host, CancellationToken.None);
+            }
+            catch (Exception ex) when (ex is SocketException or TimeoutException or ArgumentException)
+            {
+                Fail(ForwardError.ConnectFailed, "the upstream name did not resolve: " + ex.Message);
+                return;
+            }
+
+            if (resolving.IsCompletedSuccessfully)
+            {
+                ConnectTo(resolving.Result); // an answer the resolver had at hand: no thread hop
                 return;
             }
 
             _phase = Phase.Resolving;
-            _ = ResolveThenConnectAsync();
+            _ = ResolveThenConnectAsync(resolving);
         }
 
-        private async Task ResolveThenConnectAsync()
+        private async Task ResolveThenConnectAsync(ValueTask<IPAddress[]> resolving)
         {
             IPAddress[]? addresses = null;
             string? failure = null;
             try
             {
-                addresses = await _owner.ResolveAsync().ConfigureAwait(false);
+                addresses = await resolving.ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is SocketException or OperationCanceledException or ArgumentException)
+            catch (Exception ex) when (ex is SocketException or OperationCanceledException or TimeoutException or ArgumentException)
             {
                 failure = ex.Message;
             }
@@ -85,40 +106,58 @@ internal sealed partial class EpollReverseProxy
         {
             if (addresses.Length == 0)
             {
-                Fail(ForwardError.ConnectFailed, "NameNotResolved: no address");
+                var none = DialPolicy.NoAddress(_owner._upstream.Host);
+                Fail(HttpForwardRules.ErrorFor(none.Error), $"{none.Error}: {none.Detail}");
                 return;
             }
 
-            var address = addresses[0];
-            if (_owner._connector.AllowDestination is { } allow && !allow(address))
+            _dialAddresses = addresses;
+            _dialNext = 0;
+            _dialLast = DialPolicy.NothingTried;
+            ConnectNext();
+        }
+
+        // The next allowed address; when none is left, the last failure (a refused address, or the last connect's error) is the answer.
+        private void ConnectNext()
+        {
+            var addresses = _dialAddresses!;
+            int index;
+            while ((index = DialPolicy.NextAllowed(addresses, _dialNext, _owner._connector, ref _dialLast)) >= 0)
             {
-                Fail(ForwardError.NotAllowed, $"destination {address} not allowed");
+                _dialNext = index + 1;
+                var address = addresses[index];
+                var socket = DialPolicy.CreateSocket(address, _owner._connector, blocking: false);
+                var connected = false;
+                try
+                {
+                    // A non-blocking connect answers "in progress"; EPOLLOUT says when it is done (connect(2)).
+                    socket.Connect(new IPEndPoint(address, _owner._upstream.Port));
+                    connected = true;
+                }
+                catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.IOPending)
+                {
+                }
+                catch (SocketException ex)
+                {
+                    socket.Dispose();
+                    _dialLast = DialPolicy.Failed(address, _owner._upstream.Port, ex.SocketErrorCode);
+                    continue;
+                }
+
+                var origin = new OriginConnection(_loop, socket) { Owner = this };
+                origin.Register();
+                _origin = origin;
+                if (connected)
+                {
+                    _deadline = Deadline.None;
+                }
+
+                _phase = connected ? Phase.SendingRequest : Phase.Connecting;
                 return;
             }
 
-            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { Blocking = false, NoDelay = _owner._connector.NoDelay };
-            var origin = new OriginConnection(_loop, socket) { Owner = this };
-            var connected = false;
-            try
-            {
-                // A non-blocking connect answers "in progress"; EPOLLOUT says when it is done (connect(2)).
-                socket.Connect(new IPEndPoint(address, _owner._upstream.Port));
-                connected = true;
-                _deadline = Deadline.None;
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress or SocketError.IOPending)
-            {
-            }
-            catch (SocketException ex)
-            {
-                socket.Dispose();
-                Fail(ForwardError.ConnectFailed, $"{ex.SocketErrorCode}: {ex.Message}");
-                return;
-            }
-
-            origin.Register();
-            _origin = origin;
-            _phase = connected ? Phase.SendingRequest : Phase.Connecting;
+            _dialAddresses = null;
+            Fail(HttpForwardRules.ErrorFor(_dialLast.Error), $"{_dialLast.Error}: {_dialLast.Detail}");
         }
 
         private bool StepConnecting()
@@ -132,11 +171,14 @@ internal sealed partial class EpollReverseProxy
             var error = (SocketError)(int)origin.Socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.Error)!;
             if (error != SocketError.Success)
             {
+                var address = _dialAddresses![_dialNext - 1];
                 CloseOrigin();
-                Fail(ForwardError.ConnectFailed, $"{error}: connect failed");
+                _dialLast = DialPolicy.Failed(address, _owner._upstream.Port, error);
+                ConnectNext(); // the next address, or the answer
                 return true;
             }
 
+            _dialAddresses = null;
             _deadline = Deadline.None;
             _phase = Phase.SendingRequest;
             return true;

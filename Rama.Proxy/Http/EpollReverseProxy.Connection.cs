@@ -83,6 +83,10 @@ internal sealed partial class EpollReverseProxy
         private bool _reused;
         private bool _retried;
         private OriginConnection? _origin;
+        // A dial in progress: the resolved addresses, the next to try, and the failure so far (DialPolicy's rules).
+        private IPAddress[]? _dialAddresses;
+        private int _dialNext;
+        private ConnectResult _dialLast;
         private ArrayBufferWriter<byte>? _upHead;
         private int _upSent;
 
@@ -237,7 +241,7 @@ internal sealed partial class EpollReverseProxy
         private void SetDeadline(Deadline kind, TimeSpan after)
         {
             _deadline = kind;
-            _deadlineMs = EpollLoop.NowMs + (long)after.TotalMilliseconds;
+            _deadlineMs = _owner.NowMs + (long)after.TotalMilliseconds;
         }
 
         /// <summary>Runs the current phase until nothing more can be done without waiting for a socket.</summary>

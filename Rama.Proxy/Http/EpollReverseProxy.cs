@@ -38,13 +38,19 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
     private readonly LoopState[] _loops;
     private readonly int _maxIdlePerLoop;
     private readonly int _maxHeadBuffer;
-    private IPAddress[]? _addresses;
-    private long _addressesExpireMs;
+    private readonly IPAddress[]? _literalAddresses;
+    private readonly TimeProvider _time;
+    private readonly bool _systemClock;
+    private readonly long _clockOrigin;
     private int _disposed;
 
     public EpollReverseProxy(IService<ConnectionContext, Unit> classic, HttpProxyOptions options, HostPort upstream, TcpConnectorOptions connector,
-        IDnsResolver dns, ILoggerFactory loggerFactory, IAccessLog? accessLog = null)
+        IDnsResolver dns, ILoggerFactory loggerFactory, IAccessLog? accessLog = null, TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
+        _systemClock = ReferenceEquals(_time, TimeProvider.System);
+        _clockOrigin = _time.GetTimestamp();
+        _literalAddresses = IPAddress.TryParse(upstream.Host, out var literal) ? [literal] : null;
         _classic = classic;
         _options = options;
         _limits = options.Limits;
@@ -119,26 +125,13 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
         }
     }
 
-    // The upstream's addresses: literal, or resolved and kept for a short while (the pool keeps connections longer).
-    private bool TryGetAddresses(out IPAddress[]? addresses)
-    {
-        if (IPAddress.TryParse(_upstream.Host, out var literal))
-        {
-            addresses = [literal];
-            return true;
-        }
-
-        addresses = Volatile.Read(ref _addresses);
-        return addresses is not null && EpollLoop.NowMs < Volatile.Read(ref _addressesExpireMs);
-    }
-
-    private async Task<IPAddress[]> ResolveAsync()
-    {
-        var addresses = await _dns.ResolveAsync(_upstream.Host, CancellationToken.None).ConfigureAwait(false);
-        Volatile.Write(ref _addressesExpireMs, EpollLoop.NowMs + 10_000);
-        Volatile.Write(ref _addresses, addresses);
-        return addresses;
-    }
+    /// <summary>
+    /// Milliseconds of the proxy's clock (its <see cref="TimeProvider"/>, as every other timeout of the stack), on which the
+    /// deadlines and the idle pool run; the system clock is read as <see cref="Environment.TickCount64"/> (no division on the
+    /// per-request path). The loops tick on real time and ask this clock at each tick, so a test that moves a fake clock
+    /// sees its timeouts fire at the next tick.
+    /// </summary>
+    private long NowMs => _systemClock ? Environment.TickCount64 : (long)_time.GetElapsedTime(_clockOrigin).TotalMilliseconds;
 
     /// <summary>Per-loop state: the connections on it (for timeouts) and its idle upstream connections. Loop thread only.</summary>
     private sealed class LoopState(EpollReverseProxy owner, EpollLoop loop) : IEpollTicker
@@ -200,7 +193,7 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
             }
 
             origin.Owner = null;
-            origin.IdleSinceMs = EpollLoop.NowMs;
+            origin.IdleSinceMs = Owner.NowMs;
             Idle.Add(origin);
         }
 
@@ -223,8 +216,9 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
             Idle.Clear();
         }
 
-        public void OnTick(long nowMs)
+        public void OnTick(long loopNowMs)
         {
+            var nowMs = Owner.NowMs; // the proxy's clock, not the loop's
             for (var i = Connections.Count - 1; i >= 0; i--)
             {
                 if (i < Connections.Count)

@@ -1,0 +1,144 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using Rama.Proxy.Core;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
+using Rama.Proxy.Stacks;
+using Rama.Proxy.Tests.Support;
+
+namespace Rama.Proxy.Tests.Http;
+
+/// <summary>
+/// The forwarding rules both reverse-proxy transports share (issue 14, item 0): dialing by the connector's rules, and
+/// timeouts on the stack's clock. Every test runs on the epoll transport and on the pipes, with the same assertions.
+/// </summary>
+public class ForwardingCoreTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
+
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Every_resolved_address_is_tried_skipping_disallowed_and_refused_ones(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin();
+        // 127.0.0.3 is refused by policy, nothing listens on 127.0.0.2 at the origin's port (refused), 127.0.0.1 is the origin.
+        var dns = new DnsResolverOptions
+        {
+            Overrides = new Dictionary<string, IPAddress[]>(StringComparer.OrdinalIgnoreCase)
+            {
+                ["app.test"] = [IPAddress.Parse("127.0.0.3"), IPAddress.Parse("127.0.0.2"), IPAddress.Loopback],
+            },
+        };
+        await using var proxy = Start(transport, new HostPort("app.test", origin.Port), dns: dns,
+            allow: a => !a.Equals(IPAddress.Parse("127.0.0.3")));
+
+        var answer = await proxy.SendAndReadToCloseAsync("GET /hello HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
+
+        Assert.StartsWith("HTTP/1.1 200 ", answer, StringComparison.Ordinal);
+        Assert.EndsWith("hello", answer, StringComparison.Ordinal);
+        Assert.Single(origin.Requests);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Only_disallowed_addresses_answer_403_and_dial_nothing(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin();
+        await using var proxy = Start(transport, new HostPort("127.0.0.1", origin.Port), allow: _ => false);
+
+        var answer = await proxy.SendAndReadToCloseAsync("GET /hello HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
+
+        Assert.StartsWith("HTTP/1.1 403 ", answer, StringComparison.Ordinal);
+        Assert.Equal(0, origin.Connections);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Header_timeout_fires_when_the_fake_clock_moves_past_it_and_not_before(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin();
+        var time = new FakeTimeProvider();
+        var limits = new HttpLimits { HeaderTimeout = TimeSpan.FromHours(1), KeepAliveTimeout = TimeSpan.FromHours(1) };
+        await using var proxy = Start(transport, new HostPort("127.0.0.1", origin.Port), limits: limits, time: time);
+        using var socket = await proxy.ConnectAsync();
+        using var cts = new CancellationTokenSource(Bound);
+        await socket.SendAsync("GET /slow HTTP/1.1\r\nHost: app\r\nX-Slow: "u8.ToArray(), cts.Token);
+        var reading = ProxyHarness.ReadToCloseAsync(socket, cts.Token);
+
+        // An hour of header timeout on a clock that does not move: still waiting after the loops ticked a few times.
+        await Task.WhenAny(reading, Task.Delay(TimeSpan.FromMilliseconds(400), cts.Token));
+        Assert.False(reading.IsCompleted, "answered before the fake clock moved");
+
+        time.Advance(TimeSpan.FromHours(1));
+        var answer = await reading;
+
+        socket.Shutdown(SocketShutdown.Send); // ends a lingering close
+        Assert.StartsWith("HTTP/1.1 408 ", answer, StringComparison.Ordinal);
+        Assert.Empty(origin.Requests);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Idle_keep_alive_connection_closes_when_the_fake_clock_passes_the_keep_alive_timeout(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin();
+        var time = new FakeTimeProvider();
+        var limits = new HttpLimits { KeepAliveTimeout = TimeSpan.FromMinutes(30) };
+        await using var proxy = Start(transport, new HostPort("127.0.0.1", origin.Port), limits: limits, time: time);
+        using var socket = await proxy.ConnectAsync();
+        using var cts = new CancellationTokenSource(Bound);
+        await socket.SendAsync("GET /hello HTTP/1.1\r\nHost: app\r\n\r\n"u8.ToArray(), cts.Token);
+        var head = await ReadUntilAsync(socket, "hello", cts.Token);
+        Assert.StartsWith("HTTP/1.1 200 ", head, StringComparison.Ordinal);
+
+        var closed = ProxyHarness.ReadToCloseAsync(socket, cts.Token);
+        await Task.WhenAny(closed, Task.Delay(TimeSpan.FromMilliseconds(400), cts.Token));
+        Assert.False(closed.IsCompleted, "closed before the fake clock moved");
+
+        time.Advance(TimeSpan.FromMinutes(30));
+
+        Assert.Equal("", await closed); // FIN, no bytes
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
+    private static ProxyHarness Start(ReverseProxyTransport transport, HostPort upstream, HttpLimits? limits = null, TimeProvider? time = null,
+        DnsResolverOptions? dns = null, Func<IPAddress, bool>? allow = null)
+    {
+        var options = new ForwardProxyOptions
+        {
+            ReverseTransport = transport,
+            Dns = dns ?? new DnsResolverOptions(),
+            Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5), AllowDestination = allow },
+            Http = new HttpProxyOptions { Limits = limits ?? new HttpLimits() },
+        };
+        IService<ConnectionContext, Unit> stack = ReverseProxyStack.Create(options, upstream, time: time);
+        return new ProxyHarness(stack);
+    }
+
+    private static async Task<string> ReadUntilAsync(Socket socket, string end, CancellationToken cancellationToken)
+    {
+        var text = new StringBuilder();
+        var buffer = new byte[4096];
+        while (!text.ToString().EndsWith(end, StringComparison.Ordinal))
+        {
+            var read = await socket.ReceiveAsync(buffer, cancellationToken);
+            if (read == 0)
+            {
+                break;
+            }
+
+            text.Append(Encoding.Latin1.GetString(buffer, 0, read));
+        }
+
+        return text.ToString();
+    }
+}
