@@ -83,7 +83,7 @@ internal sealed partial class EpollReverseProxy
             try
             {
                 _socket.Blocking = true;
-                _context.SocketConnection.Start(prefix);
+                _context.StartPipes(prefix);
                 await _owner._classic.ServeAsync(_context, _serverToken).ConfigureAwait(false);
                 _completion.TrySetResult();
             }

@@ -79,15 +79,10 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
     public async ValueTask<Unit> ServeAsync(ConnectionContext context, CancellationToken cancellationToken)
     {
-        var socket = context.SocketConnection;
-        if (socket.IsStarted || !ReferenceEquals(context.Transport, socket) || Volatile.Read(ref _disposed) != 0)
+        if (context.TransportKind != ConnectionTransport.EventLoop || Volatile.Read(ref _disposed) != 0)
         {
-            // Layered under something that already runs the pipes (or shutting down): the pipe-based stack.
-            if (!socket.IsStarted)
-            {
-                socket.Start();
-            }
-
+            // A listener on the pipes, a layer over the socket, or shutting down: the pipe-based stack.
+            context.StartPipes();
             return await _classic.ServeAsync(context, cancellationToken).ConfigureAwait(false);
         }
 

@@ -110,6 +110,58 @@ public class ForwardingCoreTests
         await proxy.AssertNoOpenConnectionsAsync();
     }
 
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll, ConnectionTransport.EventLoop)]
+    [InlineData(ReverseProxyTransport.Sockets, ConnectionTransport.Pipes)]
+    public async Task The_transport_chosen_by_the_stack_is_recorded_on_the_listener(ReverseProxyTransport transport, ConnectionTransport recorded)
+    {
+        await using var origin = new TestOrigin();
+        await using var proxy = Start(transport, new HostPort("127.0.0.1", origin.Port));
+
+        Assert.Equal(recorded, proxy.Server.Transport);
+        var answer = await proxy.SendAndReadToCloseAsync("GET /hello HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
+        Assert.StartsWith("HTTP/1.1 200 ", answer, StringComparison.Ordinal);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
+    [Fact]
+    public async Task A_connection_records_its_transport_and_a_hand_over_or_a_layer_changes_the_record()
+    {
+        var seen = new List<ConnectionTransport>();
+        var service = new RecordingSocketService(async (context, token) =>
+        {
+            seen.Add(context.TransportKind); // as accepted by an event-loop listener: the raw socket
+            context.StartPipes("GET"u8);
+            seen.Add(context.TransportKind); // handed over: the pipes, with the bytes read so far first
+            var nested = context.CreateNested(context.Transport);
+            seen.Add(nested.TransportKind); // a protocol inside the connection (MITM): layered
+            var read = await context.Transport.Input.ReadAsync(token);
+            var text = Encoding.ASCII.GetString(read.Buffer.FirstSpan);
+            context.Transport.Input.AdvanceTo(read.Buffer.End);
+            await context.Transport.Output.WriteAsync(Encoding.ASCII.GetBytes(text), token);
+        });
+        await using var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        server.Start(service);
+        Assert.Equal(ConnectionTransport.EventLoop, server.Transport);
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        using var cts = new CancellationTokenSource(Bound);
+        await client.ConnectAsync(server.LocalEndPoint, cts.Token);
+
+        var echoed = await ProxyHarness.ReadToCloseAsync(client, cts.Token);
+
+        Assert.Equal("GET", echoed);
+        Assert.Equal([ConnectionTransport.EventLoop, ConnectionTransport.Pipes, ConnectionTransport.Layered], seen);
+    }
+
+    private sealed class RecordingSocketService(Func<ConnectionContext, CancellationToken, Task> serve) : ISocketTransportService
+    {
+        public async ValueTask<Unit> ServeAsync(ConnectionContext request, CancellationToken cancellationToken)
+        {
+            await serve(request, cancellationToken);
+            return Unit.Value;
+        }
+    }
+
     private static ProxyHarness Start(ReverseProxyTransport transport, HostPort upstream, HttpLimits? limits = null, TimeProvider? time = null,
         DnsResolverOptions? dns = null, Func<IPAddress, bool>? allow = null)
     {
