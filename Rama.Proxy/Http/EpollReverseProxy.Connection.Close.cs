@@ -21,7 +21,7 @@ internal sealed partial class EpollReverseProxy
         private void Fail(ForwardError error, string detail)
         {
             CloseOrigin();
-            var status = ForwardProxyService.StatusFor(error);
+            var status = HttpForwardRules.StatusFor(error);
             LogForwardFailed(_owner._logger, _request?.Method ?? "-", _request?.Target ?? "-", error, status, detail);
             _status = status;
             _deadline = Deadline.None;

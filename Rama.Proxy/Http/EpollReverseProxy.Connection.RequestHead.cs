@@ -172,46 +172,13 @@ internal sealed partial class EpollReverseProxy
             AcquireOrigin();
         }
 
-        /// <summary>The head for the origin: the forwarder's rules (<see cref="ForwardProxyService"/>) for a reverse proxy (the client's Host kept).</summary>
+        /// <summary>The head for the origin: the forwarders' rule (<see cref="HttpForwardRules.WriteRequestHead"/>) for a reverse proxy (the client's Host kept).</summary>
         private void WriteUpstreamHead(HttpRequest request)
         {
             var output = _upHead ??= new ArrayBufferWriter<byte>(1024);
             output.ResetWrittenCount();
             _upSent = 0;
-            Http1Writer.WriteLatin1(output, request.Method);
-            output.Write(" "u8);
-            Http1Writer.WriteLatin1(output, request.Target);
-            output.Write(" HTTP/1.1\r\n"u8);
-            var source = request.Headers;
-            var namesOtherFields = ForwardProxyService.NamesOtherFields(source);
-            var wroteLength = false;
-            foreach (var field in source)
-            {
-                if (ForwardProxyService.IsDropped(source, namesOtherFields, field))
-                {
-                    continue;
-                }
-
-                if (request.BodyFraming == BodyFraming.ContentLength && field.NameIs(HeaderNames.ContentLength))
-                {
-                    if (!wroteLength)
-                    {
-                        WriteContentLength(output, field.Name.Span, request.ContentLength);
-                        wroteLength = true;
-                    }
-
-                    continue;
-                }
-
-                Http1Writer.WriteField(output, field.Name.Span, field.Value.Span);
-            }
-
-            if (_owner._via is { } via)
-            {
-                Http1Writer.WriteField(output, s_viaName, via);
-            }
-
-            output.Write("\r\n"u8);
+            HttpForwardRules.WriteRequestHead(output, request, request.Target, _owner._upstream, authority: null, _owner._via);
         }
 
         private static void WriteContentLength(ArrayBufferWriter<byte> output, ReadOnlySpan<byte> name, long value)

@@ -146,7 +146,7 @@ internal sealed partial class EpollReverseProxy
                 _keepAlive = false; // the origin's close ends the body; so does ours (an HTTP/1.1 client reads to close)
             }
 
-            ForwardProxyService.RemoveHopByHop(headers);
+            HttpForwardRules.RemoveHopByHop(headers);
             var output = _out ??= new ArrayBufferWriter<byte>(1024);
             output.ResetWrittenCount();
             _outSent = 0;
@@ -173,10 +173,7 @@ internal sealed partial class EpollReverseProxy
                 Http1Writer.WriteField(output, field.Name.Span, field.Value.Span);
             }
 
-            if (_owner._via is { } via)
-            {
-                Http1Writer.WriteField(output, s_viaName, via);
-            }
+            HttpForwardRules.WriteVia(output, _owner._via);
 
             if (_respFraming == BodyFraming.ContentLength && !wroteLength)
             {

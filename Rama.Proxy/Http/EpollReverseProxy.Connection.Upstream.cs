@@ -107,7 +107,7 @@ internal sealed partial class EpollReverseProxy
             if (addresses.Length == 0)
             {
                 var none = DialPolicy.NoAddress(_owner._upstream.Host);
-                Fail(HttpForwardRules.ErrorFor(none.Error), $"{none.Error}: {none.Detail}");
+                Fail(HttpForwardRules.ErrorFor(none.Error), HttpForwardRules.Describe(none));
                 return;
             }
 
@@ -157,7 +157,7 @@ internal sealed partial class EpollReverseProxy
             }
 
             _dialAddresses = null;
-            Fail(HttpForwardRules.ErrorFor(_dialLast.Error), $"{_dialLast.Error}: {_dialLast.Detail}");
+            Fail(HttpForwardRules.ErrorFor(_dialLast.Error), HttpForwardRules.Describe(_dialLast));
         }
 
         private bool StepConnecting()
@@ -320,7 +320,7 @@ internal sealed partial class EpollReverseProxy
         {
             // RFC 9110 §9.2.2 / RFC 9112 §9.3.1: a pooled connection the origin closed before answering; retry on a
             // fresh one only if idempotent and no body byte was sent.
-            if (_reused && !_retried && _bodySent == 0 && !_uploadIncomplete && HttpMethods.IsIdempotent(_request!.Method))
+            if (HttpForwardRules.MayRetry(ForwardError.UpstreamClosed, _reused, _retried, _request!.Method, bodyStarted: _bodySent != 0 || _uploadIncomplete))
             {
                 LogRetry(_owner._logger, _request.Method, _request.Target);
                 CloseOrigin();

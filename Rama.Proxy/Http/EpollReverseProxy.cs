@@ -25,7 +25,6 @@ namespace Rama.Proxy.Http;
 /// </summary>
 internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyncDisposable
 {
-    private static readonly byte[] s_viaName = "Via"u8.ToArray();
     private readonly IService<ConnectionContext, Unit> _classic;
     private readonly HttpProxyOptions _options;
     private readonly HttpLimits _limits;
@@ -57,7 +56,7 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
         _upstream = upstream;
         _connector = connector;
         _dns = dns;
-        _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
+        _via = HttpForwardRules.ViaBytes(options.Via);
         _logger = loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy");
         _accessLog = accessLog ?? AccessLogs.ToLogger(loggerFactory);
         var loops = EpollLoop.Shared;

@@ -70,7 +70,7 @@ public sealed partial class OriginForwarder(OriginDialer dial, HttpLimits limits
 
             await slot.ReleaseAsync().ConfigureAwait(false);
             // RFC 9112 §9.3.1: a kept-alive origin connection closed before answering; retry once when nothing but the head was sent.
-            if (attempt == 0 && reused && error == ForwardError.UpstreamClosed && request.BodyFraming == BodyFraming.None && HttpMethods.IsIdempotent(request.Method))
+            if (HttpForwardRules.MayRetry(error, reused, retried: attempt > 0, request.Method, bodyStarted: request.BodyFraming != BodyFraming.None))
             {
                 continue;
             }
@@ -85,7 +85,7 @@ public sealed partial class OriginForwarder(OriginDialer dial, HttpLimits limits
         ResponseHead? head;
         try
         {
-            var headers = ForwardProxyService.CopyEndToEnd(request.Headers);
+            var headers = HttpForwardRules.CopyEndToEnd(request.Headers);
             var chunked = request.BodyFraming == BodyFraming.Chunked;
             if (chunked)
             {
@@ -137,7 +137,7 @@ public sealed partial class OriginForwarder(OriginDialer dial, HttpLimits limits
                 await slot.ReleaseAsync().ConfigureAwait(false);
             }
         });
-        ForwardProxyService.RemoveHopByHop(head.Headers); // parsed for this exchange only; keep-alive was read above
+        HttpForwardRules.RemoveHopByHop(head.Headers); // parsed for this exchange only; keep-alive was read above
         return (new HttpResponse(head.Status, head.Headers)
         {
             Reason = head.Reason,
@@ -151,7 +151,7 @@ public sealed partial class OriginForwarder(OriginDialer dial, HttpLimits limits
 
     private HttpResponse Fail(HttpRequest request, ForwardError error, string detail)
     {
-        var status = ForwardProxyService.StatusFor(error);
+        var status = HttpForwardRules.StatusFor(error);
         LogFailed(logger, request.Method, request.Target, error, status, detail);
         return HttpResponse.Text(status, $"{ReasonPhrases.For(status)}: {error}");
     }

@@ -7,6 +7,7 @@ using Rama.Proxy.Http;
 using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tests.Support;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Http;
 
@@ -162,15 +163,79 @@ public class ForwardingCoreTests
         }
     }
 
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Both_transports_apply_the_same_hop_by_hop_and_via_rules_both_ways(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin(_ => TestOrigin.Response(200, "ok",
+            "Connection: X-Origin-Private", "X-Origin-Private: 1", "Keep-Alive: timeout=5", "Proxy-Authenticate: Basic", "X-End-To-End: kept"));
+        await using var proxy = Start(transport, new HostPort("127.0.0.1", origin.Port), via: "1.1 rama-test");
+
+        var answer = await proxy.SendAndReadToCloseAsync(
+            "GET /rules HTTP/1.1\r\nHost: app\r\nConnection: close, X-Client-Private\r\nX-Client-Private: 1\r\nKeep-Alive: 5\r\n"
+            + "TE: trailers\r\nProxy-Authorization: Basic eDp5\r\nX-Kept: yes\r\n\r\n", Bound);
+
+        var seen = Assert.Single(origin.Requests);
+        var names = seen.HeaderLines.Select(h => h[..h.IndexOf(':', StringComparison.Ordinal)]).ToList();
+        Assert.Equal("app", seen.Header("Host"));
+        Assert.Equal("yes", seen.Header("X-Kept"));
+        Assert.Equal("1.1 rama-test", seen.Header("Via"));
+        foreach (var dropped in new[] { "X-Client-Private", "Keep-Alive", "TE", "Proxy-Authorization" })
+        {
+            Assert.DoesNotContain(dropped, names, StringComparer.OrdinalIgnoreCase);
+        }
+
+        var head = answer[..answer.IndexOf("\r\n\r\n", StringComparison.Ordinal)];
+        Assert.StartsWith("HTTP/1.1 200 ", head, StringComparison.Ordinal);
+        Assert.Contains("\r\nX-End-To-End: kept", head, StringComparison.Ordinal);
+        Assert.Contains("\r\nVia: 1.1 rama-test", head, StringComparison.Ordinal);
+        Assert.DoesNotContain("X-Origin-Private", head, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Keep-Alive", head, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Proxy-Authenticate", head, StringComparison.OrdinalIgnoreCase);
+        Assert.EndsWith("ok", answer, StringComparison.Ordinal);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll, "GET", 200)]
+    [InlineData(ReverseProxyTransport.Sockets, "GET", 200)]
+    [InlineData(ReverseProxyTransport.Epoll, "POST", 502)]
+    [InlineData(ReverseProxyTransport.Sockets, "POST", 502)]
+    public async Task A_pooled_connection_closed_unanswered_is_retried_once_only_for_an_idempotent_request(ReverseProxyTransport transport, string method, int expected)
+    {
+        // Each origin connection answers one request, then reads the next and closes unanswered (a keep-alive race lost).
+        await using var origin = new RawOrigin(async socket =>
+        {
+            using var cts = new CancellationTokenSource(Bound);
+            await TinyHttpOrigin.ReadHeadAsync(socket);
+            await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nreply"u8.ToArray(), cts.Token);
+            await TinyHttpOrigin.ReadHeadAsync(socket);
+        });
+        await using var proxy = Start(transport, new HostPort("127.0.0.1", origin.Port));
+        using var socket = await proxy.ConnectAsync();
+        using var cts = new CancellationTokenSource(Bound);
+        await socket.SendAsync("GET /first HTTP/1.1\r\nHost: app\r\n\r\n"u8.ToArray(), cts.Token);
+        Assert.StartsWith("HTTP/1.1 200 ", await ReadUntilAsync(socket, "reply", cts.Token), StringComparison.Ordinal);
+
+        var body = method == "POST" ? "Content-Length: 4\r\n\r\nbody" : "\r\n";
+        await socket.SendAsync(Encoding.ASCII.GetBytes($"{method} /second HTTP/1.1\r\nHost: app\r\nConnection: close\r\n{body}"), cts.Token);
+        var answer = await ProxyHarness.ReadToCloseAsync(socket, cts.Token);
+
+        Assert.StartsWith($"HTTP/1.1 {expected} ", answer, StringComparison.Ordinal);
+        Assert.Equal(expected == 200 ? 2 : 1, origin.Accepted); // the retry dialed one fresh connection; a POST is never sent twice
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
     private static ProxyHarness Start(ReverseProxyTransport transport, HostPort upstream, HttpLimits? limits = null, TimeProvider? time = null,
-        DnsResolverOptions? dns = null, Func<IPAddress, bool>? allow = null)
+        DnsResolverOptions? dns = null, Func<IPAddress, bool>? allow = null, string? via = null)
     {
         var options = new ForwardProxyOptions
         {
             ReverseTransport = transport,
             Dns = dns ?? new DnsResolverOptions(),
             Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5), AllowDestination = allow },
-            Http = new HttpProxyOptions { Limits = limits ?? new HttpLimits() },
+            Http = new HttpProxyOptions { Limits = limits ?? new HttpLimits(), Via = via ?? "1.1 rama" },
         };
         IService<ConnectionContext, Unit> stack = ReverseProxyStack.Create(options, upstream, time: time);
         return new ProxyHarness(stack);
