@@ -35,7 +35,7 @@ public enum ForwardError
 /// else is refused with 400 (a reverse proxy is another service).
 /// </summary>
 internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time,
-    ITunnelHandler? tunnel = null)
+    ITunnelHandler? tunnel = null, OriginSecurer? secure = null)
     : Core.IService<HttpRequest, HttpResponse>
 {
     private readonly byte[]? _via = ViaBytes(options.Via);
@@ -138,6 +138,17 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 }
 
                 upstream = dial.Connection!;
+                if (secure is not null)
+                {
+                    // An https origin (TLS termination re-encrypting, a MITM tunnel): the pooled connection is the TLS stream.
+                    var secured = await secure(request, target, dial.Connection!, cancellationToken).ConfigureAwait(false);
+                    if (secured.Connection is null)
+                    {
+                        return Fail(request, secured.Error, secured.Detail);
+                    }
+
+                    upstream = secured.Connection;
+                }
             }
 
             var exchange = new UpstreamExchange(this, request, upstream, key);
@@ -239,7 +250,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
     /// <summary>One request/response over one origin connection; owns the connection until the response body completes.</summary>
 #pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
-    private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key)
+    private sealed class UpstreamExchange(ForwardProxyService owner, HttpRequest request, IOriginConnection upstream, HostPort key)
     {
         // Created only for a request with a body (most requests have none: no allocation then).
         private CancellationTokenSource? _uploadCancel;

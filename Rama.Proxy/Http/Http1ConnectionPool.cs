@@ -10,7 +10,7 @@ namespace Rama.Proxy.Http;
 /// </summary>
 internal sealed class Http1ConnectionPool : IAsyncDisposable
 {
-    private readonly Dictionary<HostPort, List<(SocketConnection Connection, long Since)>> _idle = [];
+    private readonly Dictionary<HostPort, List<(IOriginConnection Connection, long Since)>> _idle = [];
     private readonly int _maxPerTarget;
     private readonly TimeSpan _idleTimeout;
     private readonly TimeProvider _time;
@@ -45,11 +45,11 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
         partition is null ? Key(target) : target with { Host = partition.Name + "|" + target.Host.ToLowerInvariant() };
 
     /// <summary>A live idle connection to <paramref name="target"/>, or null.</summary>
-    public SocketConnection? TryTake(HostPort target)
+    public IOriginConnection? TryTake(HostPort target)
     {
         while (true)
         {
-            SocketConnection connection;
+            IOriginConnection connection;
             long since;
             lock (_idle)
             {
@@ -72,7 +72,7 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>Keeps a connection whose last response ended cleanly; closes it when the pool is full or disposed.</summary>
-    public void Return(HostPort target, SocketConnection connection)
+    public void Return(HostPort target, IOriginConnection connection)
     {
         lock (_idle)
         {
@@ -95,7 +95,7 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
     }
 
     // An idle connection must have nothing to read: no FIN (the origin closed it) and no stray bytes.
-    private static bool IsQuiet(SocketConnection connection)
+    private static bool IsQuiet(IOriginConnection connection)
     {
         if (connection.ConnectionClosed.IsCancellationRequested)
         {
@@ -113,7 +113,7 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
 
     private void Sweep()
     {
-        var expired = new List<SocketConnection>();
+        var expired = new List<IOriginConnection>();
         lock (_idle)
         {
             foreach (var list in _idle.Values)
@@ -135,7 +135,7 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
         }
     }
 
-    internal static void Discard(SocketConnection connection) => _ = connection.DisposeAsync().AsTask();
+    internal static void Discard(IOriginConnection connection) => _ = connection.DisposeAsync().AsTask();
 
     public async ValueTask DisposeAsync()
     {

@@ -223,3 +223,12 @@ internal static class HttpForwardRules
     /// <summary>The log detail of a failed dial.</summary>
     public static string Describe(ConnectResult dial) => $"{dial.Error}: {dial.Detail}";
 }
+
+/// <summary>An origin connection made ready for requests (a TLS handshake over the dialed socket), or why not.</summary>
+internal readonly record struct SecuredOrigin(IOriginConnection? Connection, ForwardError Error, string Detail);
+
+/// <summary>
+/// Turns a freshly dialed origin socket into the connection <see cref="ForwardProxyService"/> sends requests over and pools
+/// (TLS to an https origin). On failure it disposes <paramref name="socket"/>.
+/// </summary>
+internal delegate ValueTask<SecuredOrigin> OriginSecurer(HttpRequest request, HostPort target, SocketConnection socket, CancellationToken cancellationToken);
