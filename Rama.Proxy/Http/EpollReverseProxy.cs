@@ -60,6 +60,7 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
         _logger = loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy");
         _accessLog = accessLog ?? AccessLogs.ToLogger(loggerFactory);
         var loops = EpollLoop.Shared;
+        _maxIdlePerLoop = Math.Max(1, (options.MaxIdleConnectionsPerTarget + loops.Length - 1) / loops.Length); // before the loops' partitions
         _loops = new LoopState[loops.Length];
         for (var i = 0; i < loops.Length; i++)
         {
@@ -68,7 +69,6 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
             loops[i].Post(static s => ((LoopState)s!).Attach(), state);
         }
 
-        _maxIdlePerLoop = Math.Max(1, (options.MaxIdleConnectionsPerTarget + loops.Length - 1) / loops.Length);
         // The largest head the parser accepts, plus room for the start of a body: a fuller buffer is a rejection.
         _maxHeadBuffer = _limits.MaxRequestLineBytes + _limits.MaxHeaderBytes + 4096;
     }
@@ -136,7 +136,11 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         public List<ClientConnection> Connections { get; } = [];
 
-        public List<OriginConnection> Idle { get; } = [];
+        /// <summary>This loop's partition of the idle upstream connections (the pool's rules: <see cref="IdleConnections{TConnection}"/>), touched by its thread only.</summary>
+        public IdleConnections<OriginConnection> Idle { get; } = new(owner._maxIdlePerLoop);
+
+        // Scratch list of the connections a sweep or shutdown closes (loop thread only, reused).
+        private readonly List<OriginConnection> _closing = [];
 
         public void Attach() => Loop.AddTicker(this);
 
@@ -163,10 +167,8 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         public OriginConnection? TakeIdle()
         {
-            while (Idle.Count > 0)
+            while (Idle.TryTakeNewest(out var origin, out _))
             {
-                var origin = Idle[^1];
-                Idle.RemoveAt(Idle.Count - 1);
                 if (!origin.PeerClosed)
                 {
                     return origin;
@@ -180,34 +182,25 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         public void ReturnIdle(OriginConnection origin)
         {
-            if (Idle.Count >= Owner._maxIdlePerLoop || Volatile.Read(ref Owner._disposed) != 0 || origin.PeerClosed)
+            if (Volatile.Read(ref Owner._disposed) != 0 || origin.PeerClosed)
             {
                 origin.Close();
                 return;
             }
 
             origin.Owner = null;
-            origin.IdleSinceMs = Owner.NowMs;
-            Idle.Add(origin);
-        }
-
-        public void RemoveIdle(OriginConnection origin)
-        {
-            var index = Idle.IndexOf(origin);
-            if (index >= 0)
+            if (!Idle.TryAdd(origin, Owner.NowMs))
             {
-                Idle.RemoveAt(index);
+                origin.Close(); // this loop's partition is full
             }
         }
+
+        public void RemoveIdle(OriginConnection origin) => Idle.Remove(origin);
 
         public void CloseIdle()
         {
-            foreach (var origin in Idle)
-            {
-                origin.Close();
-            }
-
-            Idle.Clear();
+            Idle.Clear(_closing);
+            CloseAll();
         }
 
         public void OnTick(long loopNowMs)
@@ -221,16 +214,19 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
                 }
             }
 
-            var idleLimit = (long)Owner._options.PooledConnectionIdleTimeout.TotalMilliseconds;
-            for (var i = Idle.Count - 1; i >= 0; i--)
+            Idle.RemoveWhere((Now: nowMs, Limit: (long)Owner._options.PooledConnectionIdleTimeout.TotalMilliseconds),
+                static (clock, _, since) => clock.Now - since >= clock.Limit, _closing);
+            CloseAll();
+        }
+
+        private void CloseAll()
+        {
+            foreach (var origin in _closing)
             {
-                if (nowMs - Idle[i].IdleSinceMs >= idleLimit)
-                {
-                    var origin = Idle[i];
-                    Idle.RemoveAt(i);
-                    origin.Close();
-                }
+                origin.Close();
             }
+
+            _closing.Clear();
         }
     }
 
@@ -250,8 +246,6 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         /// <summary>The origin closed its side, reset, or sent bytes while idle: never reused.</summary>
         public bool PeerClosed { get; private set; }
-
-        public long IdleSinceMs { get; set; }
 
         /// <summary>A short read drained the socket, unless the origin closed: then the next read returns the end of file that no further edge announces.</summary>
         public void ShortRead()

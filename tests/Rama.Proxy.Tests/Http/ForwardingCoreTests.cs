@@ -227,15 +227,69 @@ public class ForwardingCoreTests
         await proxy.AssertNoOpenConnectionsAsync();
     }
 
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Pooled_origin_connections_are_reused_across_client_connections_until_the_fake_clock_passes_the_idle_timeout(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin();
+        var time = new FakeTimeProvider();
+        await using var proxy = Start(transport, new HostPort("127.0.0.1", origin.Port), time: time, pooledIdle: TimeSpan.FromMinutes(5));
+
+        for (var i = 0; i < 4; i++)
+        {
+            // One client connection after the other (each on the next event loop): every loop's partition reuses its connection.
+            var answer = await proxy.SendAndReadToCloseAsync("GET /hello HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
+            Assert.StartsWith("HTTP/1.1 200 ", answer, StringComparison.Ordinal);
+        }
+
+        var pooled = origin.Connections;
+        Assert.InRange(pooled, 1, Math.Min(4, Environment.ProcessorCount)); // at most one per loop, never one per request
+
+        // Past the pool's idle timeout on the stack's clock: the idle connections are closed, the next request dials again.
+        time.Advance(TimeSpan.FromMinutes(5));
+        await Eventually.TrueAsync(() => origin.OpenConnections == 0, Bound, "idle origin connections still open after the idle timeout");
+        var again = await proxy.SendAndReadToCloseAsync("GET /hello HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
+        Assert.StartsWith("HTTP/1.1 200 ", again, StringComparison.Ordinal);
+        Assert.Equal(pooled + 1, origin.Connections);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
+    [Fact]
+    public void Idle_connections_are_reused_newest_first_bounded_and_swept_when_expired()
+    {
+        var idle = new IdleConnections<string>(max: 2);
+        Assert.True(idle.TryAdd("a", now: 0));
+        Assert.True(idle.TryAdd("b", now: 10));
+        Assert.False(idle.TryAdd("c", now: 20)); // full: the caller closes it
+
+        Assert.True(idle.TryTakeNewest(out var newest, out var since));
+        Assert.Equal(("b", 10L), (newest, since));
+        Assert.True(idle.TryAdd("c", now: 30));
+        Assert.True(idle.Remove("a"));
+        Assert.False(idle.Remove("a"));
+
+        var removed = new List<string>();
+        idle.RemoveWhere(100L, static (now, _, idleSince) => now - idleSince >= 60, removed);
+        Assert.Equal(["c"], removed);
+        Assert.Equal(0, idle.Count);
+        Assert.False(idle.TryTakeNewest(out _, out _));
+    }
+
     private static ProxyHarness Start(ReverseProxyTransport transport, HostPort upstream, HttpLimits? limits = null, TimeProvider? time = null,
-        DnsResolverOptions? dns = null, Func<IPAddress, bool>? allow = null, string? via = null)
+        DnsResolverOptions? dns = null, Func<IPAddress, bool>? allow = null, string? via = null, TimeSpan? pooledIdle = null)
     {
         var options = new ForwardProxyOptions
         {
             ReverseTransport = transport,
             Dns = dns ?? new DnsResolverOptions(),
             Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5), AllowDestination = allow },
-            Http = new HttpProxyOptions { Limits = limits ?? new HttpLimits(), Via = via ?? "1.1 rama" },
+            Http = new HttpProxyOptions
+            {
+                Limits = limits ?? new HttpLimits(),
+                Via = via ?? "1.1 rama",
+                PooledConnectionIdleTimeout = pooledIdle ?? new HttpProxyOptions().PooledConnectionIdleTimeout,
+            },
         };
         IService<ConnectionContext, Unit> stack = ReverseProxyStack.Create(options, upstream, time: time);
         return new ProxyHarness(stack);
