@@ -38,17 +38,13 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
     private readonly int _maxIdlePerLoop;
     private readonly int _maxHeadBuffer;
     private readonly IPAddress[]? _literalAddresses;
-    private readonly TimeProvider _time;
-    private readonly bool _systemClock;
-    private readonly long _clockOrigin;
+    private readonly LoopClock _clock;
     private int _disposed;
 
     public EpollReverseProxy(IService<ConnectionContext, Unit> classic, HttpProxyOptions options, HostPort upstream, TcpConnectorOptions connector,
         IDnsResolver dns, ILoggerFactory loggerFactory, IAccessLog? accessLog = null, TimeProvider? time = null)
     {
-        _time = time ?? TimeProvider.System;
-        _systemClock = ReferenceEquals(_time, TimeProvider.System);
-        _clockOrigin = _time.GetTimestamp();
+        _clock = LoopClock.For(time);
         _literalAddresses = IPAddress.TryParse(upstream.Host, out var literal) ? [literal] : null;
         _classic = classic;
         _options = options;
@@ -119,13 +115,8 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
         }
     }
 
-    /// <summary>
-    /// Milliseconds of the proxy's clock (its <see cref="TimeProvider"/>, as every other timeout of the stack), on which the
-    /// deadlines and the idle pool run; the system clock is read as <see cref="Environment.TickCount64"/> (no division on the
-    /// per-request path). The loops tick on real time and ask this clock at each tick, so a test that moves a fake clock
-    /// sees its timeouts fire at the next tick.
-    /// </summary>
-    private long NowMs => _systemClock ? Environment.TickCount64 : (long)_time.GetElapsedTime(_clockOrigin).TotalMilliseconds;
+    /// <summary>Milliseconds of the stack's clock (<see cref="LoopClock"/>), on which the deadlines and the idle pool run.</summary>
+    private long NowMs => _clock.NowMs;
 
     /// <summary>Per-loop state: the connections on it (for timeouts) and its idle upstream connections. Loop thread only.</summary>
     private sealed class LoopState(EpollReverseProxy owner, EpollLoop loop) : IEpollTicker

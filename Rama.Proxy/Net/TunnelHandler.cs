@@ -40,6 +40,6 @@ public sealed class RelayTunnel(TimeSpan? idleTimeout = null, TimeProvider? time
     public Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target,
         Func<CancellationToken, ValueTask<ConnectResult>> redial, CancellationToken cancellationToken) =>
         eventLoops && connection.TransportKind == ConnectionTransport.Pipes && upstream.IsStarted
-            ? Epoll.EpollTunnel.RunAsync(connection.SocketConnection, upstream, idleTimeout ?? Relay.DefaultIdleTimeout, cancellationToken)
+            ? Epoll.EpollTunnel.RunAsync(connection.SocketConnection, upstream, idleTimeout ?? Relay.DefaultIdleTimeout, cancellationToken, time)
             : Relay.RunAsync(client, upstream, cancellationToken, idleTimeout, time);
 }

@@ -276,6 +276,37 @@ public class ForwardingCoreTests
         Assert.False(idle.TryTakeNewest(out _, out _));
     }
 
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task A_connect_tunnel_idles_out_when_the_fake_clock_passes_its_idle_timeout_and_not_before(ReverseProxyTransport transport)
+    {
+        var time = new FakeTimeProvider();
+        var stack = ForwardProxyStack.Create(new ForwardProxyOptions
+        {
+            TunnelTransport = transport,
+            Http = new HttpProxyOptions { TunnelIdleTimeout = TimeSpan.FromMinutes(10) },
+        }, StaticProxyAuthenticator.None, time: time);
+        await using var proxy = new ProxyHarness(stack);
+        await using var echo = RawOrigin.Echo();
+        using var client = await proxy.ConnectAsync();
+        using var cts = new CancellationTokenSource(Bound);
+        await client.SendAsync(Encoding.ASCII.GetBytes($"CONNECT 127.0.0.1:{echo.Port} HTTP/1.1\r\nHost: 127.0.0.1:{echo.Port}\r\n\r\n"), cts.Token);
+        Assert.StartsWith("HTTP/1.1 200", await ReadUntilAsync(client, "\r\n\r\n", cts.Token), StringComparison.Ordinal);
+        await client.SendAsync("ping"u8.ToArray(), cts.Token);
+        Assert.Equal("ping", await ReadUntilAsync(client, "ping", cts.Token));
+
+        var closed = ProxyHarness.ReadToCloseAsync(client, cts.Token);
+        await Task.WhenAny(closed, Task.Delay(TimeSpan.FromMilliseconds(400), cts.Token));
+        Assert.False(closed.IsCompleted, "closed before the fake clock moved");
+
+        time.Advance(TimeSpan.FromMinutes(10));
+
+        Assert.Equal("", await closed); // FIN, nothing more
+        await proxy.AssertNoOpenConnectionsAsync();
+        await ((IAsyncDisposable)stack).DisposeAsync();
+    }
+
     private static ProxyHarness Start(ReverseProxyTransport transport, HostPort upstream, HttpLimits? limits = null, TimeProvider? time = null,
         DnsResolverOptions? dns = null, Func<IPAddress, bool>? allow = null, string? via = null, TimeSpan? pooledIdle = null)
     {
