@@ -25,7 +25,6 @@ namespace Rama.Proxy.Http;
 /// </summary>
 internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyncDisposable
 {
-    private static readonly byte[] s_viaName = "Via"u8.ToArray();
     private readonly IService<ConnectionContext, Unit> _classic;
     private readonly HttpProxyOptions _options;
     private readonly HttpLimits _limits;
@@ -38,23 +37,26 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
     private readonly LoopState[] _loops;
     private readonly int _maxIdlePerLoop;
     private readonly int _maxHeadBuffer;
-    private IPAddress[]? _addresses;
-    private long _addressesExpireMs;
+    private readonly IPAddress[]? _literalAddresses;
+    private readonly LoopClock _clock;
     private int _disposed;
 
     public EpollReverseProxy(IService<ConnectionContext, Unit> classic, HttpProxyOptions options, HostPort upstream, TcpConnectorOptions connector,
-        IDnsResolver dns, ILoggerFactory loggerFactory, IAccessLog? accessLog = null)
+        IDnsResolver dns, ILoggerFactory loggerFactory, IAccessLog? accessLog = null, TimeProvider? time = null)
     {
+        _clock = LoopClock.For(time);
+        _literalAddresses = IPAddress.TryParse(upstream.Host, out var literal) ? [literal] : null;
         _classic = classic;
         _options = options;
         _limits = options.Limits;
         _upstream = upstream;
         _connector = connector;
         _dns = dns;
-        _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
+        _via = HttpForwardRules.ViaBytes(options.Via);
         _logger = loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy");
         _accessLog = accessLog ?? AccessLogs.ToLogger(loggerFactory);
         var loops = EpollLoop.Shared;
+        _maxIdlePerLoop = Math.Max(1, (options.MaxIdleConnectionsPerTarget + loops.Length - 1) / loops.Length); // before the loops' partitions
         _loops = new LoopState[loops.Length];
         for (var i = 0; i < loops.Length; i++)
         {
@@ -63,7 +65,6 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
             loops[i].Post(static s => ((LoopState)s!).Attach(), state);
         }
 
-        _maxIdlePerLoop = Math.Max(1, (options.MaxIdleConnectionsPerTarget + loops.Length - 1) / loops.Length);
         // The largest head the parser accepts, plus room for the start of a body: a fuller buffer is a rejection.
         _maxHeadBuffer = _limits.MaxRequestLineBytes + _limits.MaxHeaderBytes + 4096;
     }
@@ -73,15 +74,10 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
     public async ValueTask<Unit> ServeAsync(ConnectionContext context, CancellationToken cancellationToken)
     {
-        var socket = context.SocketConnection;
-        if (socket.IsStarted || !ReferenceEquals(context.Transport, socket) || Volatile.Read(ref _disposed) != 0)
+        if (context.TransportKind != ConnectionTransport.EventLoop || Volatile.Read(ref _disposed) != 0)
         {
-            // Layered under something that already runs the pipes (or shutting down): the pipe-based stack.
-            if (!socket.IsStarted)
-            {
-                socket.Start();
-            }
-
+            // A listener on the pipes, a layer over the socket, or shutting down: the pipe-based stack.
+            context.StartPipes();
             return await _classic.ServeAsync(context, cancellationToken).ConfigureAwait(false);
         }
 
@@ -119,26 +115,8 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
         }
     }
 
-    // The upstream's addresses: literal, or resolved and kept for a short while (the pool keeps connections longer).
-    private bool TryGetAddresses(out IPAddress[]? addresses)
-    {
-        if (IPAddress.TryParse(_upstream.Host, out var literal))
-        {
-            addresses = [literal];
-            return true;
-        }
-
-        addresses = Volatile.Read(ref _addresses);
-        return addresses is not null && EpollLoop.NowMs < Volatile.Read(ref _addressesExpireMs);
-    }
-
-    private async Task<IPAddress[]> ResolveAsync()
-    {
-        var addresses = await _dns.ResolveAsync(_upstream.Host, CancellationToken.None).ConfigureAwait(false);
-        Volatile.Write(ref _addressesExpireMs, EpollLoop.NowMs + 10_000);
-        Volatile.Write(ref _addresses, addresses);
-        return addresses;
-    }
+    /// <summary>Milliseconds of the stack's clock (<see cref="LoopClock"/>), on which the deadlines and the idle pool run.</summary>
+    private long NowMs => _clock.NowMs;
 
     /// <summary>Per-loop state: the connections on it (for timeouts) and its idle upstream connections. Loop thread only.</summary>
     private sealed class LoopState(EpollReverseProxy owner, EpollLoop loop) : IEpollTicker
@@ -149,7 +127,11 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         public List<ClientConnection> Connections { get; } = [];
 
-        public List<OriginConnection> Idle { get; } = [];
+        /// <summary>This loop's partition of the idle upstream connections (the pool's rules: <see cref="IdleConnections{TConnection}"/>), touched by its thread only.</summary>
+        public IdleConnections<OriginConnection> Idle { get; } = new(owner._maxIdlePerLoop);
+
+        // Scratch list of the connections a sweep or shutdown closes (loop thread only, reused).
+        private readonly List<OriginConnection> _closing = [];
 
         public void Attach() => Loop.AddTicker(this);
 
@@ -176,10 +158,8 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         public OriginConnection? TakeIdle()
         {
-            while (Idle.Count > 0)
+            while (Idle.TryTakeNewest(out var origin, out _))
             {
-                var origin = Idle[^1];
-                Idle.RemoveAt(Idle.Count - 1);
                 if (!origin.PeerClosed)
                 {
                     return origin;
@@ -193,38 +173,30 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         public void ReturnIdle(OriginConnection origin)
         {
-            if (Idle.Count >= Owner._maxIdlePerLoop || Volatile.Read(ref Owner._disposed) != 0 || origin.PeerClosed)
+            if (Volatile.Read(ref Owner._disposed) != 0 || origin.PeerClosed)
             {
                 origin.Close();
                 return;
             }
 
             origin.Owner = null;
-            origin.IdleSinceMs = EpollLoop.NowMs;
-            Idle.Add(origin);
-        }
-
-        public void RemoveIdle(OriginConnection origin)
-        {
-            var index = Idle.IndexOf(origin);
-            if (index >= 0)
+            if (!Idle.TryAdd(origin, Owner.NowMs))
             {
-                Idle.RemoveAt(index);
+                origin.Close(); // this loop's partition is full
             }
         }
+
+        public void RemoveIdle(OriginConnection origin) => Idle.Remove(origin);
 
         public void CloseIdle()
         {
-            foreach (var origin in Idle)
-            {
-                origin.Close();
-            }
-
-            Idle.Clear();
+            Idle.Clear(_closing);
+            CloseAll();
         }
 
-        public void OnTick(long nowMs)
+        public void OnTick(long loopNowMs)
         {
+            var nowMs = Owner.NowMs; // the proxy's clock, not the loop's
             for (var i = Connections.Count - 1; i >= 0; i--)
             {
                 if (i < Connections.Count)
@@ -233,16 +205,19 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
                 }
             }
 
-            var idleLimit = (long)Owner._options.PooledConnectionIdleTimeout.TotalMilliseconds;
-            for (var i = Idle.Count - 1; i >= 0; i--)
+            Idle.RemoveWhere((Now: nowMs, Limit: (long)Owner._options.PooledConnectionIdleTimeout.TotalMilliseconds),
+                static (clock, _, since) => clock.Now - since >= clock.Limit, _closing);
+            CloseAll();
+        }
+
+        private void CloseAll()
+        {
+            foreach (var origin in _closing)
             {
-                if (nowMs - Idle[i].IdleSinceMs >= idleLimit)
-                {
-                    var origin = Idle[i];
-                    Idle.RemoveAt(i);
-                    origin.Close();
-                }
+                origin.Close();
             }
+
+            _closing.Clear();
         }
     }
 
@@ -262,8 +237,6 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
         /// <summary>The origin closed its side, reset, or sent bytes while idle: never reused.</summary>
         public bool PeerClosed { get; private set; }
-
-        public long IdleSinceMs { get; set; }
 
         /// <summary>A short read drained the socket, unless the origin closed: then the next read returns the end of file that no further edge announces.</summary>
         public void ShortRead()

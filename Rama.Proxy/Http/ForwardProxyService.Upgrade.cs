@@ -2,6 +2,7 @@ using System.IO.Pipelines;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Rama.Proxy.Net;
+using static Rama.Proxy.Http.HttpForwardRules;
 
 namespace Rama.Proxy.Http;
 
@@ -142,11 +143,12 @@ internal sealed partial class ForwardProxyService
     /// tunnel: on the event loops when the default relay tunnel runs them there, else on the pipes. A tunnel handler that
     /// does more than relay (MITM peeks for a ClientHello) is not used: the bytes after a 101 are the new protocol's.
     /// </summary>
-    private async Task<RelayResult> RelayUpgradedAsync(HttpRequest request, IDuplexPipe client, SocketConnection upstream, HostPort target,
+    private async Task<RelayResult> RelayUpgradedAsync(HttpRequest request, IDuplexPipe client, IOriginConnection upstream, HostPort target,
         CancellationToken cancellationToken)
     {
-        var moved = tunnel is RelayTunnel relay && request.Connection is { } connection
-            ? await relay.RunAsync(connection, client, upstream, target, static _ => ValueTask.FromResult(ConnectResult.Failure(ConnectError.Refused, "no redial after an upgrade")), cancellationToken).ConfigureAwait(false)
+        // A TLS origin (termination re-encrypting, MITM) is relayed on the pipes: its bytes pass through the TLS stream.
+        var moved = tunnel is RelayTunnel relay && request.Connection is { } connection && upstream is SocketConnection socket
+            ? await relay.RunAsync(connection, client, socket, target, static _ => ValueTask.FromResult(ConnectResult.Failure(ConnectError.Refused, "no redial after an upgrade")), cancellationToken).ConfigureAwait(false)
             : await Relay.RunAsync(client, upstream, cancellationToken, _options.TunnelIdleTimeout, _time).ConfigureAwait(false);
         LogUpgradeClosed(_logger, request.Target, moved.ClientToTarget, moved.TargetToClient, moved.IdleTimedOut);
         return moved;
@@ -188,7 +190,17 @@ internal sealed partial class ForwardProxyService
             LogSwitched(owner._logger, request.Target, head.Headers.GetText("Upgrade") ?? "");
 
             // If the 101 never reaches the client (it went away), the origin connection is closed with it.
-            var closeWithClient = cancellationToken.Register(static state => ((SocketConnection)state!).Abort("client connection closed"), upstream);
+            var closeWithClient = cancellationToken.Register(static state =>
+            {
+                if (state is SocketConnection socket)
+                {
+                    socket.Abort("client connection closed");
+                }
+                else
+                {
+                    _ = ((IOriginConnection)state!).DisposeAsync().AsTask();
+                }
+            }, upstream);
             async Task<RelayResult> RunAsync(IDuplexPipe client, CancellationToken token)
             {
                 try

@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Rama.Proxy.Net;
+using static Rama.Proxy.Http.HttpForwardRules;
 
 namespace Rama.Proxy.Http;
 
@@ -34,14 +35,10 @@ public enum ForwardError
 /// else is refused with 400 (a reverse proxy is another service).
 /// </summary>
 internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time,
-    ITunnelHandler? tunnel = null)
+    ITunnelHandler? tunnel = null, OriginSecurer? secure = null)
     : Core.IService<HttpRequest, HttpResponse>
 {
-    private static readonly byte[] s_hostName = "Host"u8.ToArray();
-    private static readonly byte[] s_viaName = "Via"u8.ToArray();
-    private static readonly byte[] s_transferEncodingName = "Transfer-Encoding"u8.ToArray();
-    private static readonly byte[] s_chunked = "chunked"u8.ToArray();
-    private readonly byte[]? _via = options.Via is null ? null : Encoding.ASCII.GetBytes(options.Via);
+    private readonly byte[]? _via = ViaBytes(options.Via);
     private readonly HttpProxyOptions _options = options;
     private readonly Http1ConnectionPool _pool = pool;
     private readonly ILogger _logger = logger;
@@ -127,11 +124,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
         var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
-        var retryable = HttpMethods.IsIdempotent(request.Method);
+        var retried = false;
         var upgrade = request.Headers.Contains(HeaderNames.Upgrade) ? UpgradeOffer(request) : null; // RFC 9110 §7.8
         while (true)
         {
-            var upstream = _pool.TryTake(key);
+            var upstream = retried ? null : _pool.TryTake(key); // a retry goes on a fresh connection
             var reused = upstream is not null;
             if (upstream is null)
             {
@@ -142,6 +139,17 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 }
 
                 upstream = dial.Connection!;
+                if (secure is not null)
+                {
+                    // An https origin (TLS termination re-encrypting, a MITM tunnel): the pooled connection is the TLS stream.
+                    var secured = await secure(request, target, dial.Connection!, cancellationToken).ConfigureAwait(false);
+                    if (secured.Connection is null)
+                    {
+                        return Fail(request, secured.Error, secured.Detail);
+                    }
+
+                    upstream = secured.Connection;
+                }
             }
 
             var exchange = new UpstreamExchange(this, request, upstream, key, upgrade);
@@ -151,11 +159,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 return outcome.Response;
             }
 
-            // RFC 9110 §9.2.2 / RFC 9112 §9.3.1: a pooled connection the origin closed before
-            // answering; retry on a fresh one only if idempotent and no body byte was sent.
-            if (outcome.Error == ForwardError.UpstreamClosed && reused && retryable && exchange.BodyBytesSent == 0)
+            // RFC 9110 §9.2.2 / RFC 9112 §9.3.1: a pooled connection the origin closed before answering (the shared rule).
+            if (MayRetry(outcome.Error, reused, retried, request.Method, bodyStarted: exchange.BodyBytesSent != 0))
             {
                 LogRetry(_logger, request.Method, request.Target);
+                retried = true;
                 continue;
             }
 
@@ -163,172 +171,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         }
     }
 
-    /// <summary>
-    /// The request head for the origin, written straight to <paramref name="output"/> (no copy of the field list):
-    /// hop-by-hop fields removed (RFC 9110 §7.6.1), Host set to <paramref name="authority"/> or added first as the
-    /// target's when missing (RFC 9112 §3.2.2), framing normalised (one Content-Length with the parsed value, or
-    /// Transfer-Encoding: chunked), Via added (§7.6.3); the order and case of everything else kept. With an
-    /// <paramref name="upgrade"/> offer (RFC 9110 §7.8) the Upgrade fields become one with that value and
-    /// <c>Connection: Upgrade</c>, the only connection option sent.
-    /// </summary>
-    private void WriteUpstreamRequestHead(PipeWriter output, HttpRequest request, string pathAndQuery, HostPort target, string? authority, byte[]? upgrade = null)
-    {
-        var source = request.Headers;
-        Http1Writer.WriteLatin1(output, request.Method);
-        output.Write(" "u8);
-        Http1Writer.WriteLatin1(output, pathAndQuery);
-        output.Write(" HTTP/1.1\r\n"u8);
-        if (!source.Contains(HeaderNames.Host))
-        {
-            WriteTextField(output, s_hostName, authority ?? target.ToString());
-        }
+    // The head for the origin: HttpForwardRules.WriteRequestHead with this proxy's Via and the upgrade offer, if any.
+    private void WriteUpstreamRequestHead(PipeWriter output, HttpRequest request, string pathAndQuery, HostPort target, string? authority, byte[]? upgrade = null) =>
+        WriteRequestHead(output, request, pathAndQuery, target, authority, _via, upgrade);
 
-        var namesOtherFields = NamesOtherFields(source);
-        var wroteLength = false;
-        foreach (var field in source)
-        {
-            if (IsDropped(source, namesOtherFields, field))
-            {
-                continue;
-            }
-
-            if (authority is not null && field.NameIs(HeaderNames.Host))
-            {
-                WriteTextField(output, field.Name.Span, authority);
-                continue;
-            }
-
-            if (request.BodyFraming == BodyFraming.ContentLength && field.NameIs(HeaderNames.ContentLength))
-            {
-                // One Content-Length with the value we parsed ("5, 5" or repeated lines become one).
-                if (!wroteLength)
-                {
-                    output.Write(field.Name.Span);
-                    output.Write(": "u8);
-                    Http1Writer.WriteNumber(output, request.ContentLength);
-                    output.Write("\r\n"u8);
-                    wroteLength = true;
-                }
-
-                continue;
-            }
-
-            Http1Writer.WriteField(output, field.Name.Span, field.Value.Span);
-        }
-
-        if (request.BodyFraming == BodyFraming.Chunked)
-        {
-            Http1Writer.WriteField(output, s_transferEncodingName, s_chunked);
-        }
-
-        if (upgrade is not null)
-        {
-            output.Write("Connection: Upgrade\r\n"u8);
-            Http1Writer.WriteField(output, s_upgradeName, upgrade);
-        }
-
-        if (_via is not null)
-        {
-            Http1Writer.WriteField(output, s_viaName, _via);
-        }
-
-        output.Write("\r\n"u8);
-    }
-
-    private static void WriteTextField(PipeWriter output, ReadOnlySpan<byte> name, string value)
-    {
-        output.Write(name);
-        output.Write(": "u8);
-        Http1Writer.WriteLatin1(output, value);
-        output.Write("\r\n"u8);
-    }
-
-    private void AddVia(HttpHeaders headers)
-    {
-        if (_via is not null)
-        {
-            headers.Add(s_viaName, _via);
-        }
-    }
-
-    /// <summary>RFC 9110 §7.6.1: drop Connection, the fields it names, and the known connection-specific fields.</summary>
-    internal static HttpHeaders CopyEndToEnd(HttpHeaders source)
-    {
-        var copy = new HttpHeaders(source.Count + 2);
-        var namesOtherFields = NamesOtherFields(source);
-        foreach (var field in source)
-        {
-            if (!IsDropped(source, namesOtherFields, field))
-            {
-                copy.Add(field.Name, field.Value);
-            }
-        }
-
-        return copy;
-    }
-
-    /// <summary>The same rule as <see cref="CopyEndToEnd"/>, applied in place to fields this proxy owns (a parsed response head).</summary>
-    internal static void RemoveHopByHop(HttpHeaders headers)
-    {
-        var namesOtherFields = NamesOtherFields(headers);
-        Span<bool> drop = headers.Count <= 128 ? stackalloc bool[headers.Count] : new bool[headers.Count];
-        for (var i = 0; i < headers.Count; i++)
-        {
-            drop[i] = IsDropped(headers, namesOtherFields, headers[i]); // decided before any removal: Connection names fields
-        }
-
-        for (var i = headers.Count - 1; i >= 0; i--)
-        {
-            if (drop[i])
-            {
-                headers.RemoveAt(i);
-            }
-        }
-    }
-
-    // The one rule of all three: a known connection-specific field, or one that Connection / Proxy-Connection names.
-    internal static bool IsDropped(HttpHeaders source, bool namesOtherFields, HttpHeaderField field) =>
-        IsHopByHop(field) || (namesOtherFields && IsNamedByConnection(source, field.Name.Span));
-
-    private static bool IsHopByHop(HttpHeaderField field) =>
-        field.NameIs(HeaderNames.Connection) || field.NameIs(HeaderNames.ProxyConnection) || field.NameIs(HeaderNames.KeepAlive)
-        || field.NameIs(HeaderNames.TE) || field.NameIs(HeaderNames.TransferEncoding) || field.NameIs(HeaderNames.Trailer)
-        || field.NameIs(HeaderNames.Upgrade) || field.NameIs(HeaderNames.ProxyAuthorization) || field.NameIs(HeaderNames.ProxyAuthenticate);
-
-    /// <summary>
-    /// Whether Connection / Proxy-Connection name any field to drop: not when they carry only "close" and
-    /// "keep-alive" (the usual case; Keep-Alive is dropped as hop-by-hop anyway), so the per-field check is skipped.
-    /// </summary>
-    internal static bool NamesOtherFields(HttpHeaders headers)
-    {
-        foreach (var field in headers)
-        {
-            if (field.NameIs(HeaderNames.Connection) || field.NameIs(HeaderNames.ProxyConnection))
-            {
-                var list = new HttpListEnumerator(field.Value.Span);
-                while (list.MoveNext())
-                {
-                    if (!Ascii.EqualsIgnoreCase(list.Current, "close"u8) && !Ascii.EqualsIgnoreCase(list.Current, "keep-alive"u8))
-                    {
-                        return true;
-                    }
-                }
-            }
-        }
-
-        return false;
-    }
-
-    private static bool IsNamedByConnection(HttpHeaders headers, ReadOnlySpan<byte> name)
-    {
-        // Never let Connection strip the fields that frame the message or route it (request smuggling).
-        if (Ascii.EqualsIgnoreCase(name, HeaderNames.ContentLength) || Ascii.EqualsIgnoreCase(name, HeaderNames.Host))
-        {
-            return false;
-        }
-
-        return headers.ContainsToken(HeaderNames.Connection, name) || headers.ContainsToken(HeaderNames.ProxyConnection, name);
-    }
+    private void AddVia(HttpHeaders headers) => HttpForwardRules.AddVia(headers, _via);
 
     /// <summary>Splits <c>http://authority/path?query</c>; the authority keeps its text for Host.</summary>
     internal static bool TrySplitAbsoluteTarget(string target, out HostPort hostPort, out string authority, out string pathAndQuery)
@@ -365,12 +212,10 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
     // ---- errors as values ---------------------------------------------------------------------
 
-    private HttpResponse DialFailed(HttpRequest request, ConnectResult dial) => dial.Error switch
+    private HttpResponse DialFailed(HttpRequest request, ConnectResult dial) => ErrorFor(dial.Error) switch
     {
-        ConnectError.TimedOut => Fail(request, ForwardError.ConnectTimedOut, dial.Detail ?? "connect timed out"),
-        ConnectError.NotAllowed => Fail(request, ForwardError.NotAllowed, dial.Detail ?? "destination not allowed"),
-        ConnectError.Busy => Busy(request, dial.Detail ?? "every upstream is at its limit"),
-        _ => Fail(request, ForwardError.ConnectFailed, $"{dial.Error}: {dial.Detail}"),
+        ForwardError.UpstreamBusy => Busy(request, dial.Detail ?? "every upstream is at its limit"),
+        var error => Fail(request, error, Describe(dial)),
     };
 
     // The body names the limit (a client that pays for a plan needs to know which); Retry-After: the rate's next token or 1 s.
@@ -389,15 +234,8 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         return HttpResponse.Text(status, $"{ReasonPhrases.For(status)}: {error}");
     }
 
-    public static int StatusFor(ForwardError error) => error switch
-    {
-        ForwardError.ConnectTimedOut or ForwardError.UpstreamTimedOut => 504,
-        ForwardError.NotAllowed => 403,
-        ForwardError.UpstreamBusy => 503,
-        ForwardError.BadTarget => 400,
-        ForwardError.None => 200,
-        _ => 502,
-    };
+    /// <summary>The status answering <paramref name="error"/>: <see cref="HttpForwardRules.StatusFor"/>, kept here for its callers.</summary>
+    public static int StatusFor(ForwardError error) => HttpForwardRules.StatusFor(error);
 
     [LoggerMessage(EventId = 2010, Level = LogLevel.Debug, Message = "{Method} {Target}: {Error} -> {Status} ({Detail})")]
     private static partial void LogForwardFailed(ILogger logger, string method, string target, ForwardError error, int status, string detail);
@@ -413,7 +251,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
     /// <summary>One request/response over one origin connection; owns the connection until the response body completes.</summary>
 #pragma warning disable CA1001 // _uploadCancel/_uploadFailed are disposed in StopUploadAsync, which every path reaches (AbandonAsync or FinishAsync)
-    private sealed partial class UpstreamExchange(ForwardProxyService owner, HttpRequest request, SocketConnection upstream, HostPort key, byte[]? upgrade)
+    private sealed partial class UpstreamExchange(ForwardProxyService owner, HttpRequest request, IOriginConnection upstream, HostPort key, byte[]? upgrade)
     {
         // Created only for a request with a body (most requests have none: no allocation then).
         private CancellationTokenSource? _uploadCancel;

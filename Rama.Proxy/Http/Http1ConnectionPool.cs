@@ -10,7 +10,8 @@ namespace Rama.Proxy.Http;
 /// </summary>
 internal sealed class Http1ConnectionPool : IAsyncDisposable
 {
-    private readonly Dictionary<HostPort, List<(SocketConnection Connection, long Since)>> _idle = [];
+    // One partition per target (IdleConnections: the rules the epoll reverse proxy's per-loop partitions follow too), under this lock.
+    private readonly Dictionary<HostPort, IdleConnections<IOriginConnection>> _idle = [];
     private readonly int _maxPerTarget;
     private readonly TimeSpan _idleTimeout;
     private readonly TimeProvider _time;
@@ -33,7 +34,7 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
         {
             lock (_idle)
             {
-                return _idle.Values.Sum(list => list.Count);
+                return _idle.Values.Sum(partition => partition.Count);
             }
         }
     }
@@ -45,21 +46,18 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
         partition is null ? Key(target) : target with { Host = partition.Name + "|" + target.Host.ToLowerInvariant() };
 
     /// <summary>A live idle connection to <paramref name="target"/>, or null.</summary>
-    public SocketConnection? TryTake(HostPort target)
+    public IOriginConnection? TryTake(HostPort target)
     {
         while (true)
         {
-            SocketConnection connection;
+            IOriginConnection connection;
             long since;
             lock (_idle)
             {
-                if (!_idle.TryGetValue(target, out var list) || list.Count == 0)
+                if (!_idle.TryGetValue(target, out var partition) || !partition.TryTakeNewest(out connection, out since))
                 {
                     return null;
                 }
-
-                (connection, since) = list[^1];
-                list.RemoveAt(list.Count - 1);
             }
 
             if (_time.GetElapsedTime(since) < _idleTimeout && IsQuiet(connection))
@@ -72,20 +70,19 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
     }
 
     /// <summary>Keeps a connection whose last response ended cleanly; closes it when the pool is full or disposed.</summary>
-    public void Return(HostPort target, SocketConnection connection)
+    public void Return(HostPort target, IOriginConnection connection)
     {
         lock (_idle)
         {
             if (!_disposed && IsQuiet(connection))
             {
-                if (!_idle.TryGetValue(target, out var list))
+                if (!_idle.TryGetValue(target, out var partition))
                 {
-                    _idle[target] = list = [];
+                    _idle[target] = partition = new IdleConnections<IOriginConnection>(_maxPerTarget);
                 }
 
-                if (list.Count < _maxPerTarget)
+                if (partition.TryAdd(connection, _time.GetTimestamp()))
                 {
-                    list.Add((connection, _time.GetTimestamp()));
                     return;
                 }
             }
@@ -95,7 +92,7 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
     }
 
     // An idle connection must have nothing to read: no FIN (the origin closed it) and no stray bytes.
-    private static bool IsQuiet(SocketConnection connection)
+    private static bool IsQuiet(IOriginConnection connection)
     {
         if (connection.ConnectionClosed.IsCancellationRequested)
         {
@@ -113,19 +110,13 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
 
     private void Sweep()
     {
-        var expired = new List<SocketConnection>();
+        var expired = new List<IOriginConnection>();
         lock (_idle)
         {
-            foreach (var list in _idle.Values)
+            foreach (var partition in _idle.Values)
             {
-                for (var i = list.Count - 1; i >= 0; i--)
-                {
-                    if (_disposed || _time.GetElapsedTime(list[i].Since) >= _idleTimeout || !IsQuiet(list[i].Connection))
-                    {
-                        expired.Add(list[i].Connection);
-                        list.RemoveAt(i);
-                    }
-                }
+                partition.RemoveWhere(this, static (pool, connection, since) =>
+                    pool._disposed || pool._time.GetElapsedTime(since) >= pool._idleTimeout || !IsQuiet(connection), expired);
             }
         }
 
@@ -135,7 +126,7 @@ internal sealed class Http1ConnectionPool : IAsyncDisposable
         }
     }
 
-    internal static void Discard(SocketConnection connection) => _ = connection.DisposeAsync().AsTask();
+    internal static void Discard(IOriginConnection connection) => _ = connection.DisposeAsync().AsTask();
 
     public async ValueTask DisposeAsync()
     {

@@ -85,41 +85,27 @@ public sealed partial class MitmTunnel : ITunnelHandler
         var nested = connection.CreateNested(counted);
         var firstDial = upstream;
         var log = _logger;
-        OriginDialer dial = async (request, token) =>
+        // The tunnel's origin connections: the one it was opened with first, then redials, which go out the way the tunnel
+        // did (the stack's connector: same upstream proxy, same session), never directly.
+        var connector = new TunnelConnector(() => Interlocked.Exchange(ref firstDial, null), redial);
+        var secure = TlsOrigin.Securer(_options.Upstream, (request, _) => request.Extensions.Get<TlsClientHello>()?.ServerName ?? target.Host, _time,
+            (_, serverName, detail) => LogUpstreamTls(log, connection.Id, serverName, detail));
+        var forwarding = new HttpProxyOptions
         {
-            var hello = request.Extensions.Get<TlsClientHello>();
-            var serverName = hello?.ServerName ?? target.Host;
-            var socket = Interlocked.Exchange(ref firstDial, null);
-            if (socket is null)
-            {
-                // Not a fresh direct dial: the caller's redial goes out the way the tunnel did (same upstream, same session).
-                var result = await redial(token).ConfigureAwait(false);
-                if (result.Connection is null)
-                {
-                    return OriginDial.Failed(result.Error == ConnectError.TimedOut ? ForwardError.ConnectTimedOut : ForwardError.ConnectFailed, $"{result.Error}: {result.Detail}");
-                }
-
-                socket = result.Connection;
-            }
-
-            try
-            {
-                var tls = await TlsClient.ConnectAsync(socket, serverName, _options.Upstream, socket, token, _time).ConfigureAwait(false);
-                return new OriginDial(tls, tls, ForwardError.None, "");
-            }
-            catch (Exception ex) when (ex is System.Security.Authentication.AuthenticationException or IOException)
-            {
-                LogUpstreamTls(log, connection.Id, serverName, ex.Message);
-                await socket.DisposeAsync().ConfigureAwait(false);
-                return OriginDial.Failed(ForwardError.ConnectFailed, "origin TLS: " + ex.Message);
-            }
+            Limits = _options.Limits,
+            UpstreamResponseHeaderTimeout = _options.UpstreamResponseHeaderTimeout,
+            Via = null, // a MITM proxy stays invisible to the origin
+            MaxIdleConnectionsPerTarget = 1, // one client connection: its requests come one at a time
         };
-
-        var origin = new OriginForwarder(dial, _options.Limits, _loggerFactory.CreateLogger("Rama.Proxy.Tls.OriginForwarder"), _options.UpstreamResponseHeaderTimeout, _time);
+        // Decrypted requests go through the proxies' forwarder: bodies streamed both ways, the shared rules, the origin connection kept while both keep it alive.
+        var pool = new Http1ConnectionPool(forwarding.MaxIdleConnectionsPerTarget, forwarding.PooledConnectionIdleTimeout, _time);
+        await using var poolOwner = pool.ConfigureAwait(false);
+        var forwarder = new ForwardProxyService(forwarding, connector, pool, _loggerFactory.CreateLogger("Rama.Proxy.Tls.Mitm.Forwarder"), _time, tunnel: null, secure);
+        var origin = new ReverseProxyService(forwarder, target);
         var layers = new List<ILayer<HttpRequest, HttpResponse>> { new FingerprintLogLayer(_loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")) };
         layers.AddRange(_options.RequestLayers);
         var accessLog = _accessLog.IsEnabled ? new TunnelAccessLog(_accessLog, target) : _accessLog;
-        var http = OriginForwarder.Scoped(HttpServer.Create(Service.Stack(origin, [.. layers]), _options.Limits, _loggerFactory, _time, accessLog, AccessKind.Mitm));
+        var http = HttpServer.Create(Service.Stack<HttpRequest, HttpResponse>(origin, [.. layers]), _options.Limits, _loggerFactory, _time, accessLog, AccessKind.Mitm);
         var tls = new TlsServerLayer(new TlsServerOptions
         {
             Certificates = new LeafSelector(_options.Authority, target.Host),
@@ -139,6 +125,13 @@ public sealed partial class MitmTunnel : ITunnelHandler
         }
 
         return new RelayResult(counted.BytesRead, counted.BytesWritten);
+    }
+
+    /// <summary>The origin dials of one tunnel: the connection the tunnel was opened with (once), then the tunnel's redial.</summary>
+    private sealed class TunnelConnector(Func<SocketConnection?> first, Func<CancellationToken, ValueTask<ConnectResult>> redial) : ITcpConnector
+    {
+        public ValueTask<ConnectResult> ConnectAsync(HostPort target, CancellationToken cancellationToken) =>
+            first() is { } socket ? ValueTask.FromResult(new ConnectResult(socket, ConnectError.None, null)) : redial(cancellationToken);
     }
 
     /// <summary>Waits for the tunnel's first byte (bounded by the handshake timeout); true when it starts a TLS record.</summary>

@@ -5,6 +5,20 @@ using Rama.Proxy.Core;
 namespace Rama.Proxy.Net;
 
 /// <summary>
+/// How a connection's bytes move. The listener chooses once (<see cref="TcpServer.Transport"/>) and each connection records it
+/// (<see cref="ConnectionContext.TransportKind"/>); services read the record instead of guessing from the objects they are given.
+/// </summary>
+public enum ConnectionTransport
+{
+    /// <summary>The accepted socket through System.IO.Pipelines (<see cref="SocketConnection"/>'s pipes): portable, every service runs on it.</summary>
+    Pipes,
+    /// <summary>The raw socket, not started, for a service that drives it on the Linux epoll event loops (<see cref="ISocketTransportService"/>).</summary>
+    EventLoop,
+    /// <summary>Another byte stream over the socket (a TLS layer, a MITM-decrypted tunnel): pipes only, the socket is not this protocol's wire.</summary>
+    Layered,
+}
+
+/// <summary>
 /// One accepted connection as it travels the pipeline. A layer that changes the wire (TLS, PROXY
 /// protocol) replaces <see cref="Transport"/>; per-connection facts go in <see cref="Extensions"/>.
 /// The socket is owned by the server that accepted it, which closes it when the pipeline returns.
@@ -12,12 +26,22 @@ namespace Rama.Proxy.Net;
 public sealed class ConnectionContext
 {
     private readonly SocketConnection _socket;
+    private IDuplexPipe _transport;
+    private ConnectionTransport _socketTransport;
+    private bool _layered;
 
     public ConnectionContext(long id, SocketConnection socket, CancellationToken shutdownRequested)
+        : this(id, socket, shutdownRequested, ConnectionTransport.Pipes)
+    {
+    }
+
+    /// <summary>A connection whose listener chose <paramref name="transport"/> (<see cref="ConnectionTransport.EventLoop"/>: the socket is not started).</summary>
+    internal ConnectionContext(long id, SocketConnection socket, CancellationToken shutdownRequested, ConnectionTransport transport)
     {
         Id = id;
         _socket = socket;
-        Transport = socket;
+        _transport = socket;
+        _socketTransport = transport;
         ShutdownRequested = shutdownRequested;
         Extensions = new Extensions();
     }
@@ -26,7 +50,9 @@ public sealed class ConnectionContext
     {
         Id = outer.Id;
         _socket = outer._socket;
-        Transport = transport;
+        _transport = transport;
+        _socketTransport = outer._socketTransport;
+        _layered = true;
         ShutdownRequested = outer.ShutdownRequested;
         RemoteEndPoint = outer.RemoteEndPoint;
         Extensions = new Extensions(outer.Extensions);
@@ -44,8 +70,32 @@ public sealed class ConnectionContext
     /// <summary>Process-unique connection id (for logs).</summary>
     public long Id { get; }
 
-    /// <summary>The bytes of the connection; replaced by layers that change the wire.</summary>
-    public IDuplexPipe Transport { get; set; }
+    /// <summary>The bytes of the connection; replaced by layers that change the wire (and put back by them when they are done).</summary>
+    public IDuplexPipe Transport
+    {
+        get => _transport;
+        set
+        {
+            _transport = value;
+            _layered = !ReferenceEquals(value, _socket); // the one place that tells a layer's stream from the socket's
+        }
+    }
+
+    /// <summary>How this connection's bytes move now: the listener's choice, <see cref="ConnectionTransport.Layered"/> under a layer, <see cref="ConnectionTransport.Pipes"/> after a hand-over.</summary>
+    public ConnectionTransport TransportKind => _layered ? ConnectionTransport.Layered : _socketTransport;
+
+    /// <summary>
+    /// Moves a connection of the event loops to the pipes (a hand-over at a request boundary, or a service that does not drive
+    /// the raw socket): the socket's pipes start, with <paramref name="prefix"/> (bytes already read) as the first input.
+    /// </summary>
+    internal void StartPipes(ReadOnlySpan<byte> prefix = default)
+    {
+        if (_socketTransport == ConnectionTransport.EventLoop)
+        {
+            _socketTransport = ConnectionTransport.Pipes;
+            _socket.Start(prefix);
+        }
+    }
 
     public Extensions Extensions { get; }
 

@@ -10,7 +10,7 @@ namespace Rama.Proxy.Net;
 /// (<see cref="SocketConnectionOptions"/>), so a slow peer back-pressures the other side instead
 /// of growing memory. Completing <see cref="Output"/> sends FIN (half-close) after the data.
 /// </summary>
-public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable
+public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginConnection
 {
     private readonly Socket _socket;
     private readonly Pipe _input;

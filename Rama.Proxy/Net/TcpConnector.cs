@@ -98,19 +98,14 @@ public sealed partial class TcpConnector : ITcpConnector
         if (addresses.Length == 0)
         {
             LogConnectFailed(_logger, target.ToString(), ConnectError.NameNotResolved, "no addresses");
-            return ConnectResult.Failure(ConnectError.NameNotResolved, $"{target.Host} does not resolve");
+            return DialPolicy.NoAddress(target.Host);
         }
 
-        var last = ConnectResult.Failure(ConnectError.Failed, "no usable address");
-        foreach (var address in addresses)
+        var last = DialPolicy.NothingTried;
+        for (var i = DialPolicy.NextAllowed(addresses, 0, _options, ref last); i >= 0; i = DialPolicy.NextAllowed(addresses, i + 1, _options, ref last))
         {
-            if (_options.AllowDestination is { } allow && !allow(address))
-            {
-                last = ConnectResult.Failure(ConnectError.NotAllowed, $"{address} is not an allowed destination");
-                continue;
-            }
-
-            var socket = new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = _options.NoDelay };
+            var address = addresses[i];
+            var socket = DialPolicy.CreateSocket(address, _options);
             try
             {
                 await socket.ConnectAsync(new IPEndPoint(address, target.Port), linked.Token).ConfigureAwait(false);
@@ -121,7 +116,7 @@ public sealed partial class TcpConnector : ITcpConnector
             catch (SocketException ex)
             {
                 socket.Dispose();
-                last = ConnectResult.Failure(Classify(ex.SocketErrorCode), $"{address}:{target.Port}: {ex.SocketErrorCode}");
+                last = DialPolicy.Failed(address, target.Port, ex.SocketErrorCode);
             }
             catch (OperationCanceledException)
             {
@@ -140,16 +135,6 @@ public sealed partial class TcpConnector : ITcpConnector
         LogConnectFailed(_logger, target.ToString(), last.Error, last.Detail ?? "");
         return last;
     }
-
-    private static ConnectError Classify(SocketError error) => error switch
-    {
-        SocketError.ConnectionRefused => ConnectError.Refused,
-        SocketError.TimedOut => ConnectError.TimedOut,
-        SocketError.HostUnreachable or SocketError.HostDown or SocketError.HostNotFound => ConnectError.HostUnreachable,
-        SocketError.NetworkUnreachable or SocketError.NetworkDown => ConnectError.NetworkUnreachable,
-        SocketError.AccessDenied => ConnectError.NotAllowed,
-        _ => ConnectError.Failed,
-    };
 
     [LoggerMessage(EventId = 1100, Level = LogLevel.Debug, Message = "Connect to {Target} failed: {Error} ({Detail})")]
     private static partial void LogConnectFailed(ILogger logger, string target, ConnectError error, string detail);

@@ -63,6 +63,12 @@ public sealed partial class TcpServer : IAsyncDisposable
 
     public bool IsBound => Volatile.Read(ref _unbound) == 0;
 
+    /// <summary>
+    /// How this listener's connections move their bytes, chosen once at <see cref="Start"/>: <see cref="ConnectionTransport.EventLoop"/>
+    /// for an <see cref="ISocketTransportService"/> (its connections arrive with the socket not started), else the pipes.
+    /// </summary>
+    public ConnectionTransport Transport { get; private set; }
+
     /// <summary>Binds and listens; throws <see cref="SocketException"/> when the address is in use or not local.</summary>
     public static TcpServer Bind(IPEndPoint endPoint, TcpServerOptions? options = null, ILogger? logger = null)
     {
@@ -108,7 +114,11 @@ public sealed partial class TcpServer : IAsyncDisposable
         }
     }
 
-    public void Start(IService<ConnectionContext, Unit> service) => _acceptLoop = AcceptLoopAsync(service);
+    public void Start(IService<ConnectionContext, Unit> service)
+    {
+        Transport = service is ISocketTransportService ? ConnectionTransport.EventLoop : ConnectionTransport.Pipes;
+        _acceptLoop = AcceptLoopAsync(service);
+    }
 
     private async Task AcceptLoopAsync(IService<ConnectionContext, Unit> service)
     {
@@ -155,12 +165,13 @@ public sealed partial class TcpServer : IAsyncDisposable
         _connections[id] = connection;
         try
         {
-            if (service is not ISocketTransportService)
+            var transport = Transport;
+            if (transport == ConnectionTransport.Pipes)
             {
                 connection.Start();
             }
 
-            var context = new ConnectionContext(id, connection, _shutdown.ShutdownRequested) { RemoteEndPoint = connection.RemoteEndPoint };
+            var context = new ConnectionContext(id, connection, _shutdown.ShutdownRequested, transport) { RemoteEndPoint = connection.RemoteEndPoint };
             LogConnectionOpened(_logger, id, connection.RemoteEndPoint?.ToString() ?? "?", LocalEndPoint.ToString());
             await service.ServeAsync(context, connection.ConnectionClosed).ConfigureAwait(false);
         }

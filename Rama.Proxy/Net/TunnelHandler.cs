@@ -39,7 +39,7 @@ public sealed class RelayTunnel(TimeSpan? idleTimeout = null, TimeProvider? time
     /// <remarks>A relay needs one connection: <paramref name="redial"/> is not used.</remarks>
     public Task<RelayResult> RunAsync(ConnectionContext connection, IDuplexPipe client, SocketConnection upstream, HostPort target,
         Func<CancellationToken, ValueTask<ConnectResult>> redial, CancellationToken cancellationToken) =>
-        eventLoops && ReferenceEquals(client, connection.SocketConnection) && upstream.IsStarted
-            ? Epoll.EpollTunnel.RunAsync(connection.SocketConnection, upstream, idleTimeout ?? Relay.DefaultIdleTimeout, cancellationToken)
+        eventLoops && connection.TransportKind == ConnectionTransport.Pipes && upstream.IsStarted
+            ? Epoll.EpollTunnel.RunAsync(connection.SocketConnection, upstream, idleTimeout ?? Relay.DefaultIdleTimeout, cancellationToken, time)
             : Relay.RunAsync(client, upstream, cancellationToken, idleTimeout, time);
 }

@@ -31,7 +31,7 @@ public static class ReverseProxyStack
         var http = options.Http with { MaxIdleConnectionsPerTarget = Math.Max(options.Http.MaxIdleConnectionsPerTarget, MinIdleConnections) };
         var pipes = HttpProxy.CreateReverseProxy(http, upstream, connector, loggerFactory, time, accessLog);
         return options.ReverseTransport.UsesEventLoops(time, "reverse-proxy")
-            ? new EpollReverseProxy(pipes, http, Http1ConnectionPool.Key(upstream), options.Connector, dns, loggerFactory, accessLog)
+            ? new EpollReverseProxy(pipes, http, Http1ConnectionPool.Key(upstream), options.Connector, dns, loggerFactory, accessLog, time)
             : pipes;
     }
 }

@@ -101,10 +101,7 @@ public static class TlsStacks
         }
         else
         {
-            var origin = new OriginForwarder((_, token) => DialAsync(connector, options, time, token), options.Limits,
-                loggerFactory.CreateLogger("Rama.Proxy.Tls.OriginForwarder"), options.UpstreamResponseHeaderTimeout, time);
-            var app = Service.Stack<HttpRequest, HttpResponse>(origin, new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")));
-            forward = OriginForwarder.Scoped(HttpServer.Create(app, options.Limits, loggerFactory, time, accessLog, AccessKind.Tls));
+            forward = HttpForwarding(options, connector, loggerFactory, time, accessLog);
         }
 
         var layers = new List<ILayer<ConnectionContext, Unit>>();
@@ -114,7 +111,49 @@ public static class TlsStacks
         }
 
         layers.Add(new TlsServerLayer(tls, loggerFactory, time));
-        return Service.Stack(forward, [.. layers]);
+        return Service.Owning(Service.Stack(forward, [.. layers]), forward as IAsyncDisposable);
+    }
+
+    /// <summary>
+    /// HTTP mode: each request goes to the upstream through the forwarder of the proxies (<see cref="ForwardProxyService"/> under
+    /// <see cref="ReverseProxyService"/>): bodies streamed both ways (an early answer is read while the upload still runs), the
+    /// shared rules (<see cref="HttpForwardRules"/>: hop-by-hop fields, retry once, failures as statuses), origin connections pooled
+    /// across client connections, re-encrypted when <see cref="TlsTerminationOptions.UpstreamTls"/> is set (the TLS stream is pooled).
+    /// The client's Host is kept and no Via is added (the terminator stands in for the origin, as before).
+    /// </summary>
+    private static IService<ConnectionContext, Unit> HttpForwarding(TlsTerminationOptions options, ITcpConnector connector, ILoggerFactory loggerFactory,
+        TimeProvider time, IAccessLog accessLog)
+    {
+        var http = new HttpProxyOptions
+        {
+            Limits = options.Limits,
+            UpstreamResponseHeaderTimeout = options.UpstreamResponseHeaderTimeout,
+            Via = null,
+            MaxIdleConnectionsPerTarget = ReverseProxyStack.MinIdleConnections, // one upstream takes all the traffic
+        };
+        var secure = options.UpstreamTls is { } upstreamTls ? TlsOrigin.Securer(upstreamTls, (_, _) => options.Upstream.Host, time) : null;
+        var logger = loggerFactory.CreateLogger("Rama.Proxy.Tls.Termination");
+        var fingerprints = new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint"));
+        var upstream = Http1ConnectionPool.Key(options.Upstream);
+        IService<HttpRequest, HttpResponse> Application(Http1ConnectionPool pool) => Service.Stack<HttpRequest, HttpResponse>(
+            new ReverseProxyService(new ForwardProxyService(http, connector, pool, logger, time, tunnel: null, secure), upstream), fingerprints);
+
+        if (options.SendProxyProtocol is null)
+        {
+            var pool = new Http1ConnectionPool(http.MaxIdleConnectionsPerTarget, http.PooledConnectionIdleTimeout, time);
+            return Service.Owning(HttpServer.Create(Application(pool), options.Limits, loggerFactory, time, accessLog, AccessKind.Tls), pool);
+        }
+
+        // A PROXY header names one client: an origin connection serves that client's connection only (a pool of one per connection).
+        return Service.FromFunc<ConnectionContext, Unit>(async (connection, token) =>
+        {
+            var pool = new Http1ConnectionPool(1, http.PooledConnectionIdleTimeout, time);
+            await using (pool.ConfigureAwait(false))
+            {
+                var server = HttpServer.Create(Application(pool), options.Limits, loggerFactory, time, accessLog, AccessKind.Tls);
+                return await server.ServeAsync(connection, token).ConfigureAwait(false);
+            }
+        });
     }
 
     /// <summary>The entry of a raw relayed connection: no method or target; the upstream as authority; status 0, or 502 when it could not be dialled.</summary>
@@ -143,7 +182,7 @@ public static class TlsStacks
         var result = await connector.ConnectAsync(options.Upstream, cancellationToken).ConfigureAwait(false);
         if (result.Connection is not { } socket)
         {
-            return OriginDial.Failed(result.Error == ConnectError.TimedOut ? ForwardError.ConnectTimedOut : ForwardError.ConnectFailed, $"{result.Error}: {result.Detail}");
+            return OriginDial.Failed(HttpForwardRules.ErrorFor(result.Error), HttpForwardRules.Describe(result));
         }
 
         if (options.UpstreamTls is null)

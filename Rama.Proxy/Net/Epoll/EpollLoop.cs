@@ -96,7 +96,7 @@ internal sealed unsafe class EpollLoop
 
     public int Index { get; }
 
-    /// <summary>Milliseconds of a monotonic clock (the loops' notion of now).</summary>
+    /// <summary>Milliseconds of a monotonic clock: when the loop ticks (real time). What runs on the loop keeps its stack's time (<see cref="LoopClock"/>).</summary>
     public static long NowMs => Environment.TickCount64;
 
     /// <summary>Runs <paramref name="action"/> on the loop thread; a fault goes to <paramref name="owner"/>'s <see cref="IEpollHandler.OnFault"/>.</summary>

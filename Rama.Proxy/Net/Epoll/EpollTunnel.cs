@@ -27,14 +27,16 @@ internal sealed class EpollTunnel
     private readonly Direction _up;
     private readonly Direction _down;
     private readonly long _idleMs;
+    private readonly LoopClock _clock;
     private readonly TaskCompletionSource<RelayResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private long _lastActivityMs;
     private bool _finished;
     private bool _pumping;
 
-    private EpollTunnel(EpollLoop loop, Socket client, Socket target, TimeSpan idleTimeout)
+    private EpollTunnel(EpollLoop loop, Socket client, Socket target, TimeSpan idleTimeout, LoopClock clock)
     {
         _loop = loop;
+        _clock = clock;
         _client = new Side(this, client);
         _target = new Side(this, target);
         _up = new Direction(_client, _target);
@@ -49,11 +51,13 @@ internal sealed class EpollTunnel
     /// Relays <paramref name="client"/> and <paramref name="target"/> on a loop until both directions end. Both connections
     /// are detached from their pipes first; the caller disposes them afterwards, as after <see cref="Relay.RunAsync"/>.
     /// </summary>
-    public static async Task<RelayResult> RunAsync(SocketConnection client, SocketConnection target, TimeSpan idleTimeout, CancellationToken cancellationToken)
+    /// <param name="time">The stack's clock, on which the idle timeout runs (null: the system's).</param>
+    public static async Task<RelayResult> RunAsync(SocketConnection client, SocketConnection target, TimeSpan idleTimeout, CancellationToken cancellationToken,
+        TimeProvider? time = null)
     {
         var fromClient = await client.DetachAsync().ConfigureAwait(false);
         var fromTarget = await target.DetachAsync().ConfigureAwait(false);
-        var tunnel = new EpollTunnel(EpollLoop.Next(), client.Socket, target.Socket, idleTimeout);
+        var tunnel = new EpollTunnel(EpollLoop.Next(), client.Socket, target.Socket, idleTimeout, LoopClock.For(time));
         tunnel._up.Prime(fromClient);
         tunnel._down.Prime(fromTarget);
 
@@ -78,7 +82,7 @@ internal sealed class EpollTunnel
             _loop.AddTicker(tunnels);
         }
 
-        _lastActivityMs = EpollLoop.NowMs;
+        _lastActivityMs = _clock.NowMs;
         try
         {
             EpollLoop.LeaveOtherEpollSets(_client.Socket);
@@ -145,7 +149,7 @@ internal sealed class EpollTunnel
         }
     }
 
-    private void Touch() => _lastActivityMs = EpollLoop.NowMs;
+    private void Touch() => _lastActivityMs = _clock.NowMs;
 
     // A reset read from one side goes on as a reset to the other (RST, not a FIN it would take for a clean end).
     private void PassReset() => Finish(idleTimedOut: false, reset: true);
@@ -399,12 +403,12 @@ internal sealed class EpollTunnel
 
         public void Remove(EpollTunnel tunnel) => _tunnels.Remove(tunnel);
 
-        public void OnTick(long nowMs)
+        public void OnTick(long loopNowMs)
         {
             _due.Clear();
             foreach (var tunnel in _tunnels)
             {
-                if (nowMs - tunnel._lastActivityMs >= tunnel._idleMs)
+                if (tunnel._clock.NowMs - tunnel._lastActivityMs >= tunnel._idleMs) // each tunnel's stack's clock
                 {
                     _due.Add(tunnel);
                 }

@@ -28,6 +28,7 @@ public sealed class TestOrigin : IAsyncDisposable
     private readonly ConcurrentBag<TcpClient> _clients = [];
     private readonly Task _accepting;
     private int _connections;
+    private int _open;
     private int _disposed;
 
     public TestOrigin(OriginHandler? handler = null)
@@ -44,6 +45,9 @@ public sealed class TestOrigin : IAsyncDisposable
     public string Url(string path) => $"http://127.0.0.1:{Port}{path}";
 
     public int Connections => Volatile.Read(ref _connections);
+
+    /// <summary>Connections accepted and not yet ended (the peer closed, or the origin did).</summary>
+    public int OpenConnections => Volatile.Read(ref _open);
 
     public ConcurrentQueue<OriginRequest> Requests { get; } = new();
 
@@ -101,7 +105,20 @@ public sealed class TestOrigin : IAsyncDisposable
 
             _clients.Add(client);
             var number = Interlocked.Increment(ref _connections);
-            _ = ServeAsync(client, number);
+            Interlocked.Increment(ref _open);
+            _ = ServeCountedAsync(client, number);
+        }
+    }
+
+    private async Task ServeCountedAsync(TcpClient client, int number)
+    {
+        try
+        {
+            await ServeAsync(client, number);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _open);
         }
     }
 
