@@ -126,6 +126,19 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
+        var (response, error, detail, _) = await TryForwardAsync(request, target, authority, pathAndQuery, cancellationToken).ConfigureAwait(false);
+        return response ?? (error == ForwardError.UpstreamBusy ? Busy(request, detail) : Fail(request, error, detail));
+    }
+
+    /// <summary>
+    /// <see cref="ForwardAsync"/> with the failure as a value instead of an error response: the reverse proxy's routing
+    /// retries on another destination and ejects the failed one. <c>BodyBytesSent</c>: whether any request-body byte
+    /// reached the origin (a retry elsewhere is safe only without one, RFC 9110 §9.2.2).
+    /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<(HttpResponse? Response, ForwardError Error, string Detail, bool BodyBytesSent)> TryForwardAsync(HttpRequest request, HostPort target,
+        string? authority, string pathAndQuery, CancellationToken cancellationToken)
+    {
         var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
         var retryable = HttpMethods.IsIdempotent(request.Method);
         while (true)
@@ -137,7 +150,13 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 var dial = await connector.ConnectAsync(target, request.Extensions, cancellationToken).ConfigureAwait(false);
                 if (!dial.IsSuccess)
                 {
-                    return DialFailed(request, dial);
+                    return dial.Error switch
+                    {
+                        ConnectError.TimedOut => (null, ForwardError.ConnectTimedOut, dial.Detail ?? "connect timed out", false),
+                        ConnectError.NotAllowed => (null, ForwardError.NotAllowed, dial.Detail ?? "destination not allowed", false),
+                        ConnectError.Busy => (null, ForwardError.UpstreamBusy, dial.Detail ?? "every upstream is at its limit", false),
+                        _ => (null, ForwardError.ConnectFailed, $"{dial.Error}: {dial.Detail}", false),
+                    };
                 }
 
                 upstream = dial.Connection!;
@@ -147,7 +166,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var outcome = await exchange.SendAsync(pathAndQuery, target, authority, cancellationToken).ConfigureAwait(false);
             if (outcome.Response is not null)
             {
-                return outcome.Response;
+                return (outcome.Response, ForwardError.None, "", exchange.BodyBytesSent > 0);
             }
 
             // RFC 9110 §9.2.2 / RFC 9112 §9.3.1: a pooled connection the origin closed before
@@ -158,7 +177,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 continue;
             }
 
-            return Fail(request, outcome.Error, outcome.Detail);
+            return (null, outcome.Error, outcome.Detail, exchange.BodyBytesSent > 0);
         }
     }
 
