@@ -124,7 +124,7 @@ public sealed partial class ReverseRoutesReload : IDisposable
             {
                 configuration = _build();
             }
-            catch (OptionsException ex)
+            catch (Exception ex) when (ex is OptionsException or InvalidDataException or FormatException or IOException or UnauthorizedAccessException or System.Text.Json.JsonException)
             {
                 Refusals++;
                 LogRefused(_logger, "(all)", ex.Message);
