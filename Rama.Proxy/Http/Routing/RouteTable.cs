@@ -132,12 +132,12 @@ internal sealed class CompiledRoute
     public string Id => Options.RouteId;
 
     /// <summary>
-    /// Most specific first among equal Orders: an exact host over a wildcard over none, a longer path prefix over a shorter,
-    /// methods and headers over none (ASP.NET routing's precedence in spirit).
+    /// Most specific first among equal Orders, as ASP.NET routing (YARP) ranks them: the path first (a longer prefix over a
+    /// shorter, any prefix over none), then the host (exact over a wildcard over none), then methods and headers over none.
     /// </summary>
-    public (int Host, int Path, int Methods, int Headers) Specificity => (
-        _hosts.Length == 0 ? 0 : _hosts.Any(h => h.Wildcard) ? 1 : 2,
+    public (int Path, int Host, int Methods, int Headers) Specificity => (
         _pathPrefix?.Length ?? -1,
+        _hosts.Length == 0 ? 0 : _hosts.Any(h => h.Wildcard) ? 1 : 2,
         _methods.Length == 0 ? 0 : 1,
         _headers.Length);
 

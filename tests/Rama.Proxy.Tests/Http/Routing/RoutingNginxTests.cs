@@ -106,7 +106,8 @@ public sealed class RoutingNginxTests(ITestOutputHelper output)
             return result.Text;
         }
 
-        Assert.Equal("a", await GetAsync("-H", "Host: shop.example", proxy.Url("/api/x")));
+        Assert.Equal("a", await GetAsync("-H", "Host: shop.example", proxy.Url("/cart")));
+        Assert.Equal("b", await GetAsync("-H", "Host: shop.example", proxy.Url("/api/x"))); // the path ranks before the host (YARP's precedence)
         Assert.Equal("b", await GetAsync("-H", "Host: www.example", proxy.Url("/api/x")));
         Assert.Equal("c", await GetAsync("-H", "Host: www.example", "-H", "X-Canary: 1", proxy.Url("/api/x")));
         var headers = await GetAsync("-i", "-H", "Host: www.example", proxy.Url("/api"));

@@ -81,6 +81,7 @@ public sealed class RoutingUnitTests
         Assert.Equal("wild", Route(table, Request("GET", "/", ("Host", "a.b.example.com"))));
         Assert.Equal("any", Route(table, Request("GET", "/", ("Host", "example.com")))); // *.example.com is subdomains only
         Assert.Equal("first", Route(table, Request("GET", "/first", ("Host", "shop.example.com"))));
+        Assert.Equal("api", Route(table, Request("GET", "/api/x", ("Host", "shop.example.com")))); // a path prefix ranks before a host
     }
 
     [Theory]
