@@ -306,6 +306,62 @@ public sealed class RoutingUnitTests
     }
 
     [Fact]
+    public async Task A_swap_keeps_the_health_of_destinations_that_stay_and_stops_the_probes_of_removed_ones()
+    {
+        var time = new FakeTimeProvider();
+        var probes = new System.Collections.Concurrent.ConcurrentDictionary<string, int>();
+        var options = new ReverseRoutingOptions
+        {
+            Routes = [new RouteOptions { RouteId = "r", ClusterId = "c" }],
+            Clusters =
+            [
+                Cluster("c", destinations: 2) with
+                {
+                    HealthCheck = new HealthCheckOptions { Active = new ActiveHealthCheckOptions { Enabled = true, Interval = TimeSpan.FromSeconds(1), UnhealthyThreshold = 1 } },
+                },
+            ],
+        };
+        var http = new HttpProxyOptions();
+        var connector = new Rama.Proxy.Net.TcpConnector(time: time);
+        await using var pool = new Http1ConnectionPool(1, TimeSpan.FromSeconds(1), time);
+        var forwarder = new ForwardProxyService(http, connector, pool, NullLogger.Instance, time);
+        await using var service = new RoutingProxyService(forwarder, options, connector, http.Limits, NullLogger.Instance, time, (d, _, _) =>
+        {
+            probes.AddOrUpdate(d.Id, 1, (_, n) => n + 1);
+            return ValueTask.FromResult(d.Id != "d1"); // d1 fails its probes
+        });
+
+        async Task TickAsync()
+        {
+            time.Advance(TimeSpan.FromSeconds(1));
+            foreach (var checker in service.Checkers)
+            {
+                await Rama.Testing.Eventually.TrueAsync(() => checker.WhenIdleAsync().IsCompleted);
+            }
+        }
+
+        await TickAsync();
+        var d1 = service.Table.Clusters["c"].Destinations[1];
+        Assert.False(d1.ActiveHealthy);
+
+        // d0 goes, d1 stays (same id and address): it keeps its state; the old table's timers stop.
+        Assert.Empty(service.Apply(options with { Clusters = [options.Clusters[0] with { Destinations = [options.Clusters[0].Destinations[1]] }] }));
+        Assert.Same(d1, Assert.Single(service.Table.Clusters["c"].Destinations));
+        Assert.False(d1.ActiveHealthy);
+        var d0Probes = probes["d0"];
+        await TickAsync();
+        await TickAsync();
+        Assert.Equal(d0Probes, probes["d0"]);
+        Assert.Equal(3, probes["d1"]);
+        Assert.Null(service.Table.Clusters["c"].Pick(Request("GET", "/")));
+
+        // An invalid table is refused whole.
+        var problems = service.Apply(options with { Routes = [new RouteOptions { RouteId = "r", ClusterId = "gone" }] });
+        Assert.Contains(problems, p => p.Contains("'gone' names no cluster", StringComparison.Ordinal));
+        Assert.Same(d1, Assert.Single(service.Table.Clusters["c"].Destinations));
+    }
+
+    [Fact]
     public void Passive_failures_within_the_window_eject_for_the_reactivation_period_on_fake_time()
     {
         var time = new FakeTimeProvider();
