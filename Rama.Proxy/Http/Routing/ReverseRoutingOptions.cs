@@ -10,6 +10,9 @@ namespace Rama.Proxy.Http.Routing;
 /// </summary>
 public sealed record ReverseRoutingOptions
 {
+    private static readonly string[] s_framingFields =
+        ["Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade"];
+
     public IReadOnlyList<RouteOptions> Routes { get; init; } = [];
 
     public IReadOnlyList<ClusterOptions> Clusters { get; init; } = [];
@@ -55,6 +58,12 @@ public sealed record ReverseRoutingOptions
             if (route.Match.Path is { } path && !RoutePath.TryParse(path, out _, out var pathProblem))
             {
                 problems.Add($"route '{route.RouteId}': Match:Path '{path}' {pathProblem}");
+            }
+
+            foreach (var transform in route.Transforms.Where(t => s_framingFields.Contains(t.Name, StringComparer.OrdinalIgnoreCase)))
+            {
+                // RFC 9112 §6: the framing is the proxy's to write; a rewritten Content-Length would desynchronise the origin.
+                problems.Add($"route '{route.RouteId}': a transform may not change {transform.Name} (framing and connection fields are the proxy's)");
             }
 
             foreach (var header in route.Match.Headers)

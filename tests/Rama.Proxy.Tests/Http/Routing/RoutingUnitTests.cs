@@ -484,12 +484,14 @@ public sealed class RoutingUnitTests
             [
                 new RouteOptions { RouteId = "r", ClusterId = "missing" },
                 new RouteOptions { RouteId = "p", ClusterId = "c", Match = new RouteMatchOptions { Path = "/users/{id}/orders" } },
+                new RouteOptions { RouteId = "t", ClusterId = "c", Transforms = [new RouteTransform(RouteTransformKind.RequestHeaderSet, "content-length", "5")] },
             ],
             Clusters = [Cluster("c", LoadBalancingPolicy.Hash) with { Destinations = [new DestinationOptions { DestinationId = "x", Address = "https://a:1" }] }],
         }.Validate();
         Assert.Contains(problems, p => p.Contains("ClusterId 'missing' names no cluster", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("route parameter", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("needs HashOn", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Contains("route 't': a transform may not change content-length", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("'https', not supported", StringComparison.Ordinal));
     }
 }
