@@ -72,8 +72,9 @@ internal sealed partial class ActiveHealthChecker : IAsyncDisposable
             {
                 healthy = await _probe(destination, timeout.Token).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException or HttpCodecException or System.Net.Sockets.SocketException or InvalidOperationException)
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
+                // Whatever a probe throws is a failed probe: a faulted probe must not stop the destination's checks.
                 LogProbeFailed(_logger, _cluster.Id, destination.Id, ex.Message);
                 healthy = false;
             }

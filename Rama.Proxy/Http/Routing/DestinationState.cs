@@ -10,7 +10,7 @@ internal sealed class DestinationState
     private readonly Lock _lock = new();
     private readonly Queue<long> _failures = new();
     private int _inFlight;
-    private bool _activeHealthy = true;
+    private volatile bool _activeHealthy = true; // read without the lock on every pick; written under it
     private int _consecutiveFailures;
     private int _consecutiveSuccesses;
     private long _ejectedUntil = long.MinValue;
@@ -31,29 +31,14 @@ internal sealed class DestinationState
 
     public int InFlight => Volatile.Read(ref _inFlight);
 
-    public bool ActiveHealthy
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _activeHealthy;
-            }
-        }
-    }
+    public bool ActiveHealthy => _activeHealthy;
 
     public void RequestStarted() => Interlocked.Increment(ref _inFlight);
 
     public void RequestEnded() => Interlocked.Decrement(ref _inFlight);
 
     /// <summary>Whether the destination takes traffic at <paramref name="now"/> (timestamps of the cluster's TimeProvider).</summary>
-    public bool IsAvailable(long now)
-    {
-        lock (_lock)
-        {
-            return _activeHealthy && now >= _ejectedUntil;
-        }
-    }
+    public bool IsAvailable(long now) => _activeHealthy && now >= Volatile.Read(ref _ejectedUntil);
 
     /// <summary>
     /// One probe's result; returns the change of the active state, if any. <paramref name="unhealthyThreshold"/> consecutive
@@ -102,13 +87,13 @@ internal sealed class DestinationState
             }
 
             _failures.Enqueue(now);
-            if (_failures.Count < maxFailures || now < _ejectedUntil)
+            if (_failures.Count < maxFailures || now < Volatile.Read(ref _ejectedUntil))
             {
                 return false;
             }
 
             _failures.Clear();
-            _ejectedUntil = now + reactivation;
+            Volatile.Write(ref _ejectedUntil, now + reactivation);
             return true;
         }
     }

@@ -117,7 +117,7 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
         return new Generation(new RouteTable(options, clusters), [.. checkers]);
     }
 
-    public async ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
+    public ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         string pathAndQuery;
         switch (request.TargetForm)
@@ -134,9 +134,9 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
             case RequestTargetForm.Authority:
                 var refused = HttpResponse.Text(405, "CONNECT is not served by a reverse proxy");
                 refused.Headers.Add(s_allow, "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"u8.ToArray());
-                return refused;
+                return ValueTask.FromResult(refused);
             default:
-                return _forwarder.Fail(request, ForwardError.BadTarget, "unsupported request target");
+                return ValueTask.FromResult(_forwarder.Fail(request, ForwardError.BadTarget, "unsupported request target"));
         }
 
         var table = _current.Table; // one table for the whole request, whatever a reload does meanwhile
@@ -148,16 +148,17 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
         if (route is null)
         {
             LogNoRoute(_logger, request.Method, hostText, request.Target);
-            return HttpResponse.Text(404, $"Not Found: no route matches {request.Method} {hostText}{pathOnly}");
+            return ValueTask.FromResult(HttpResponse.Text(404, $"Not Found: no route matches {request.Method} {hostText}{pathOnly}"));
         }
 
         pathAndQuery = RewritePath(route.Options.Transforms, pathAndQuery);
         var forwarded = table.Options.ForwardedHeaders;
         ForwardedHeaders.Apply(forwarded, request.Headers, request.Connection?.RemoteEndPoint?.Address, "http", hostText.Length == 0 ? null : hostText);
         ApplyRequestTransforms(route.Options.Transforms, request.Headers);
-        return await ForwardToClusterAsync(request, route, pathAndQuery, cancellationToken).ConfigureAwait(false);
+        return ForwardToClusterAsync(request, route, pathAndQuery, cancellationToken);
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<HttpResponse> ForwardToClusterAsync(HttpRequest request, CompiledRoute route, string pathAndQuery, CancellationToken cancellationToken)
     {
         var cluster = route.Cluster;
@@ -173,6 +174,8 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
 
         var handedOver = false;
         List<DestinationState>? tried = null;
+        var lastError = ForwardError.ConnectFailed;
+        var lastDetail = "";
         try
         {
             var retryable = HttpMethods.IsIdempotent(request.Method);
@@ -189,7 +192,7 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
                         return unavailable;
                     }
 
-                    return _forwarder.Fail(request, ForwardError.ConnectFailed, $"every destination of cluster {cluster.Id} failed");
+                    return _forwarder.Fail(request, lastError, $"every destination of cluster {cluster.Id} tried failed; last: {lastDetail}");
                 }
 
                 destination.RequestStarted();
@@ -239,6 +242,7 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
                 }
 
                 LogRetryElsewhere(_logger, request.Method, request.Target, cluster.Id, destination.Id, outcome.Error);
+                (lastError, lastDetail) = (outcome.Error, $"{destination.Address}: {outcome.Detail}");
                 (tried ??= []).Add(destination);
             }
         }
