@@ -120,6 +120,7 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
     public ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         string pathAndQuery;
+        string? targetAuthority = null;
         switch (request.TargetForm)
         {
             case RequestTargetForm.Origin:
@@ -128,8 +129,9 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
             case RequestTargetForm.Asterisk:
                 pathAndQuery = "*";
                 break;
-            case RequestTargetForm.Absolute when ForwardProxyService.TrySplitAbsoluteTarget(request.Target, out _, out _, out var path):
+            case RequestTargetForm.Absolute when ForwardProxyService.TrySplitAbsoluteTarget(request.Target, out _, out var authority, out var path):
                 pathAndQuery = path; // RFC 9112 §3.2.2: accepted; the origin gets origin-form
+                targetAuthority = authority; // ... and its authority, not Host, names the host (§3.2.2: Host is ignored)
                 break;
             case RequestTargetForm.Authority:
                 var refused = HttpResponse.Text(405, "CONNECT is not served by a reverse proxy");
@@ -140,7 +142,7 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
         }
 
         var table = _current.Table; // one table for the whole request, whatever a reload does meanwhile
-        var hostText = request.Headers.GetText("Host") ?? "";
+        var hostText = targetAuthority ?? request.Headers.GetText("Host") ?? "";
         var (host, port) = SplitHost(hostText);
         var query = pathAndQuery.IndexOf('?', StringComparison.Ordinal);
         var pathOnly = query >= 0 ? pathAndQuery.AsSpan(0, query) : pathAndQuery.AsSpan();

@@ -108,6 +108,7 @@ public sealed class RoutingNginxTests(ITestOutputHelper output)
 
         Assert.Equal("a", await GetAsync("-H", "Host: shop.example", proxy.Url("/cart")));
         Assert.Equal("b", await GetAsync("-H", "Host: shop.example", proxy.Url("/api/x"))); // the path ranks before the host (YARP's precedence)
+        Assert.Equal("a", await GetAsync("--request-target", "http://shop.example/cart", proxy.Url("/"))); // absolute-form: its authority is the host
         Assert.Equal("b", await GetAsync("-H", "Host: www.example", proxy.Url("/api/x")));
         Assert.Equal("c", await GetAsync("-H", "Host: www.example", "-H", "X-Canary: 1", proxy.Url("/api/x")));
         var headers = await GetAsync("-i", "-H", "Host: www.example", proxy.Url("/api"));
