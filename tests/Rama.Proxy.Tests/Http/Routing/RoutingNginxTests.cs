@@ -58,7 +58,7 @@ public sealed class RoutingNginxTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Least_requests_and_hash_over_nginx_answer_every_request_and_hash_is_sticky_per_user()
+    public async Task Hash_on_a_header_over_nginx_keeps_each_user_on_one_destination_and_spreads_the_users()
     {
         await using var a = await NginxNamedOrigin.StartAsync("a");
         await using var b = await NginxNamedOrigin.StartAsync("b");
