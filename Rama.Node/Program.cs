@@ -77,6 +77,16 @@ public static class Program
             o.TimestampFormat = "HH:mm:ss.fff ";
         });
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
+        if (options.Listeners.Any(l => l.Routing is not null))
+        {
+            // Routed reverse listeners follow their configuration files: a changed file swaps the routes (ReverseRoutesReload).
+            string[] files = startup.Parsed.ConfigFile is { } configFile
+                ? [Path.Combine(AppContext.BaseDirectory, RamaConfiguration.AppSettingsFile), Path.GetFullPath(configFile)]
+                : [Path.Combine(AppContext.BaseDirectory, RamaConfiguration.AppSettingsFile)];
+            builder.Services.AddSingleton(services => new ReverseRoutesReload(files, () => RamaConfiguration.Build(AppContext.BaseDirectory, startup.Parsed),
+                services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Node.Routes")));
+        }
+
         ProxyDatabaseFile? database = null;
         // A fleet node routes through its replica of the fleet's proxy database; --proxydb there only seeds it (read once,
         // loaded through the sharded entities when the fleet's database is empty).

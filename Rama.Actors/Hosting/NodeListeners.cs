@@ -41,7 +41,7 @@ public static class NodeListeners
             var stack = listener.Kind switch
             {
                 ListenerKind.Proxy => Forward(listener),
-                ListenerKind.Reverse => ReverseProxyStack.Create(options.Proxy, listener.Upstream!.Value, loggers, accessLog: accessLog),
+                ListenerKind.Reverse => Reverse(listener),
                 ListenerKind.Tls => WithProxyProtocol(listener, TlsStacks.Termination(options.Tls.ServerOptions!, Termination(options, listener), loggers, accessLog: accessLog)),
                 _ => WithProxyProtocol(listener, TlsStacks.Echo(options.Tls.ServerOptions, options.Proxy.Http.Limits, loggers, accessLog: accessLog)),
             };
@@ -69,6 +69,20 @@ public static class NodeListeners
                 forwardStacks.Add(key, stack);
             }
 
+            return stack;
+        }
+
+        // One upstream: the stack of before (epoll where available). Routes: the routed stack on pipes, its table registered
+        // with the configuration reload when the host has one (rama-node does; an embedding host may not).
+        IService<ConnectionContext, Unit> Reverse(ListenerOptions listener)
+        {
+            if (listener.Routing is null)
+            {
+                return ReverseProxyStack.Create(options.Proxy, listener.Upstream!.Value, loggers, accessLog: accessLog);
+            }
+
+            var stack = ReverseProxyStack.Create(options.Proxy, listener.Routing, out var routes, loggers, accessLog: accessLog);
+            services.GetService<ReverseRoutesReload>()?.Add(listener.Name, routes);
             return stack;
         }
 
@@ -103,6 +117,8 @@ public static class NodeListeners
                 var mitm = options.Mitm.Enabled ? ", MITM" : "";
                 var auth = listener.Auth.Count == 0 ? "none" : $"{listener.Auth.Count} user(s)";
                 return $"HTTP proxy + SOCKS5{https}, auth: {auth}{mitm}{pp}";
+            case ListenerKind.Reverse when listener.Routing is { } routing:
+                return $"HTTP reverse proxy, {routing.Routes.Count} route(s) to {routing.Clusters.Count} cluster(s) of {routing.Clusters.Sum(c => c.Destinations.Count)} destination(s)";
             case ListenerKind.Reverse:
                 return $"HTTP reverse proxy to {listener.Upstream}";
             case ListenerKind.Tls:

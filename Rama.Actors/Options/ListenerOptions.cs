@@ -14,7 +14,7 @@ public enum ListenerKind
     /// <summary>HTTP forward proxy (absolute-form and CONNECT) and SOCKS5 on one port; HTTPS proxy too with a certificate.</summary>
     Proxy,
 
-    /// <summary>HTTP/1.1 reverse proxy to one upstream.</summary>
+    /// <summary>HTTP/1.1 reverse proxy to one upstream, or with Routes and Clusters to the clusters its routes choose.</summary>
     Reverse,
 
     /// <summary>TLS termination forwarding to an upstream.</summary>
@@ -27,7 +27,8 @@ public enum ListenerKind
 /// <summary>
 /// One listener, a named entry <c>Rama:Listeners:&lt;name&gt;</c> (Kestrel's endpoints' shape) or one added by a
 /// shorthand (<c>--listen</c> adds <c>listen-0</c>, ...). Keys per kind: every kind has <c>Kind</c> and <c>Bind</c>;
-/// proxy has <c>Auth</c> and <c>ProxyProtocol</c>; reverse has <c>Upstream</c> (required); tls has <c>Upstream</c>,
+/// proxy has <c>Auth</c> and <c>ProxyProtocol</c>; reverse has <c>Upstream</c>, or <c>Routes</c>, <c>Clusters</c> and
+/// <c>ForwardedHeaders</c> (<see cref="ReverseRouteOptions"/>); tls has <c>Upstream</c>,
 /// <c>UpstreamTls</c>, <c>UpstreamMode</c>, <c>UpstreamProxyProtocol</c> and <c>ProxyProtocol</c>; echo has
 /// <c>ProxyProtocol</c>. A key not set takes the node-wide default (<c>Rama:Auth</c>, <c>Rama:Tls:Upstream</c>, ...).
 /// Certificates, MITM, the proxy database, the PROXY protocol's trusted sources and the protocol limits are node-wide.
@@ -52,6 +53,9 @@ public sealed record ListenerOptions
     /// <summary>reverse, tls: where requests or bytes go.</summary>
     public HostPort? Upstream { get; init; }
 
+    /// <summary>reverse: routes, clusters and the forwarded-headers policy (instead of <see cref="Upstream"/>); null: one upstream.</summary>
+    public Rama.Proxy.Http.Routing.ReverseRoutingOptions? Routing { get; init; }
+
     /// <summary>tls: re-encrypt to the upstream.</summary>
     public bool UpstreamTls { get; init; }
 
@@ -65,7 +69,7 @@ public sealed record ListenerOptions
     public static IReadOnlyList<string> KeysOf(ListenerKind kind) => kind switch
     {
         ListenerKind.Proxy => ["Kind", "Bind", "Auth", "ProxyProtocol"],
-        ListenerKind.Reverse => ["Kind", "Bind", "Upstream"],
+        ListenerKind.Reverse => ["Kind", "Bind", "Upstream", "Routes", "Clusters", "ForwardedHeaders"],
         ListenerKind.Tls => ["Kind", "Bind", "Upstream", "UpstreamTls", "UpstreamMode", "UpstreamProxyProtocol", "ProxyProtocol"],
         _ => ["Kind", "Bind", "ProxyProtocol"],
     };
@@ -215,6 +219,11 @@ public sealed record ListenerOptions
             listener = listener with { Upstream = target };
         }
 
+        if (kind == ListenerKind.Reverse && ReverseRouteOptions.IsRouted(reader.Configuration, name))
+        {
+            listener = listener with { Routing = ReverseRouteOptions.Read(reader, name) };
+        }
+
         if (Get(D.ListenerUpstreamTls) is { } upstreamTls)
         {
             listener = listener with { UpstreamTls = bool.Parse(upstreamTls) };
@@ -252,7 +261,7 @@ public sealed record ListenerOptions
             }
         }
 
-        if (keys.Contains("Upstream"))
+        if (keys.Contains("Upstream") && listener.Routing is null)
         {
             reader.Show(prefix + "Upstream", listener.Upstream?.ToString() ?? "(none)");
         }

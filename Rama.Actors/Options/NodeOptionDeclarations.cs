@@ -308,7 +308,7 @@ public static class NodeOptionDeclarations
     public static RamaOption ListenerUpstream { get; } = new()
     {
         Key = "Rama:Listeners:*:Upstream", Value = OptionValue.HostAndPort,
-        Description = "reverse: the one upstream (required); tls: where it forwards (default Rama:Tls:Upstream)",
+        Description = "reverse: the one upstream (or Routes and Clusters instead); tls: where it forwards (default Rama:Tls:Upstream)",
     };
 
     public static RamaOption ListenerProxyProtocol { get; } = new()
@@ -333,6 +333,202 @@ public static class NodeOptionDeclarations
         Description = "tls: send a PROXY header upstream, v1, v2 or none (default Rama:Tls:UpstreamProxyProtocol)",
     };
 
+    // The keys of a routed reverse listener, Rama:Listeners:<name>:Routes|Clusters|ForwardedHeaders (YARP's shape). Their
+    // keys hold two names (the listener's and the route's or cluster's): ReverseRouteOptions composes them, these
+    // declarations give the value rules and the descriptions; "*" stands for any name.
+
+    public static RamaOption RouteClusterId { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:ClusterId", Value = OptionValue.Pattern(@"[^\s:]+", "is a cluster id (no spaces, no ':')"),
+        Description = "reverse: the cluster this route sends to (required)",
+    };
+
+    public static RamaOption RouteOrder { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Order", Value = OptionValue.Integer(-1_000_000, 1_000_000), Default = "0",
+        Description = "reverse: lower first; among equal orders the more specific route (exact host, longer path, methods, headers) first",
+    };
+
+    public static RamaOption RouteTimeout { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Timeout", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(24)),
+        Description = "reverse: time from the request to the response head, seconds or hh:mm:ss; 504 past it (default: Rama:Proxy:Http:UpstreamResponseHeaderTimeout only)",
+    };
+
+    public static RamaOption RouteHosts { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Match:Hosts", Arity = OptionArity.Repeatable,
+        Value = OptionValue.Pattern(@"(\*\.)?[A-Za-z0-9]([A-Za-z0-9\-.]*[A-Za-z0-9])?(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?", "is a host name, optionally *.domain and :port (api.example.com, *.example.com)"),
+        Description = "reverse: hosts the route matches, exact or *.example.com (any subdomain), case-insensitive",
+    };
+
+    public static RamaOption RoutePath { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Match:Path", Value = OptionValue.Pattern(@"/\S*", "is a path starting with '/' (/api or /api/{**catch-all})"),
+        Description = "reverse: the path prefix the route matches, /api or YARP's /api/{**catch-all} (segment-wise, case-insensitive)",
+    };
+
+    public static RamaOption RouteMethods { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Match:Methods", Arity = OptionArity.Repeatable, Value = OptionValue.Pattern(HttpToken, "is an HTTP method (GET, POST, ...)"),
+        Description = "reverse: methods the route matches (default any)",
+    };
+
+    public static RamaOption RouteHeaderName { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Match:Headers:*:Name", Value = OptionValue.Pattern(HttpToken, "is a header field name"),
+        Description = "reverse: a header the route matches on (required in each Headers entry)",
+    };
+
+    public static RamaOption RouteHeaderValues { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Match:Headers:*:Values", Arity = OptionArity.Repeatable, Value = OptionValue.Pattern(HeaderValue, "is a header value (no CR or LF)"),
+        Description = "reverse: the values compared by the mode",
+    };
+
+    public static RamaOption RouteHeaderMode { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Match:Headers:*:Mode", Value = OptionValue.Choice(["ExactHeader", "HeaderPrefix", "Exists", "Contains", "NotContains", "NotExists"]),
+        Default = "ExactHeader", Description = "reverse: how the header is matched (YARP's modes)",
+    };
+
+    public static RamaOption RouteHeaderCaseSensitive { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Match:Headers:*:IsCaseSensitive", Value = OptionValue.Boolean, Default = "false",
+        Description = "reverse: compare header values case-sensitively",
+    };
+
+    public static RamaOption RouteTransformValue { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Routes:*:Transforms", Arity = OptionArity.Repeatable, Value = OptionValue.Pattern(HeaderValue, "is a value without CR or LF"),
+        Description = "reverse: YARP's transforms, each an object: {PathRemovePrefix}, {PathPrefix}, {RequestHeader, Set|Append}, {RequestHeaderRemove}, {ResponseHeader, Set|Append}, {ResponseHeaderRemove}",
+    };
+
+    public static RamaOption DestinationAddress { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:Destinations:*:Address", Value = OptionValue.Pattern(@"\S+", "is http://host:port"),
+        Description = "reverse: a destination, http://host:port (required)",
+    };
+
+    public static RamaOption DestinationHealth { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:Destinations:*:Health", Value = OptionValue.Pattern(@"\S+", "is http://host:port"),
+        Description = "reverse: where active probes of this destination go (default its Address)",
+    };
+
+    public static RamaOption ClusterLoadBalancing { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:LoadBalancingPolicy",
+        Value = OptionValue.Choice(["PowerOfTwoChoices", "RoundRobin", "LeastRequests", "Random", "FirstAlphabetical", "Hash"]), Default = "PowerOfTwoChoices",
+        Description = "reverse: how a destination is chosen; Hash: consistent hash of HashOn (sticky)",
+    };
+
+    public static RamaOption ClusterHashOn { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HashOn", Value = OptionValue.Pattern(@"(?i:header|cookie):[!#$%&'*+\-.^_`|~0-9A-Za-z]+", "is header:<name> or cookie:<name>"),
+        Description = "reverse: the key of the Hash policy, header:X-User or cookie:session (without it in a request: power of two choices)",
+    };
+
+    public static RamaOption ClusterMaxAttempts { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:MaxAttempts", Value = OptionValue.Integer(1, 100), Default = "3",
+        Description = "reverse: destinations tried per request (retries go to another destination; never more than the destinations)",
+    };
+
+    public static RamaOption ActiveEnabled { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Active:Enabled", Value = OptionValue.Boolean, Default = "false",
+        Description = "reverse: probe each destination with an HTTP GET",
+    };
+
+    public static RamaOption ActiveInterval { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Active:Interval", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1)), Default = "00:00:15",
+        Description = "reverse: time between probes (default 15 s, YARP's)",
+    };
+
+    public static RamaOption ActiveTimeout { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Active:Timeout", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(10), TimeSpan.FromHours(1)), Default = "00:00:10",
+        Description = "reverse: a probe without a response head in this time failed (default 10 s, YARP's)",
+    };
+
+    public static RamaOption ActivePath { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Active:Path", Value = OptionValue.Pattern(@"/\S*", "is a path starting with '/'"), Default = "/",
+        Description = "reverse: the probed path; a 2xx is healthy",
+    };
+
+    public static RamaOption ActivePolicy { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Active:Policy", Value = OptionValue.Choice(["ConsecutiveFailures"]),
+        Description = "reverse: accepted for YARP's configurations; Rama's policy is consecutive failures / successes",
+    };
+
+    public static RamaOption ActiveUnhealthyThreshold { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Active:UnhealthyThreshold", Value = OptionValue.Integer(1, 1000), Default = "3",
+        Description = "reverse: consecutive failed probes that take a destination out (default 3, haproxy's fall)",
+    };
+
+    public static RamaOption ActiveHealthyThreshold { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Active:HealthyThreshold", Value = OptionValue.Integer(1, 1000), Default = "2",
+        Description = "reverse: consecutive passed probes that bring it back (default 2, haproxy's rise)",
+    };
+
+    public static RamaOption PassiveEnabled { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Passive:Enabled", Value = OptionValue.Boolean, Default = "false",
+        Description = "reverse: eject a destination after forwarding failures (refused or timed-out connects, closed before a response)",
+    };
+
+    public static RamaOption PassivePolicy { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Passive:Policy", Value = OptionValue.Choice(["TransportFailureRate"]),
+        Description = "reverse: accepted for YARP's configurations; Rama's policy is MaxFailures within Window",
+    };
+
+    public static RamaOption PassiveMaxFailures { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Passive:MaxFailures", Value = OptionValue.Integer(1, 1000), Default = "1",
+        Description = "reverse: failures within Window that eject (default 1, nginx's max_fails)",
+    };
+
+    public static RamaOption PassiveWindow { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Passive:Window", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1)), Default = "00:00:10",
+        Description = "reverse: the window failures are counted in (default 10 s, nginx's fail_timeout)",
+    };
+
+    public static RamaOption PassiveReactivation { get; } = new()
+    {
+        Key = "Rama:Listeners:*:Clusters:*:HealthCheck:Passive:ReactivationPeriod", Value = OptionValue.Duration(TimeSpan.FromMilliseconds(1), TimeSpan.FromHours(1)), Default = "00:00:10",
+        Description = "reverse: how long an ejected destination takes no traffic (default 10 s, nginx's fail_timeout)",
+    };
+
+    public static RamaOption ForwardedXForwarded { get; } = new()
+    {
+        Key = "Rama:Listeners:*:ForwardedHeaders:XForwarded", Value = OptionValue.Boolean, Default = "true",
+        Description = "reverse (routed): add X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host",
+    };
+
+    public static RamaOption ForwardedRfc7239 { get; } = new()
+    {
+        Key = "Rama:Listeners:*:ForwardedHeaders:Forwarded", Value = OptionValue.Boolean, Default = "true",
+        Description = "reverse (routed): add Forwarded (RFC 7239): for, host, proto",
+    };
+
+    public static RamaOption ForwardedTrustedProxies { get; } = new()
+    {
+        Key = "Rama:Listeners:*:ForwardedHeaders:TrustedProxies", Arity = OptionArity.Repeatable, Value = OptionValue.Network,
+        Description = "reverse (routed): peers (CIDR) whose incoming forwarded fields are kept and appended to; from others they are replaced (default none)",
+    };
+
+    private const string HttpToken = @"[!#$%&'*+\-.^_`|~0-9A-Za-z]+";
+
+    private const string HeaderValue = @"[^\r\n]*";
+
     /// <summary>Every option of rama-node, the common ones first.</summary>
     [SuppressMessage("Design", "CA1002", Justification = "A read-only list.")]
     public static IReadOnlyList<RamaOption> All { get; } =
@@ -349,6 +545,11 @@ public static class NodeOptionDeclarations
         Mitm, MitmCaDir, MitmCaCert, MitmCaKey, MitmUpstreamCa, MitmInsecureUpstream,
         AccessLog, AccessLogFormat, AccessLogBufferSize,
         ListenerKind, ListenerBind, ListenerAuth, ListenerUpstream, ListenerProxyProtocol, ListenerUpstreamTls, ListenerUpstreamMode, ListenerUpstreamProxyProtocol,
+        RouteClusterId, RouteOrder, RouteTimeout, RouteHosts, RoutePath, RouteMethods, RouteHeaderName, RouteHeaderValues, RouteHeaderMode, RouteHeaderCaseSensitive,
+        RouteTransformValue, DestinationAddress, DestinationHealth, ClusterLoadBalancing, ClusterHashOn, ClusterMaxAttempts,
+        ActiveEnabled, ActiveInterval, ActiveTimeout, ActivePath, ActivePolicy, ActiveUnhealthyThreshold, ActiveHealthyThreshold,
+        PassiveEnabled, PassivePolicy, PassiveMaxFailures, PassiveWindow, PassiveReactivation,
+        ForwardedXForwarded, ForwardedRfc7239, ForwardedTrustedProxies,
     ];
 }
 

@@ -163,8 +163,11 @@ public sealed record NodeOptions
                     reader.AddProblem($"refusing to listen on {listener.Bind} ({at}) without auth: that would be an open proxy reachable from the network. " +
                                       $"Add --auth user:password (or {at}:Auth), or pass --allow-open-proxy if you really mean it.");
                     break;
-                case ListenerKind.Reverse when listener.Upstream is null:
-                    reader.AddProblem($"{at}:Upstream is missing: a reverse listener needs its upstream host:port (e.g. 127.0.0.1:8000)");
+                case ListenerKind.Reverse when listener.Upstream is null && listener.Routing is null:
+                    reader.AddProblem($"{at}:Upstream is missing: a reverse listener needs its upstream host:port (e.g. 127.0.0.1:8000), or Routes and Clusters");
+                    break;
+                case ListenerKind.Reverse when listener.Upstream is not null && listener.Routing is not null:
+                    reader.AddProblem($"{at}: Upstream and Routes/Clusters exclude each other: one upstream for every request, or routes to clusters");
                     break;
                 case ListenerKind.Tls:
                     if (!Tls.HasCertificate)

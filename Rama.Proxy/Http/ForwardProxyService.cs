@@ -123,6 +123,19 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
     internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, HostPort target, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
+        var (response, error, detail, _) = await TryForwardAsync(request, target, authority, pathAndQuery, cancellationToken).ConfigureAwait(false);
+        return response ?? (error == ForwardError.UpstreamBusy ? Busy(request, detail) : Fail(request, error, detail));
+    }
+
+    /// <summary>
+    /// <see cref="ForwardAsync"/> with the failure as a value instead of an error response: the reverse proxy's routing
+    /// retries on another destination and ejects the failed one. <c>BodyBytesSent</c>: whether any request-body byte
+    /// reached the origin (a retry elsewhere is safe only without one, RFC 9110 §9.2.2).
+    /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<(HttpResponse? Response, ForwardError Error, string Detail, bool BodyBytesSent)> TryForwardAsync(HttpRequest request, HostPort target,
+        string? authority, string pathAndQuery, CancellationToken cancellationToken)
+    {
         var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
         var retried = false;
         var upgrade = request.Headers.Contains(HeaderNames.Upgrade) ? UpgradeOffer(request) : null; // RFC 9110 §7.8
@@ -135,7 +148,8 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 var dial = await connector.ConnectAsync(target, request.Extensions, cancellationToken).ConfigureAwait(false);
                 if (!dial.IsSuccess)
                 {
-                    return DialFailed(request, dial);
+                    var error = ErrorFor(dial.Error); // the shared mapping; a busy answer names the limit
+                    return (null, error, error == ForwardError.UpstreamBusy ? dial.Detail ?? "every upstream is at its limit" : Describe(dial), false);
                 }
 
                 upstream = dial.Connection!;
@@ -145,7 +159,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                     var secured = await secure(request, target, dial.Connection!, cancellationToken).ConfigureAwait(false);
                     if (secured.Connection is null)
                     {
-                        return Fail(request, secured.Error, secured.Detail);
+                        return (null, secured.Error, secured.Detail, false);
                     }
 
                     upstream = secured.Connection;
@@ -156,7 +170,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var outcome = await exchange.SendAsync(pathAndQuery, target, authority, cancellationToken).ConfigureAwait(false);
             if (outcome.Response is not null)
             {
-                return outcome.Response;
+                return (outcome.Response, ForwardError.None, "", exchange.BodyBytesSent > 0);
             }
 
             // RFC 9110 §9.2.2 / RFC 9112 §9.3.1: a pooled connection the origin closed before answering (the shared rule).
@@ -167,7 +181,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 continue;
             }
 
-            return Fail(request, outcome.Error, outcome.Detail);
+            return (null, outcome.Error, outcome.Detail, exchange.BodyBytesSent > 0);
         }
     }
 

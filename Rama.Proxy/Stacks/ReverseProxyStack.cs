@@ -2,15 +2,17 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
+using Rama.Proxy.Http.Routing;
 using Rama.Proxy.Net;
 using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Stacks;
 
 /// <summary>
-/// The stack of a reverse-proxy port: HTTP/1.1 only, every request forwarded to one upstream. It
-/// shares the forward stack's options (limits, connector, DNS); the idle pool per upstream is
-/// raised to <see cref="MinIdleConnections"/> because one upstream takes all the traffic.
+/// The stack of a reverse-proxy port: HTTP/1.1 only, every request forwarded to one upstream, or, with routes, to the
+/// clusters its routes choose (<see cref="Create(ForwardProxyOptions, ReverseRoutingOptions, out IReverseRouteTable, ILoggerFactory?, TimeProvider?, IAccessLog?)"/>).
+/// It shares the forward stack's options (limits, connector, DNS); the idle pool per upstream is raised to
+/// <see cref="MinIdleConnections"/> because few upstreams take all the traffic.
 /// </summary>
 public static class ReverseProxyStack
 {
@@ -33,5 +35,38 @@ public static class ReverseProxyStack
         return options.ReverseTransport.UsesEventLoops(time, "reverse-proxy")
             ? new EpollReverseProxy(pipes, http, Http1ConnectionPool.Key(upstream), options.Connector, dns, loggerFactory, accessLog, time)
             : pipes;
+    }
+
+    /// <summary>
+    /// Builds a routed stack: routes, clusters, load balancing and health checks (Rama.Proxy.Http.Routing), on the
+    /// pipe transport. <paramref name="routes"/> swaps the route table (a reload). Throws <see cref="ArgumentException"/>
+    /// when <paramref name="routing"/> is invalid (<see cref="ReverseRoutingOptions.Validate"/>).
+    /// </summary>
+    public static IService<ConnectionContext, Unit> Create(ForwardProxyOptions options, ReverseRoutingOptions routing, out IReverseRouteTable routes,
+        ILoggerFactory? loggerFactory = null, TimeProvider? time = null, IAccessLog? accessLog = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(routing);
+        options.Validate();
+        loggerFactory ??= NullLoggerFactory.Instance;
+        accessLog ??= AccessLogs.ToLogger(loggerFactory);
+        time ??= TimeProvider.System;
+        var connector = new TcpConnector(new DnsResolver(options.Dns), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
+        var http = options.Http with { MaxIdleConnectionsPerTarget = Math.Max(options.Http.MaxIdleConnectionsPerTarget, MinIdleConnections) };
+        var pool = new Http1ConnectionPool(http.MaxIdleConnectionsPerTarget, http.PooledConnectionIdleTimeout, time);
+        var forwarder = new ForwardProxyService(http, connector, pool, loggerFactory.CreateLogger("Rama.Proxy.Http.ReverseProxy"), time);
+        var service = new RoutingProxyService(forwarder, routing, connector, http.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Routing"), time);
+        routes = service;
+        var server = new Http1Server(service, http.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"), accessLog, AccessKind.Reverse, time);
+        return Service.Owning<ConnectionContext, Unit>(server, new Owned(service, pool));
+    }
+
+    private sealed class Owned(IAsyncDisposable first, IAsyncDisposable second) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await first.DisposeAsync().ConfigureAwait(false);
+            await second.DisposeAsync().ConfigureAwait(false);
+        }
     }
 }
