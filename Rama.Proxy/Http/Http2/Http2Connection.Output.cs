@@ -498,16 +498,16 @@ internal abstract partial class Http2Connection
 
             WriteHeaderBlockLocked(stream.Id, fields, endStream);
             stream.HeadSent = true;
+            if (endStream)
+            {
+                MarkLocalClosed(stream); // before the frame can reach the peer: its next frame on this stream meets a closed stream
+            }
+
             await FlushLockedAsync(token).ConfigureAwait(false);
         }
         finally
         {
             _writeLock.Release();
-        }
-
-        if (endStream)
-        {
-            MarkLocalClosed(stream);
         }
     }
 
@@ -578,16 +578,16 @@ internal abstract partial class Http2Connection
             }
 
             Http2FrameWriter.WriteData(_output, stream.Id, data, endStream);
+            if (endStream)
+            {
+                MarkLocalClosed(stream);
+            }
+
             await FlushLockedAsync(token).ConfigureAwait(false);
         }
         finally
         {
             _writeLock.Release();
-        }
-
-        if (endStream)
-        {
-            MarkLocalClosed(stream);
         }
     }
 
