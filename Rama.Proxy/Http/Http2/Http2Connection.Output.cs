@@ -22,6 +22,7 @@ internal abstract partial class Http2Connection
     private readonly HpackEncoder _encoder;
     private readonly ArrayBufferWriter<byte> _headerScratch = new(512);
     private readonly Queue<TaskCompletionSource<bool>> _slotWaiters = new();
+    private readonly TaskCompletionSource _peerSettingsSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _outputDone;
     private bool _closed_;
 
@@ -288,6 +289,7 @@ internal abstract partial class Http2Connection
                 return;
             }
 
+            _peerSettingsSeen.TrySetResult();
             Http2FrameWriter.WriteSettingsAck(_output); // §6.5.3
             await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
         }
@@ -350,6 +352,8 @@ internal abstract partial class Http2Connection
     /// <summary>Client role: waits for a stream slot under the peer's SETTINGS_MAX_CONCURRENT_STREAMS; false when the connection can take no new stream.</summary>
     protected async ValueTask<bool> AcquireLocalSlotAsync(CancellationToken cancellationToken)
     {
+        // The peer's first SETTINGS says how many streams it takes (§6.5.2): wait for it rather than be refused.
+        await _peerSettingsSeen.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         TaskCompletionSource<bool> waiter;
         lock (_sync)
         {

@@ -725,6 +725,7 @@ internal abstract partial class Http2Connection
             }
 
             _slotWaiters.Clear();
+            _peerSettingsSeen.TrySetResult();
         }
 
         foreach (var stream in streams)
