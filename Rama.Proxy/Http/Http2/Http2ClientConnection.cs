@@ -109,6 +109,12 @@ internal sealed class Http2ClientSession(IDuplexPipe transport, Http2ClientOptio
             return new Http2ClientResult(null, Http2ClientError.Retryable);
         }
 
+        if (request.Extensions.Get<Http2RequestInfo>()?.Protocol is not null && !PeerEnablesConnectProtocol)
+        {
+            ReleaseLocalSlot();
+            throw new NotSupportedException("the server did not send SETTINGS_ENABLE_CONNECT_PROTOCOL: no extended CONNECT (RFC 8441 §3)");
+        }
+
         var hasBody = request.IsConnect || !ReferenceEquals(request.Body, EmptyBody.Instance);
         Http2Stream? stream;
         try

@@ -284,12 +284,12 @@ internal abstract partial class Http2Connection
                 }
             }
 
+            _peerSettingsSeen.TrySetResult();
             if (_outputDone)
             {
                 return;
             }
 
-            _peerSettingsSeen.TrySetResult();
             Http2FrameWriter.WriteSettingsAck(_output); // §6.5.3
             await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
         }

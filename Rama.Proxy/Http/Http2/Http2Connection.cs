@@ -762,7 +762,12 @@ internal abstract partial class Http2Connection
             AbortStream(stream, code, new IOException($"stream reset ({code})"));
         }
 
-        CountReset("too many stream errors");
+        if (code != Http2ErrorCode.StreamClosed)
+        {
+            // Frames still in flight on a stream we closed are not abuse (§5.1); every other stream error counts.
+            CountReset("too many stream errors");
+        }
+
         await SendRstStreamAsync(streamId, code).ConfigureAwait(false);
     }
 

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.IO.Pipelines;
 using System.Net;
@@ -187,6 +188,34 @@ public class Http2ClientTests
         var finished = await inFlight.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal("slow done\n", System.Text.Encoding.ASCII.GetString(await ReadAllAsync(finished.Response!.Body)));
         await loop.Client.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task Extended_connect_from_the_client_tunnels_bytes_both_ways()
+    {
+        // RFC 8441: the client sends :protocol when the server announced SETTINGS_ENABLE_CONNECT_PROTOCOL.
+        await using var loop = new Loopback(Service.FromFunc<HttpRequest, HttpResponse>((request, _) => ValueTask.FromResult(new HttpResponse(200)
+        {
+            OnUpgrade = async (pipe, ct) =>
+            {
+                var read = await pipe.Input.ReadAsync(ct);
+                var text = System.Text.Encoding.ASCII.GetString(read.Buffer.ToArray());
+                pipe.Input.AdvanceTo(read.Buffer.End);
+                await pipe.Output.WriteAsync(System.Text.Encoding.ASCII.GetBytes(text.ToUpperInvariant() + " via " + request.Extensions.Get<Http2RequestInfo>()?.Protocol), ct);
+            },
+        })));
+        var body = new Pipe();
+        var request = new HttpRequest(HttpMethods.Connect, "/chat", RequestTargetForm.Origin, HttpProtocolVersion.Http2, new HttpHeaders()) { Body = body.Reader };
+        request.Headers.Add("host", "test");
+        request.Extensions.Set(new Http2RequestInfo(0, "http", "test", "websocket"));
+        var sent = loop.Client.SendAsync(request);
+        await body.Writer.WriteAsync("hello tunnel"u8.ToArray());
+        var result = await sent.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(200, result.Response!.Status);
+        var read = await result.Response.Body.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal("HELLO TUNNEL via websocket", System.Text.Encoding.ASCII.GetString(read.Buffer.ToArray()));
+        result.Response.Body.AdvanceTo(read.Buffer.End);
+        await body.Writer.CompleteAsync();
     }
 
     [Fact]
