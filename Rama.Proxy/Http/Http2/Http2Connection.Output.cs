@@ -638,7 +638,7 @@ internal abstract partial class Http2Connection
                 Http2Log.WindowStalled(Logger, ConnectionId, stream.Id, connectionStalled);
                 if (connectionStalled)
                 {
-                    Abort(Http2ErrorCode.FlowControlError, "connection send window kept shut");
+                    Abort(Http2ErrorCode.EnhanceYourCalm, "connection send window kept shut"); // holding streams open costs us; not a protocol violation
                 }
                 else
                 {

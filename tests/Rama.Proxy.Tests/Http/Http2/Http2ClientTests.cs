@@ -191,6 +191,27 @@ public class Http2ClientTests
     }
 
     [Fact]
+    public async Task Abandoned_response_body_resets_the_stream()
+    {
+        await using var loop = new Loopback(Http2TestServices.Application());
+        var result = await loop.Client.SendAsync(Get("/big")).WaitAsync(TimeSpan.FromSeconds(10));
+        var read = await result.Response!.Body.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(read.IsCompleted);
+        result.Response.Body.AdvanceTo(read.Buffer.Start);
+        await result.Response.Body.CompleteAsync(); // 1 MiB does not fit our 768 KiB stream window: only a reset ends the stream now
+        var deadline = Stopwatch.StartNew();
+        while (loop.Client.ActiveStreams != 0 && deadline.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(10);
+        }
+
+        Assert.Equal(0, loop.Client.ActiveStreams);
+        Assert.True(loop.Client.IsUsable);
+        var again = await loop.Client.SendAsync(Get("/hello")).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal("hello h2\n", System.Text.Encoding.ASCII.GetString(await ReadAllAsync(again.Response!.Body)));
+    }
+
+    [Fact]
     public async Task Extended_connect_from_the_client_tunnels_bytes_both_ways()
     {
         // RFC 8441: the client sends :protocol when the server announced SETTINGS_ENABLE_CONNECT_PROTOCOL.

@@ -22,6 +22,16 @@ public class Http2ServerConformanceTests
     }
 
     [Fact]
+    public async Task Missing_preface_times_out_with_a_protocol_error()
+    {
+        var time = new FakeTimeProvider();
+        await using var client = new RawH2Client(time: time);
+        await client.SendAsync("PRI * HTTP/2.0\r\n"u8.ToArray());
+        time.Advance(new Http2Limits().PrefaceTimeout + TimeSpan.FromSeconds(1));
+        Assert.Equal(Http2ErrorCode.ProtocolError, await client.ExpectGoAwayAndCloseAsync());
+    }
+
+    [Fact]
     public async Task First_frame_other_than_settings_is_a_protocol_error()
     {
         // §3.4
@@ -408,6 +418,27 @@ public class Http2ServerConformanceTests
         await client.ExpectAsync(Http2FrameType.Ping);
         time.Advance(new Http2Limits().SendWindowTimeout + TimeSpan.FromSeconds(1));
         Assert.Equal(Http2ErrorCode.Cancel, await client.ExpectRstStreamAsync(1));
+    }
+
+    [Fact]
+    public async Task Connection_window_stall_ends_the_connection_after_the_send_timeout()
+    {
+        // The stream window is large, the connection window stays at its initial 65,535: 64 KiB go out, then nothing.
+        var time = new FakeTimeProvider();
+        await using var client = new RawH2Client(time: time);
+        await client.HandshakeAsync(new Http2Setting((ushort)Http2SettingId.InitialWindowSize, 4 * 1024 * 1024));
+        await client.HeadersAsync(1, true, RawH2Client.Get("/big"));
+        var received = 0;
+        while (received < 65_535)
+        {
+            received += (await client.ExpectAsync(Http2FrameType.Data, 1)).Payload.Length;
+        }
+
+        Assert.Equal(65_535, received);
+        await client.SendAsync(o => Http2FrameWriter.WritePing(o, 9, ack: false));
+        await client.ExpectAsync(Http2FrameType.Ping);
+        time.Advance(new Http2Limits().SendWindowTimeout + TimeSpan.FromSeconds(1));
+        Assert.Equal(Http2ErrorCode.EnhanceYourCalm, await client.ExpectGoAwayAndCloseAsync());
     }
 
     [Fact]
