@@ -642,7 +642,9 @@ internal abstract partial class Http2Connection
                 }
                 else
                 {
-                    await ResetStreamAsync(stream.Id, Http2ErrorCode.Cancel).ConfigureAwait(false);
+                    // Our decision, not the peer's error: not counted against it.
+                    AbortStream(stream, Http2ErrorCode.Cancel, new IOException("send window stalled"));
+                    await SendRstStreamAsync(stream.Id, Http2ErrorCode.Cancel).ConfigureAwait(false);
                 }
 
                 throw new IOException($"stream {stream.Id}: the peer kept its flow-control window shut");

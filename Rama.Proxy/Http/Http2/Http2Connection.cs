@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics;
 using System.IO.Pipelines;
 using Microsoft.Extensions.Logging;
 using Rama.Proxy.Http.Http2.Hpack;
@@ -127,10 +128,17 @@ internal abstract partial class Http2Connection
         {
             Close("closed");
         }
-        catch (Exception error) when (error is IOException or ObjectDisposedException or InvalidOperationException)
+        catch (Exception error) when (error is IOException or ObjectDisposedException)
         {
             Http2Log.TransportGone(Logger, ConnectionId, error.Message);
             Close("transport: " + error.Message);
+        }
+        catch (Exception error)
+        {
+            // A defect of ours: the peer gets a clean INTERNAL_ERROR and the connection ends, nothing crashes.
+            Http2Log.InternalError(Logger, error, ConnectionId);
+            await SendGoAwayAsync(Http2ErrorCode.InternalError, "internal error").ConfigureAwait(false);
+            Close("internal error: " + error.Message);
         }
         finally
         {
@@ -347,12 +355,20 @@ internal abstract partial class Http2Connection
 
         if (!data.IsEmpty)
         {
-            foreach (var segment in data)
+            // Under the stream's lock: another thread may reset the stream (and complete this writer) at any time.
+            lock (stream)
             {
-                stream.Inbound.Writer.Write(segment.Span);
-            }
+                if (!stream.Reset)
+                {
+                    foreach (var segment in data)
+                    {
+                        stream.Inbound.Writer.Write(segment.Span);
+                    }
 
-            await stream.Inbound.Writer.FlushAsync(CancellationToken.None).ConfigureAwait(false); // never pauses (threshold 0)
+                    var flush = stream.Inbound.Writer.FlushAsync(CancellationToken.None); // never pauses (threshold 0)
+                    Debug.Assert(flush.IsCompleted, "the inbound pipe never pauses");
+                }
+            }
         }
 
         if (header.HasFlag(Http2Flags.EndStream))
@@ -386,7 +402,14 @@ internal abstract partial class Http2Connection
             stream.RemoteClosed = true;
         }
 
-        stream.Inbound.Writer.Complete();
+        lock (stream)
+        {
+            if (!stream.Reset)
+            {
+                stream.Inbound.Writer.Complete();
+            }
+        }
+
         CloseIfDone(stream);
     }
 
@@ -463,7 +486,9 @@ internal abstract partial class Http2Connection
             DecodeBlock(new Http2HeaderCollector(IsServer, trailers: false), out _);
             if (IsServer)
             {
-                Http2Exception.Connection(Http2ErrorCode.StreamClosed, "HEADERS on a closed stream"); // §5.1
+                // §5.1: a stream that was open is closed (STREAM_CLOSED); a lower identifier never used is a PROTOCOL_ERROR (§5.1.1).
+                Http2Exception.Connection(WasOpened(streamId) ? Http2ErrorCode.StreamClosed : Http2ErrorCode.ProtocolError,
+                    "HEADERS on a closed or lower stream identifier");
             }
 
             return; // client: a response to a stream we reset
@@ -791,7 +816,11 @@ internal abstract partial class Http2Connection
         }
 
         GiveBackConnectionWindow((int)unread);
-        stream.Inbound.Writer.Complete(reason);
+        lock (stream)
+        {
+            stream.Inbound.Writer.Complete(reason); // completing twice is a no-op
+        }
+
         try
         {
             stream.Aborted.Cancel();
@@ -803,6 +832,41 @@ internal abstract partial class Http2Connection
 
         OnStreamAborted(stream, code);
         CloseIfDone(stream);
+    }
+
+    /// <summary>Peer stream identifiers recently closed (bounded), to tell STREAM_CLOSED from PROTOCOL_ERROR for a late HEADERS.</summary>
+    private readonly Queue<int> _recentlyClosedOrder = new();
+    private readonly HashSet<int> _recentlyClosed = [];
+
+    private void RememberClosedLocked(int streamId)
+    {
+        if (!_recentlyClosed.Add(streamId))
+        {
+            return;
+        }
+
+        _recentlyClosedOrder.Enqueue(streamId);
+        if (_recentlyClosedOrder.Count > 4 * Limits.MaxConcurrentStreams)
+        {
+            _recentlyClosed.Remove(_recentlyClosedOrder.Dequeue());
+        }
+    }
+
+    /// <summary>A stream the peer opened (and we refused or closed) recently.</summary>
+    protected void RememberRefused(int streamId)
+    {
+        lock (_sync)
+        {
+            RememberClosedLocked(streamId);
+        }
+    }
+
+    private bool WasOpened(int streamId)
+    {
+        lock (_sync)
+        {
+            return _recentlyClosed.Contains(streamId);
+        }
     }
 
     /// <summary>Our side gives up a stream (cancellation): RST_STREAM(CANCEL), not counted against the peer.</summary>
@@ -873,6 +937,7 @@ internal abstract partial class Http2Connection
             if (IsPeerInitiated(stream.Id))
             {
                 _activePeerStreams--;
+                RememberClosedLocked(stream.Id);
             }
             else
             {

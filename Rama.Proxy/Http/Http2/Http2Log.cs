@@ -32,6 +32,9 @@ internal static partial class Http2Log
     [LoggerMessage(EventId = 2508, Level = LogLevel.Warning, Message = "HTTP/2 connection {ConnectionId}: stream {StreamId}: the application failed")]
     public static partial void ApplicationFault(ILogger logger, Exception exception, long connectionId, int streamId);
 
+    [LoggerMessage(EventId = 2510, Level = LogLevel.Error, Message = "HTTP/2 connection {ConnectionId}: internal error, connection closed")]
+    public static partial void InternalError(ILogger logger, Exception exception, long connectionId);
+
     [LoggerMessage(EventId = 2509, Level = LogLevel.Debug, Message = "HTTP/2 connection {ConnectionId}: stream {StreamId} response aborted ({Detail})")]
     public static partial void ResponseAborted(ILogger logger, long connectionId, int streamId, string detail);
 }

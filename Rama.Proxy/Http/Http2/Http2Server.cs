@@ -93,6 +93,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         {
             // RFC 9113 §10.5.1, RFC 6585 §5: 431 on the stream; the table is in step (the decoder ran to the end of the block).
             CountReset("too many oversized header lists");
+            RememberRefused(streamId);
             Http2Log.StreamRefused(Logger, ConnectionId, streamId, "header list too large");
             var refused = new Http2Stream(this, streamId, 0, 0);
             await SendHeadersAsync(refused, ToFields(new HttpHeaders(0), 431), endStream: true, Closing).ConfigureAwait(false);
@@ -135,6 +136,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
     private async ValueTask RefuseAsync(int streamId, Http2ErrorCode code, string reason)
     {
         Http2Log.StreamRefused(Logger, ConnectionId, streamId, reason);
+        RememberRefused(streamId);
         CountReset("too many refused streams");
         await SendRstStreamAsync(streamId, code).ConfigureAwait(false);
     }

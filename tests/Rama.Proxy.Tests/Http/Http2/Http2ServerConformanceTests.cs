@@ -76,6 +76,18 @@ public class Http2ServerConformanceTests
     }
 
     [Fact]
+    public async Task Headers_with_a_lower_never_used_stream_id_is_a_protocol_error()
+    {
+        // §5.1.1
+        await using var client = new RawH2Client();
+        await client.HandshakeAsync();
+        await client.HeadersAsync(5, true, RawH2Client.Get());
+        await client.ReadResponseAsync(5, new HpackDecoder());
+        await client.HeadersAsync(3, true, RawH2Client.Get());
+        Assert.Equal(Http2ErrorCode.ProtocolError, await client.ExpectGoAwayAndCloseAsync());
+    }
+
+    [Fact]
     public async Task Data_after_end_stream_is_stream_closed_on_that_stream()
     {
         // §5.1 half-closed (remote)
