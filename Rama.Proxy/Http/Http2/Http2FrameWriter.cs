@@ -197,6 +197,28 @@ public static class Http2Preface
 
         return available == Length ? PrefaceMatch.Match : PrefaceMatch.NeedMore;
     }
+
+    /// <summary>
+    /// Peeks at a new connection's first octets without consuming them: true when they are the HTTP/2 preface (hand
+    /// the transport to <see cref="Http2Server"/>), false for anything else or a connection closed early (HTTP/1.1).
+    /// Waits for at most 24 octets; the caller bounds the wait with <paramref name="cancellationToken"/>.
+    /// </summary>
+    public static async ValueTask<bool> IsHttp2Async(System.IO.Pipelines.PipeReader input, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        while (true)
+        {
+            var result = await input.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var match = Detect(result.Buffer);
+            if (match != PrefaceMatch.NeedMore || result.IsCompleted)
+            {
+                input.AdvanceTo(result.Buffer.Start); // nothing consumed, nothing examined: the next reader sees it all
+                return match == PrefaceMatch.Match;
+            }
+
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
 }
 
 /// <summary>The answer of <see cref="Http2Preface.Detect"/>.</summary>

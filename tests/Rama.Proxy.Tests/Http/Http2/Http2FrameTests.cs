@@ -170,4 +170,24 @@ public class Http2FrameTests
     [InlineData("PRI * HTTP/1.1\r\n\r\n", PrefaceMatch.NoMatch)]
     public void Preface_is_told_from_http11_one_byte_per_segment(string text, PrefaceMatch expected) =>
         Assert.Equal(expected, Http2Preface.Detect(Sequences.OneBytePerSegment(text)));
+
+    [Theory]
+    [InlineData("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04", true)]
+    [InlineData("GET / HTTP/1.1\r\nHost: a\r\n\r\n", false)]
+    [InlineData("PRI * HTTP/2", false)] // closed early
+    public async Task Preface_is_peeked_without_consuming(string text, bool http2)
+    {
+        var pipe = new System.IO.Pipelines.Pipe();
+        var bytes = System.Text.Encoding.Latin1.GetBytes(text);
+        var detect = Http2Preface.IsHttp2Async(pipe.Reader, CancellationToken.None).AsTask();
+        foreach (var b in bytes)
+        {
+            await pipe.Writer.WriteAsync(new[] { b }); // one octet at a time
+        }
+
+        await pipe.Writer.CompleteAsync();
+        Assert.Equal(http2, await detect.WaitAsync(TimeSpan.FromSeconds(10)));
+        var rest = await pipe.Reader.ReadAsync();
+        Assert.Equal(bytes, rest.Buffer.ToArray());
+    }
 }
