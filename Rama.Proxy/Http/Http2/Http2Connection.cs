@@ -316,7 +316,14 @@ internal abstract partial class Http2Connection
         }
 
         var data = Http2FrameReader.ReadData(header, payload);
-        if (stream is null || stream.RemoteClosed || stream.Reset)
+        if ((stream is null && WasReset(header.StreamId)) || stream is { Reset: true })
+        {
+            // §5.1: frames the peer sent before it saw our RST_STREAM are ignored (their bytes go back to the connection window).
+            GiveBackConnectionWindow(length);
+            return;
+        }
+
+        if (stream is null || stream.RemoteClosed)
         {
             // §5.1: closed or half-closed (remote): STREAM_CLOSED; the bytes still go back to the connection window.
             GiveBackConnectionWindow(length);
@@ -809,6 +816,7 @@ internal abstract partial class Http2Connection
 
             stream.Reset = true;
             stream.ResetCode = code;
+            RememberResetLocked(stream.Id);
             unread = stream.Buffered;
             stream.Buffered = 0;
             stream.WindowWaiter?.TrySetResult();
@@ -852,12 +860,38 @@ internal abstract partial class Http2Connection
         }
     }
 
-    /// <summary>A stream the peer opened (and we refused or closed) recently.</summary>
+    /// <summary>A stream the peer opened and we refused with RST_STREAM: closed, and its frames in flight are ignored.</summary>
     protected void RememberRefused(int streamId)
     {
         lock (_sync)
         {
             RememberClosedLocked(streamId);
+            RememberResetLocked(streamId);
+        }
+    }
+
+    private readonly Queue<int> _recentlyResetOrder = new();
+    private readonly HashSet<int> _recentlyReset = [];
+
+    private void RememberResetLocked(int streamId)
+    {
+        if (!_recentlyReset.Add(streamId))
+        {
+            return;
+        }
+
+        _recentlyResetOrder.Enqueue(streamId);
+        if (_recentlyResetOrder.Count > 4 * Limits.MaxConcurrentStreams)
+        {
+            _recentlyReset.Remove(_recentlyResetOrder.Dequeue());
+        }
+    }
+
+    private bool WasReset(int streamId)
+    {
+        lock (_sync)
+        {
+            return _recentlyReset.Contains(streamId);
         }
     }
 

@@ -276,6 +276,12 @@ public class Http2ServerConformanceTests
         await client.HeadersAsync(3, true, RawH2Client.Get("/slow"));
         await client.HeadersAsync(5, true, RawH2Client.Get("/slow"));
         Assert.Equal(Http2ErrorCode.RefusedStream, await client.ExpectRstStreamAsync(5));
+
+        // §5.1: DATA sent before the client saw our RST_STREAM is ignored, not answered with another reset.
+        await client.DataAsync(5, "late"u8.ToArray(), endStream: true);
+        await client.SendAsync(o => Http2FrameWriter.WritePing(o, 5, ack: false));
+        Assert.Equal(Http2FrameType.Ping, (await client.ReadFrameAsync()).Header.Type);
+
         gate.SetResult();
         var decoder = new HpackDecoder();
         var first = await client.ReadResponseAsync(1, decoder);
