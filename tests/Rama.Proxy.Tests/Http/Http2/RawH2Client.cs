@@ -141,46 +141,54 @@ internal sealed class RawH2Client : IAsyncDisposable
         return Http2FrameReader.ReadRstStream(new ReadOnlySequence<byte>(payload));
     }
 
-    /// <summary>Reads one response on <paramref name="streamId"/>: status, body, trailers (until END_STREAM).</summary>
-    public async Task<(int Status, byte[] Body, List<HpackHeaderField>? Trailers)> ReadResponseAsync(int streamId, HpackDecoder decoder)
+    /// <summary>Reads one response on <paramref name="streamId"/>: status, body, trailers (until END_STREAM). Other streams' header blocks are decoded (HPACK state) and dropped.</summary>
+    public async Task<(int Status, byte[] Body, List<HpackHeaderField>? Trailers)> ReadResponseAsync(int streamId, HpackDecoder decoder) =>
+        (await ReadResponsesAsync(decoder, streamId))[streamId];
+
+    /// <summary>Reads the responses of several concurrent streams, in whatever order their frames interleave.</summary>
+    public async Task<Dictionary<int, (int Status, byte[] Body, List<HpackHeaderField>? Trailers)>> ReadResponsesAsync(HpackDecoder decoder, params int[] streamIds)
     {
-        var status = 0;
-        var body = new List<byte>();
-        List<HpackHeaderField>? trailers = null;
-        while (true)
+        var status = streamIds.ToDictionary(id => id, _ => 0);
+        var bodies = streamIds.ToDictionary(id => id, _ => new List<byte>());
+        var trailers = new Dictionary<int, List<HpackHeaderField>>();
+        var done = new Dictionary<int, (int, byte[], List<HpackHeaderField>?)>();
+        while (done.Count < streamIds.Length)
         {
             var (header, payload) = await ReadFrameAsync();
-            if (header.StreamId != streamId)
-            {
-                continue;
-            }
-
+            var mine = status.ContainsKey(header.StreamId);
             if (header.Type == Http2FrameType.Headers)
             {
                 var fields = decoder.Decode(Http2FrameReader.ReadHeaders(header, new ReadOnlySequence<byte>(payload), out _).ToArray());
-                if (status == 0)
+                if (!mine)
                 {
-                    status = int.Parse(fields.Single(f => f.NameText == ":status").ValueText, System.Globalization.CultureInfo.InvariantCulture);
+                    continue;
+                }
+
+                if (status[header.StreamId] == 0)
+                {
+                    status[header.StreamId] = int.Parse(fields.Single(f => f.NameText == ":status").ValueText, System.Globalization.CultureInfo.InvariantCulture);
                 }
                 else
                 {
-                    trailers = fields;
+                    trailers[header.StreamId] = fields;
                 }
             }
-            else if (header.Type == Http2FrameType.Data)
+            else if (header.Type == Http2FrameType.Data && mine)
             {
-                body.AddRange(Http2FrameReader.ReadData(header, new ReadOnlySequence<byte>(payload)).ToArray());
+                bodies[header.StreamId].AddRange(Http2FrameReader.ReadData(header, new ReadOnlySequence<byte>(payload)).ToArray());
             }
-            else if (header.Type == Http2FrameType.RstStream)
+            else if (header.Type == Http2FrameType.RstStream && mine)
             {
-                throw new InvalidOperationException("stream reset: " + Http2FrameReader.ReadRstStream(new ReadOnlySequence<byte>(payload)));
+                throw new InvalidOperationException($"stream {header.StreamId} reset: " + Http2FrameReader.ReadRstStream(new ReadOnlySequence<byte>(payload)));
             }
 
-            if (header.Type is Http2FrameType.Data or Http2FrameType.Headers && header.HasFlag(Http2Flags.EndStream))
+            if (mine && header.Type is Http2FrameType.Data or Http2FrameType.Headers && header.HasFlag(Http2Flags.EndStream))
             {
-                return (status, body.ToArray(), trailers);
+                done[header.StreamId] = (status[header.StreamId], bodies[header.StreamId].ToArray(), trailers.GetValueOrDefault(header.StreamId));
             }
         }
+
+        return done;
     }
 
     public async ValueTask DisposeAsync()
