@@ -1,3 +1,4 @@
+using Xunit.Abstractions;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Rama.Proxy.Tests.Support;
@@ -5,7 +6,7 @@ using Rama.Proxy.Tests.Support;
 namespace Rama.Proxy.Tests.Http.Http2;
 
 /// <summary>Our HTTP/2 server driven by real clients: curl, nghttp, h2load (nghttp2's tools).</summary>
-public class Http2RealPeerTests
+public class Http2RealPeerTests(ITestOutputHelper output)
 {
     private static async Task<(int ExitCode, string Stdout, string Stderr)> RunAsync(string file, params string[] args)
     {
@@ -98,6 +99,29 @@ public class Http2RealPeerTests
         Assert.True(code == 0, stderr + stdout);
         Assert.Contains("requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored", stdout, StringComparison.Ordinal);
         Assert.Contains("status codes: 2000 2xx", stdout, StringComparison.Ordinal);
+        output.WriteLine(string.Join('\n', stdout.Split('\n').Where(l => l.StartsWith("finished in", StringComparison.Ordinal))));
+        await AssertNoOpenConnectionsAsync(server);
+    }
+
+    [Fact]
+    public async Task H2load_posts_256_KiB_bodies_echoed_on_concurrent_streams()
+    {
+        // Flow control both ways under load: 200 uploads of 256 KiB echoed back, 2 connections x 10 streams.
+        await using var server = Http2TestServices.StartServer();
+        var file = Path.GetTempFileName();
+        try
+        {
+            await File.WriteAllBytesAsync(file, Http2TestServices.Big[..(256 * 1024)]);
+            var (code, stdout, stderr) = await RunAsync("h2load", "-n", "200", "-c", "2", "-m", "10", "-d", file, $"http://127.0.0.1:{server.LocalEndPoint.Port}/echo");
+            Assert.True(code == 0, stderr + stdout);
+            Assert.Contains("requests: 200 total, 200 started, 200 done, 200 succeeded, 0 failed, 0 errored", stdout, StringComparison.Ordinal);
+            Assert.Contains("status codes: 200 2xx", stdout, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+
         await AssertNoOpenConnectionsAsync(server);
     }
 
