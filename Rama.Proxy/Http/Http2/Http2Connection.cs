@@ -32,6 +32,8 @@ internal abstract partial class Http2Connection
     private bool _firstFrameSeen;
     private bool _settingsAcked;
     private ITimer? _settingsTimer;
+    private ITimer? _idleTimer;
+    private long _lastActivity;
 
     // Rapid reset (CVE-2023-44487): resets and refusals counted per window.
     private long _resetWindowStart;
@@ -115,6 +117,7 @@ internal abstract partial class Http2Connection
             }
 
             await SendPrefaceAndSettingsAsync().ConfigureAwait(false);
+            StartIdleTimer();
             await ReadFramesAsync().ConfigureAwait(false);
             Close("peer closed the connection");
         }
@@ -190,6 +193,7 @@ internal abstract partial class Http2Connection
         while (true)
         {
             var result = await _input.ReadAsync(_closing.Token).ConfigureAwait(false);
+            Volatile.Write(ref _lastActivity, Time.GetTimestamp());
             var buffer = result.Buffer;
             try
             {
@@ -307,6 +311,25 @@ internal abstract partial class Http2Connection
         }, this, Limits.SettingsAckTimeout, Timeout.InfiniteTimeSpan);
     }
 
+    /// <summary>
+    /// A connection without streams and without a frame from the peer for <see cref="Http2Limits.IdleTimeout"/> ends with
+    /// GOAWAY(NO_ERROR) (§6.8; Kestrel's keep-alive timeout): idle connections are not kept forever.
+    /// </summary>
+    private void StartIdleTimer()
+    {
+        Volatile.Write(ref _lastActivity, Time.GetTimestamp());
+        var period = Limits.IdleTimeout / 4;
+        _idleTimer = Time.CreateTimer(static s =>
+        {
+            var connection = (Http2Connection)s!;
+            if (connection.ActivePeerStreams == 0 && connection.ActiveLocalStreams == 0
+                && connection.Time.GetElapsedTime(Volatile.Read(ref connection._lastActivity)) >= connection.Limits.IdleTimeout)
+            {
+                connection.Abort(Http2ErrorCode.NoError, "idle timeout");
+            }
+        }, this, period, period);
+    }
+
     /// <summary>Ends the connection from outside the read loop: GOAWAY with <paramref name="code"/>, then close.</summary>
     public void Abort(Http2ErrorCode code, string reason)
     {
@@ -345,6 +368,7 @@ internal abstract partial class Http2Connection
     private async Task FinishAsync()
     {
         _settingsTimer?.Dispose();
+        _idleTimer?.Dispose();
         Http2Stream[] streams;
         lock (_sync)
         {

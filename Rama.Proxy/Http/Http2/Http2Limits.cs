@@ -55,6 +55,13 @@ public sealed record Http2Limits
     /// </summary>
     public TimeSpan SendWindowTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A connection with no open stream and no frame from the peer for this long ends with GOAWAY(NO_ERROR), both roles
+    /// (a pool drops the client connection: <see cref="Http2ClientConnection.IsUsable"/> turns false).
+    /// Default 130 s: Kestrel's KeepAliveTimeout.
+    /// </summary>
+    public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(130);
+
     /// <summary>How long a server waits for the client preface and first SETTINGS. Default 10 s: Kestrel's request headers timeout.</summary>
     public TimeSpan PrefaceTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -88,5 +95,9 @@ public sealed record Http2Limits
         HttpLimits.PositiveTime(SettingsAckTimeout, nameof(SettingsAckTimeout));
         HttpLimits.PositiveTime(SendWindowTimeout, nameof(SendWindowTimeout));
         HttpLimits.PositiveTime(PrefaceTimeout, nameof(PrefaceTimeout));
+        if (IdleTimeout <= TimeSpan.Zero)
+        {
+            throw new ArgumentException($"{nameof(Http2Limits)}.{nameof(IdleTimeout)} must be positive", nameof(IdleTimeout));
+        }
     }
 }

@@ -32,6 +32,26 @@ public class Http2ServerConformanceTests
     }
 
     [Fact]
+    public async Task Idle_connection_ends_with_goaway_no_error_but_not_while_a_stream_is_open()
+    {
+        var time = new FakeTimeProvider();
+        var gate = new TaskCompletionSource();
+        var idle = new Http2Limits().IdleTimeout;
+        await using var client = new RawH2Client(Http2TestServices.Application(gate), time: time);
+        await client.HandshakeAsync();
+        await client.HeadersAsync(1, true, RawH2Client.Get("/slow"));
+        await client.SendAsync(o => Http2FrameWriter.WritePing(o, 1, ack: false));
+        await client.ExpectAsync(Http2FrameType.Ping);
+        time.Advance(idle * 2); // a stream is open: not idle
+        await client.SendAsync(o => Http2FrameWriter.WritePing(o, 2, ack: false));
+        await client.ExpectAsync(Http2FrameType.Ping);
+        gate.SetResult();
+        Assert.Equal(200, (await client.ReadResponseAsync(1, new HpackDecoder())).Status);
+        time.Advance(idle + idle / 4);
+        Assert.Equal(Http2ErrorCode.NoError, await client.ExpectGoAwayAndCloseAsync());
+    }
+
+    [Fact]
     public async Task First_frame_other_than_settings_is_a_protocol_error()
     {
         // §3.4
