@@ -3,11 +3,13 @@ using Rama.Proxy.Core;
 
 namespace Rama.Proxy.Http;
 
-/// <summary>HTTP/1.x versions the codec speaks (RFC 9112 §2.3).</summary>
+/// <summary>HTTP versions the codecs speak (RFC 9112 §2.3; RFC 9113 for HTTP/2).</summary>
 public enum HttpProtocolVersion
 {
     Http10,
     Http11,
+    /// <summary>HTTP/2 (RFC 9113): set by the HTTP/2 server on the requests it maps from streams.</summary>
+    Http2,
 }
 
 /// <summary>RFC 9112 §3.2: the four forms of request-target.</summary>
@@ -71,6 +73,12 @@ public sealed class HttpRequest
     /// <summary>The body, streamed; empty when there is none. Do not complete it: the server owns it.</summary>
     public PipeReader Body { get; set; } = EmptyBody.Instance;
 
+    /// <summary>
+    /// Trailer fields (RFC 9110 §6.5) received after the body: set before <see cref="Body"/> completes, so a reader
+    /// that read the body to its end sees them; null when there were none. HTTP/2 only for now.
+    /// </summary>
+    public HttpHeaders? Trailers { get; set; }
+
     /// <summary>The client connection the request arrived on (set by the HTTP server; null for a request built in code).</summary>
     public Net.ConnectionContext? Connection { get; internal set; }
 
@@ -92,6 +100,7 @@ public sealed class HttpRequest
         Version = version;
         Headers.Clear();
         Body = EmptyBody.Instance;
+        Trailers = null;
         Connection = null;
         BodyFraming = BodyFraming.None;
         ContentLength = 0;
@@ -124,6 +133,13 @@ public sealed class HttpResponse(int status, HttpHeaders? headers = null)
     /// mid-body aborts the client connection: a status can no longer be sent).
     /// </summary>
     public PipeReader Body { get; set; } = EmptyBody.Instance;
+
+    /// <summary>
+    /// Trailer fields to send after the body (gRPC's grpc-status): the server reads this once <see cref="Body"/> has
+    /// completed, so a producer may set it up to completing the body's writer; null or empty sends none.
+    /// The HTTP/2 client sets it on a response before completing the body. HTTP/2 only for now.
+    /// </summary>
+    public HttpHeaders? Trailers { get; set; }
 
     /// <summary>Length of <see cref="Body"/> when known (sent as Content-Length); null streams it chunked (HTTP/1.0: until close).</summary>
     public long? BodyLength { get; set; }

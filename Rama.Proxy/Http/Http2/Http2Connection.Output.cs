@@ -1,0 +1,582 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Rama.Proxy.Http.Http2.Hpack;
+
+namespace Rama.Proxy.Http.Http2;
+
+/// <summary>
+/// The write side: every frame goes through one lock (<see cref="_writeLock"/>) into the transport's writer and is
+/// flushed there, so a peer that stops reading holds writers back (the pipe's pause threshold) instead of growing a
+/// queue. Send windows (§6.9) are reserved before DATA is written; a window the peer keeps shut past
+/// <see cref="Http2Limits.SendWindowTimeout"/> ends the stream (or the connection, for the connection window).
+/// </summary>
+internal abstract partial class Http2Connection
+{
+    private static readonly TimeSpan GoAwayWriteTimeout = TimeSpan.FromSeconds(2);
+
+    private readonly object _sync = new();
+    private readonly Dictionary<int, Http2Stream> _streams = [];
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _writesAborted = new();
+    private readonly PipeWriter _output;
+    private readonly HpackEncoder _encoder;
+    private readonly ArrayBufferWriter<byte> _headerScratch = new(512);
+    private readonly Queue<TaskCompletionSource<bool>> _slotWaiters = new();
+    private readonly TaskCompletionSource _peerSettingsSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private bool _outputDone;
+    private bool _closed_;
+
+    private int _lastPeerStreamId;
+    private int _nextLocalStreamId;
+    private int _activePeerStreams;
+    private int _activeLocalStreams;
+    private int _goAwaySent = int.MaxValue;
+    private int _goAwayReceived = int.MaxValue;
+
+    private int _connectionReceiveWindow;
+    private int _connectionUnannounced;
+    private long _connectionSendWindow = 65_535; // §6.9.2: every window starts at 65,535
+
+    private long _peerInitialWindow = 65_535;
+    private int _peerMaxFrameSize = Http2FrameReader.MinMaxFrameSize;
+    private int _peerMaxConcurrentStreams = int.MaxValue; // §6.5.2: unlimited until the peer says otherwise
+
+    /// <summary>The peer's SETTINGS_MAX_CONCURRENT_STREAMS (int.MaxValue until it sends one).</summary>
+    public int PeerMaxConcurrentStreams
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _peerMaxConcurrentStreams;
+            }
+        }
+    }
+
+    /// <summary>Streams we opened that are still open.</summary>
+    public int ActiveLocalStreams
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _activeLocalStreams;
+            }
+        }
+    }
+
+    /// <summary>Streams the peer opened that are still open.</summary>
+    public int ActivePeerStreams
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _activePeerStreams;
+            }
+        }
+    }
+
+    /// <summary>The last stream identifier of a GOAWAY received, or int.MaxValue.</summary>
+    public int GoAwayLastStreamId
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _goAwayReceived;
+            }
+        }
+    }
+
+    /// <summary>The last stream identifier of a GOAWAY we sent, or int.MaxValue.</summary>
+    protected int GoAwaySentLastStreamId
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _goAwaySent;
+            }
+        }
+    }
+
+    /// <summary>True once GOAWAY was sent or received, or the connection ended: no new stream may start.</summary>
+    public bool IsGoingAway
+    {
+        get
+        {
+            lock (_sync)
+            {
+                return _closed_ || _goAwaySent < int.MaxValue || _goAwayReceived < int.MaxValue || _nextLocalStreamId > int.MaxValue - 2;
+            }
+        }
+    }
+
+    private async Task SendPrefaceAndSettingsAsync()
+    {
+        _nextLocalStreamId = IsServer ? 2 : 1;
+        Http2Setting[] settings = IsServer
+            ?
+            [
+                new((ushort)Http2SettingId.MaxConcurrentStreams, (uint)Limits.MaxConcurrentStreams),
+                new((ushort)Http2SettingId.InitialWindowSize, (uint)Limits.InitialStreamWindowSize),
+                new((ushort)Http2SettingId.MaxFrameSize, (uint)Limits.MaxFrameSize),
+                new((ushort)Http2SettingId.MaxHeaderListSize, (uint)Limits.Hpack.MaxHeaderListSize),
+                new((ushort)Http2SettingId.EnableConnectProtocol, Limits.EnableConnectProtocol ? 1u : 0u),
+            ]
+            :
+            [
+                new((ushort)Http2SettingId.EnablePush, 0),
+                new((ushort)Http2SettingId.MaxConcurrentStreams, (uint)Limits.MaxConcurrentStreams),
+                new((ushort)Http2SettingId.InitialWindowSize, (uint)Limits.InitialStreamWindowSize),
+                new((ushort)Http2SettingId.MaxFrameSize, (uint)Limits.MaxFrameSize),
+                new((ushort)Http2SettingId.MaxHeaderListSize, (uint)Limits.Hpack.MaxHeaderListSize),
+            ];
+        await _writeLock.WaitAsync(_writesAborted.Token).ConfigureAwait(false);
+        try
+        {
+            if (!IsServer)
+            {
+                _output.Write(Http2Preface.Bytes);
+            }
+
+            Http2FrameWriter.WriteSettings(_output, settings);
+            var increment = Limits.InitialConnectionWindowSize - 65_535;
+            if (increment > 0)
+            {
+                Http2FrameWriter.WriteWindowUpdate(_output, 0, increment);
+            }
+
+            StartSettingsTimer();
+            await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>Flushes under the write lock; false when the transport's reader is gone.</summary>
+    private async ValueTask<bool> FlushLockedAsync(CancellationToken cancellationToken)
+    {
+        var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
+        if (flush.IsCompleted)
+        {
+            _outputDone = true;
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>Takes the write lock; false when output is done (the caller must not write, and holds no lock).</summary>
+    private async ValueTask<bool> EnterWriterAsync(CancellationToken cancellationToken)
+    {
+        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (!_outputDone)
+        {
+            return true;
+        }
+
+        _writeLock.Release();
+        return false;
+    }
+
+    private CancellationTokenSource? Link(CancellationToken cancellationToken, out CancellationToken token)
+    {
+        if (!cancellationToken.CanBeCanceled)
+        {
+            token = _writesAborted.Token;
+            return null;
+        }
+
+        var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _writesAborted.Token);
+        token = linked.Token;
+        return linked;
+    }
+
+    private async ValueTask SendPingAckAsync(ulong data)
+    {
+        if (!await EnterWriterAsync(_writesAborted.Token).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        try
+        {
+            Http2FrameWriter.WritePing(_output, data, ack: true); // §6.7
+            await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    protected async ValueTask SendRstStreamAsync(int streamId, Http2ErrorCode code)
+    {
+        if (!await EnterWriterAsync(_writesAborted.Token).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        try
+        {
+            Http2FrameWriter.WriteRstStream(_output, streamId, code);
+            await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// GOAWAY (§6.8) with our last processed peer stream; never throws (best effort within a short timeout: a peer
+    /// that does not read is not waited for).
+    /// </summary>
+    protected async ValueTask SendGoAwayAsync(Http2ErrorCode code, string? debug)
+    {
+        int last;
+        lock (_sync)
+        {
+            last = IsServer ? _lastPeerStreamId : 0;
+            _goAwaySent = Math.Min(_goAwaySent, last);
+        }
+
+        try
+        {
+            using var timeout = new CancellationTokenSource(GoAwayWriteTimeout, Time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _writesAborted.Token);
+            if (!await EnterWriterAsync(linked.Token).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            try
+            {
+                var text = code == Http2ErrorCode.NoError || debug is null ? [] : System.Text.Encoding.ASCII.GetBytes(debug.Length > 128 ? debug[..128] : debug);
+                Http2FrameWriter.WriteGoAway(_output, last, code, text);
+                await FlushLockedAsync(linked.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                _writeLock.Release();
+            }
+        }
+        catch (Exception error) when (error is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            Http2Log.TransportGone(Logger, ConnectionId, "GOAWAY not sent: " + error.Message);
+        }
+    }
+
+    private async ValueTask ApplyPeerSettingsAndAckAsync(List<Http2Setting> settings)
+    {
+        await _writeLock.WaitAsync(_writesAborted.Token).ConfigureAwait(false);
+        try
+        {
+            lock (_sync)
+            {
+                foreach (var setting in settings)
+                {
+                    ApplySettingLocked(setting);
+                }
+            }
+
+            _peerSettingsSeen.TrySetResult();
+            if (_outputDone)
+            {
+                return;
+            }
+
+            Http2FrameWriter.WriteSettingsAck(_output); // §6.5.3
+            await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private void ApplySettingLocked(Http2Setting setting)
+    {
+        switch ((Http2SettingId)setting.Id)
+        {
+            case Http2SettingId.HeaderTableSize:
+                // Under the write lock: the size update goes at the start of the next block we encode (RFC 7541 §4.2).
+                _encoder.SetPeerHeaderTableSize((int)Math.Min(setting.Value, int.MaxValue));
+                break;
+            case Http2SettingId.EnablePush when !IsServer && setting.Value != 0:
+                Http2Exception.Connection(Http2ErrorCode.ProtocolError, "server sent SETTINGS_ENABLE_PUSH 1"); // §6.5.2
+                break;
+            case Http2SettingId.MaxConcurrentStreams:
+                _peerMaxConcurrentStreams = (int)Math.Min(setting.Value, int.MaxValue);
+                GrantSlotsLocked();
+                break;
+            case Http2SettingId.InitialWindowSize:
+                // §6.9.2: the change applies to every open stream's send window; past 2^31-1 is a FLOW_CONTROL_ERROR.
+                var delta = setting.Value - _peerInitialWindow;
+                _peerInitialWindow = setting.Value;
+                foreach (var stream in _streams.Values)
+                {
+                    stream.SendWindow += delta;
+                    if (stream.SendWindow > Http2FrameReader.MaxWindowSize)
+                    {
+                        Http2Exception.Connection(Http2ErrorCode.FlowControlError, "SETTINGS_INITIAL_WINDOW_SIZE overflows a stream window");
+                    }
+                }
+
+                WakeAllSendersLocked();
+                break;
+            case Http2SettingId.MaxFrameSize:
+                _peerMaxFrameSize = (int)setting.Value;
+                break;
+            case Http2SettingId.EnableConnectProtocol:
+                PeerEnablesConnectProtocol = setting.Value == 1;
+                break;
+            default:
+                break; // MAX_HEADER_LIST_SIZE is advisory (§6.5.2); unknown settings are ignored
+        }
+    }
+
+    /// <summary>Server role: registers a stream the peer opened; null when <see cref="Http2Limits.MaxConcurrentStreams"/> are open (§5.1.2).</summary>
+    protected Http2Stream? TryOpenPeerStream(int streamId, bool endStream)
+    {
+        lock (_sync)
+        {
+            if (_activePeerStreams >= Limits.MaxConcurrentStreams)
+            {
+                return null;
+            }
+
+            var stream = new Http2Stream(this, streamId, _peerInitialWindow, Limits.InitialStreamWindowSize) { HeadReceived = true, RemoteClosed = endStream };
+            _streams.Add(streamId, stream);
+            _activePeerStreams++;
+            if (endStream)
+            {
+                stream.Inbound.Writer.Complete();
+            }
+
+            return stream;
+        }
+    }
+
+    /// <summary>
+    /// Client role: opens a stream (identifier chosen under the write lock, so identifiers go out in increasing order,
+    /// §5.1.1) and sends its HEADERS. Null when the connection took no new stream.
+    /// </summary>
+    protected async ValueTask<Http2Stream?> OpenLocalStreamAsync(HpackHeaderField[] fields, bool endStream, Action<Http2Stream> prepare, CancellationToken cancellationToken)
+    {
+        using var linked = Link(cancellationToken, out var token);
+        if (!await EnterWriterAsync(token).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        try
+        {
+            Http2Stream stream;
+            lock (_sync)
+            {
+                if (_closed_ || _goAwayReceived < int.MaxValue || _nextLocalStreamId > int.MaxValue - 2)
+                {
+                    return null;
+                }
+
+                stream = new Http2Stream(this, _nextLocalStreamId, _peerInitialWindow, Limits.InitialStreamWindowSize) { HeadSent = true, LocalClosed = endStream };
+                _nextLocalStreamId += 2;
+                prepare(stream);
+                _streams.Add(stream.Id, stream);
+            }
+
+            WriteHeaderBlockLocked(stream.Id, fields, endStream);
+            await FlushLockedAsync(token).ConfigureAwait(false);
+            return stream;
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private void WriteHeaderBlockLocked(int streamId, ReadOnlySpan<HpackHeaderField> fields, bool endStream)
+    {
+        _headerScratch.ResetWrittenCount();
+        _encoder.Encode(fields, _headerScratch);
+        int maxFrameSize;
+        lock (_sync)
+        {
+            maxFrameSize = _peerMaxFrameSize;
+        }
+
+        Http2FrameWriter.WriteHeaders(_output, streamId, _headerScratch.WrittenSpan, endStream, maxFrameSize);
+    }
+
+    /// <summary>Sends a head or trailers on <paramref name="stream"/> (§8.1); END_STREAM half-closes it.</summary>
+    protected async ValueTask SendHeadersAsync(Http2Stream stream, HpackHeaderField[] fields, bool endStream, CancellationToken cancellationToken)
+    {
+        using var linked = Link(cancellationToken, out var token);
+        if (!await EnterWriterAsync(token).ConfigureAwait(false))
+        {
+            throw new IOException("HTTP/2 connection closed");
+        }
+
+        try
+        {
+            if (stream.Reset)
+            {
+                throw new IOException($"stream {stream.Id} was reset");
+            }
+
+            WriteHeaderBlockLocked(stream.Id, fields, endStream);
+            stream.HeadSent = true;
+            if (endStream)
+            {
+                MarkLocalClosed(stream); // before the frame can reach the peer: its next frame on this stream meets a closed stream
+            }
+
+            await FlushLockedAsync(token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    private void MarkLocalClosed(Http2Stream stream)
+    {
+        lock (_sync)
+        {
+            stream.LocalClosed = true;
+        }
+
+        CloseIfDone(stream);
+    }
+
+    /// <summary>
+    /// Sends <paramref name="body"/> as DATA within the send windows until it completes, then the trailers
+    /// <paramref name="trailers"/> returns (read after completion) or END_STREAM. Holds no more than one read of the
+    /// body: what the peer does not let us send stays in the body's own pipe.
+    /// </summary>
+    protected async Task SendBodyAsync(Http2Stream stream, PipeReader body, Func<HttpHeaders?> trailers, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var result = await body.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var buffer = result.Buffer;
+            var trailerFields = result.IsCompleted ? trailers() : null;
+            var endWithData = result.IsCompleted && (trailerFields is null || trailerFields.Count == 0);
+            while (!buffer.IsEmpty)
+            {
+                var size = await ReserveSendWindowAsync(stream, (int)Math.Min(buffer.Length, int.MaxValue), cancellationToken).ConfigureAwait(false);
+                var chunk = buffer.Slice(0, size);
+                buffer = buffer.Slice(size);
+                await SendDataAsync(stream, chunk, endWithData && buffer.IsEmpty, cancellationToken).ConfigureAwait(false);
+            }
+
+            body.AdvanceTo(result.Buffer.End);
+            if (!result.IsCompleted)
+            {
+                continue;
+            }
+
+            if (!endWithData)
+            {
+                await SendHeadersAsync(stream, ToFields(trailerFields!, status: null), endStream: true, cancellationToken).ConfigureAwait(false);
+            }
+            else if (result.Buffer.IsEmpty)
+            {
+                await SendDataAsync(stream, ReadOnlySequence<byte>.Empty, endStream: true, cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+    }
+
+    /// <summary>One DATA frame (the caller reserved its window).</summary>
+    protected async ValueTask SendDataAsync(Http2Stream stream, ReadOnlySequence<byte> data, bool endStream, CancellationToken cancellationToken)
+    {
+        using var linked = Link(cancellationToken, out var token);
+        if (!await EnterWriterAsync(token).ConfigureAwait(false))
+        {
+            throw new IOException("HTTP/2 connection closed");
+        }
+
+        try
+        {
+            if (stream.Reset)
+            {
+                throw new IOException($"stream {stream.Id} was reset");
+            }
+
+            Http2FrameWriter.WriteData(_output, stream.Id, data, endStream);
+            if (endStream)
+            {
+                MarkLocalClosed(stream);
+            }
+
+            await FlushLockedAsync(token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>
+    /// HTTP fields to HPACK fields (§8.2): names lowercased, connection-specific fields dropped (§8.2.2), :status first
+    /// when given. Host is left to the caller (it becomes :authority in requests).
+    /// </summary>
+    protected static HpackHeaderField[] ToFields(HttpHeaders headers, int? status, int extra = 0, IEnumerable<HpackHeaderField>? pseudo = null)
+    {
+        var fields = new List<HpackHeaderField>(headers.Count + 1 + extra);
+        if (status is { } s)
+        {
+            fields.Add(new HpackHeaderField(":status"u8.ToArray(), System.Text.Encoding.ASCII.GetBytes(s.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+        }
+
+        if (pseudo is not null)
+        {
+            fields.AddRange(pseudo);
+        }
+
+        foreach (var field in headers)
+        {
+            var name = field.Name.Span;
+            if (IsConnectionSpecific(name) || (name.Length > 0 && name[0] == (byte)':')
+                || (System.Text.Ascii.EqualsIgnoreCase(name, "te"u8) && !field.Value.Span.SequenceEqual("trailers"u8)))
+            {
+                continue;
+            }
+
+            fields.Add(new HpackHeaderField(Lower(field.Name), field.Value));
+        }
+
+        return [.. fields];
+    }
+
+    private static bool IsConnectionSpecific(ReadOnlySpan<byte> name) =>
+        System.Text.Ascii.EqualsIgnoreCase(name, "connection"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "keep-alive"u8)
+        || System.Text.Ascii.EqualsIgnoreCase(name, "proxy-connection"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "transfer-encoding"u8)
+        || System.Text.Ascii.EqualsIgnoreCase(name, "upgrade"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "host"u8);
+
+    private static ReadOnlyMemory<byte> Lower(ReadOnlyMemory<byte> name)
+    {
+        var span = name.Span;
+        var i = 0;
+        while (i < span.Length && span[i] is not (>= (byte)'A' and <= (byte)'Z'))
+        {
+            i++;
+        }
+
+        if (i == span.Length)
+        {
+            return name;
+        }
+
+        var copy = span.ToArray();
+        System.Text.Ascii.ToLowerInPlace(copy, out _);
+        return copy;
+    }
+}
