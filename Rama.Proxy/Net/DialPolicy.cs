@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using Rama.Proxy.Net.Destinations;
 
 namespace Rama.Proxy.Net;
 
@@ -36,6 +37,47 @@ internal static class DialPolicy
         return -1;
     }
 
+    /// <summary>
+    /// The addresses of <paramref name="target"/> that <paramref name="rules"/> allow, in the resolver's order. When none is,
+    /// <paramref name="denied"/> is the first denial (<see cref="ConnectError.NotAllowed"/>, its text naming the rule), also
+    /// set in <paramref name="extensions"/> as <see cref="DestinationDenied"/> for the answer to the client.
+    /// </summary>
+    public static IPAddress[] Permitted(IPAddress[] addresses, HostPort target, Core.Extensions? extensions, DestinationPolicy rules, out ConnectResult denied)
+    {
+        denied = NothingTried;
+        var user = extensions?.Get<Core.ProxyUser>()?.Name;
+        List<IPAddress>? allowed = null; // null while every address so far is allowed
+        DestinationQuery firstDenied = default;
+        string? firstRule = null;
+        for (var i = 0; i < addresses.Length; i++)
+        {
+            var query = new DestinationQuery(target.Host, addresses[i], target.Port, user);
+            var verdict = rules.Check(query);
+            if (verdict.Allowed)
+            {
+                allowed?.Add(addresses[i]);
+            }
+            else if (allowed is null)
+            {
+                (firstDenied, firstRule) = (query, verdict.Rule ?? "");
+                allowed = [.. addresses.AsSpan(0, i)];
+            }
+        }
+
+        if (allowed is null)
+        {
+            return addresses;
+        }
+
+        if (allowed.Count == 0)
+        {
+            var text = DestinationPolicy.Describe(firstDenied, firstRule!);
+            extensions?.Set(new DestinationDenied(firstDenied, firstRule!, text));
+            denied = ConnectResult.Failure(ConnectError.NotAllowed, text);
+        }
+
+        return [.. allowed];
+    }
     /// <summary>A TCP socket for <paramref name="address"/> with the connector's socket options.</summary>
     public static Socket CreateSocket(IPAddress address, TcpConnectorOptions options, bool blocking = true) =>
         new(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = options.NoDelay, Blocking = blocking };

@@ -57,6 +57,15 @@ public sealed record TcpConnectorOptions
     /// <summary>Optional egress policy: return false to refuse dialing an address.</summary>
     public Func<IPAddress, bool>? AllowDestination { get; init; }
 
+    /// <summary>
+    /// The destination rules of dials made for clients (<see cref="Destinations.DestinationPolicy"/>): checked after name
+    /// resolution for every resolved address; only allowed addresses are dialled, and the denial is the answer
+    /// (<see cref="ConnectError.NotAllowed"/>, <see cref="Destinations.DestinationDenied"/> in the extensions) when none is.
+    /// Null (default): no rules. Operator-configured destinations (reverse upstreams, upstream proxies) are dialled by a
+    /// connector without them.
+    /// </summary>
+    public Destinations.DestinationPolicy? Destinations { get; init; }
+
     public SocketConnectionOptions Connection { get; init; } = SocketConnectionOptions.Default;
 }
 
@@ -76,7 +85,14 @@ public sealed partial class TcpConnector : ITcpConnector
         _logger = logger ?? (ILogger)NullLogger.Instance;
     }
 
-    public async ValueTask<ConnectResult> ConnectAsync(HostPort target, CancellationToken cancellationToken)
+    public ValueTask<ConnectResult> ConnectAsync(HostPort target, CancellationToken cancellationToken) =>
+        DialAsync(target, null, cancellationToken);
+
+    /// <summary>A dial for a client: the destination rules see its user (<see cref="Core.ProxyUser"/>), a denial goes in its extensions.</summary>
+    public ValueTask<ConnectResult> ConnectAsync(HostPort target, Core.Extensions extensions, CancellationToken cancellationToken) =>
+        DialAsync(target, extensions, cancellationToken);
+
+    private async ValueTask<ConnectResult> DialAsync(HostPort target, Core.Extensions? extensions, CancellationToken cancellationToken)
     {
         using var timeout = new CancellationTokenSource(_options.ConnectTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
@@ -99,6 +115,17 @@ public sealed partial class TcpConnector : ITcpConnector
         {
             LogConnectFailed(_logger, target.ToString(), ConnectError.NameNotResolved, "no addresses");
             return DialPolicy.NoAddress(target.Host);
+        }
+
+        if (_options.Destinations is { IsOpen: false } rules)
+        {
+            // Every resolved address is checked (no DNS-rebinding bypass); only the allowed ones are dialled.
+            addresses = DialPolicy.Permitted(addresses, target, extensions, rules, out var denied);
+            if (addresses.Length == 0)
+            {
+                LogConnectFailed(_logger, target.ToString(), denied.Error, denied.Detail ?? "");
+                return denied;
+            }
         }
 
         var last = DialPolicy.NothingTried;

@@ -4,6 +4,7 @@ using Rama.Proxy.Core;
 using Rama.Proxy.Http;
 using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
+using Rama.Proxy.Net.Destinations;
 using Rama.Proxy.Socks5;
 using Rama.Proxy.Upstream;
 using Rama.Proxy.Observability;
@@ -39,6 +40,13 @@ public sealed record ForwardProxyOptions
     /// tunnels inside TLS (the HTTPS proxy) or run by a tunnel handler (MITM).
     /// </summary>
     public ReverseProxyTransport TunnelTransport { get; init; } = ReverseProxyTransport.Auto;
+
+    /// <summary>
+    /// The destination rules of clients' dials (HTTP forward, CONNECT, SOCKS5, chained targets), see
+    /// <see cref="DestinationPolicy"/>. Null (default): none, every destination the host can reach. Reverse-proxy upstreams
+    /// and upstream proxies are the operator's own and never checked.
+    /// </summary>
+    public DestinationPolicy? Destinations { get; init; }
 
     /// <summary>How long a new connection may stay silent before we know its protocol. Default: the HTTP header timeout.</summary>
     public TimeSpan? FirstBytesTimeout { get; init; }
@@ -129,15 +137,20 @@ public static class ForwardProxyStack
         accessLog ??= AccessLogs.ToLogger(loggerFactory);
         time ??= TimeProvider.System;
         var dns = new DnsResolver(options.Dns);
-        ITcpConnector connector = new TcpConnector(dns, options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
-        ILayer<HttpRequest, HttpResponse>? routing = null;
+        // Clients' targets are dialled under the destination rules; the operator's upstream proxies by a connector without them.
+        var trusted = new TcpConnector(dns, options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
+        var rules = options.Destinations is { IsOpen: false } policy ? policy : null;
+        ITcpConnector connector = rules is null ? trusted
+            : new TcpConnector(dns, options.Connector with { Destinations = rules }, time, loggerFactory.CreateLogger<TcpConnector>());
+        ILayer<HttpRequest, HttpResponse>? routing = rules is null ? null : new DestinationDenialLayer(loggerFactory.CreateLogger<DestinationDenialLayer>());
         var limiter = extras?.Limiter ?? new LocalConcurrencyLimiter(time);
         if (proxyDatabase is not null)
         {
             // With a proxy database: labels in usernames, the filter header, and dials through upstreams.
             var upstream = UpstreamProxying.Create(proxyDatabase, options.Upstream, connector, authenticator, dns, options.Connector.ConnectTimeout,
-                options.Http.Realm, loggerFactory, time, limiter, options.Limits, extras?.UpstreamHealth);
-            (connector, authenticator, routing) = (upstream.Connector, upstream.Authenticator, upstream.HttpLayer);
+                options.Http.Realm, loggerFactory, time, limiter, options.Limits, extras?.UpstreamHealth, trusted, rules);
+            (connector, authenticator) = (upstream.Connector, upstream.Authenticator);
+            routing = Then(routing, upstream.HttpLayer);
         }
 
         UserLimits? userLimits = null;
@@ -146,8 +159,7 @@ public static class ForwardProxyStack
             // Per-user concurrency, inside the auth layer (the user is known) and before routing (a refused request picks no upstream).
             userLimits = new UserLimits(limiter, options.Limits);
             var userLayer = new UserLimitLayer(userLimits, loggerFactory.CreateLogger("Rama.Proxy.Limits"));
-            var upstreamRouting = routing;
-            routing = upstreamRouting is null ? userLayer : Service.Layer<HttpRequest, HttpResponse>(inner => userLayer.Layer(upstreamRouting.Layer(inner)));
+            routing = Then(userLayer, routing);
         }
 
         var eventLoops = options.TunnelTransport.UsesEventLoops(time, "tunnel");
@@ -175,4 +187,8 @@ public static class ForwardProxyStack
             loggerFactory.CreateLogger("Rama.Proxy.Net.PeekRouter"));
         return Service.Owning<ConnectionContext, Unit>(router, http as IAsyncDisposable);
     }
+
+    // outer, then inner (either may be absent).
+    private static ILayer<HttpRequest, HttpResponse>? Then(ILayer<HttpRequest, HttpResponse>? outer, ILayer<HttpRequest, HttpResponse>? inner) =>
+        outer is null ? inner : inner is null ? outer : Service.Layer<HttpRequest, HttpResponse>(service => outer.Layer(inner.Layer(service)));
 }

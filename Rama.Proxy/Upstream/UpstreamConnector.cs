@@ -5,6 +5,7 @@ using Rama.Proxy.Core;
 using Rama.Proxy.Http;
 using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
+using Rama.Proxy.Net.Destinations;
 using Rama.Proxy.Socks5;
 
 namespace Rama.Proxy.Upstream;
@@ -17,6 +18,10 @@ namespace Rama.Proxy.Upstream;
 /// timed out, handshake failed, credentials refused) backs it off and moves to the next, while an
 /// answer about the target (refused, unreachable) is final. The upstream used goes in the extensions
 /// as <see cref="SelectedUpstream"/>.
+/// Destination rules (<see cref="DestinationPolicy"/>): a direct route leaves them to the direct connector (it checks every
+/// resolved address); a chained target is checked by name, port and user (and by address when it is an address literal,
+/// or when we resolve it for a socks5 upstream) before any upstream is dialled, since the upstream resolves it. The
+/// upstream proxies themselves are the operator's: they are dialled without the rules.
 /// </summary>
 public sealed partial class UpstreamConnector : ITcpConnector
 {
@@ -31,14 +36,20 @@ public sealed partial class UpstreamConnector : ITcpConnector
 
     private readonly IConcurrencyLimiter? _limiter;
     private readonly LimitOptions _limits;
+    private readonly ITcpConnector _upstreams;
+    private readonly DestinationPolicy? _destinations;
 
     /// <param name="direct">Dials targets (direct routes) and upstream endpoints.</param>
     /// <param name="handshakeTimeout">Longest an upstream handshake (TLS, CONNECT, SOCKS5) may take after the TCP connect.</param>
+    /// <param name="upstreams">Dials the upstream proxies (operator-configured: no destination rules). Default: <paramref name="direct"/>.</param>
+    /// <param name="destinations">The destination rules chained targets are checked against before an upstream is dialled; null: none.</param>
     /// <param name="limiter">Leases for upstreams with a connection or rate limit (a record's own, else <paramref name="limits"/>' defaults); null: no upstream limits.</param>
     public UpstreamConnector(ITcpConnector direct, UpstreamRouter router, UpstreamFailureCache failures, IDnsResolver? dns = null,
         TimeSpan? handshakeTimeout = null, TimeProvider? time = null, ILogger<UpstreamConnector>? logger = null,
-        IConcurrencyLimiter? limiter = null, LimitOptions? limits = null)
+        IConcurrencyLimiter? limiter = null, LimitOptions? limits = null, ITcpConnector? upstreams = null, DestinationPolicy? destinations = null)
     {
+        _upstreams = upstreams ?? direct;
+        _destinations = destinations is { IsOpen: false } ? destinations : null;
         _limiter = limiter;
         _limits = limits ?? new LimitOptions();
         _direct = direct;
@@ -64,12 +75,17 @@ public sealed partial class UpstreamConnector : ITcpConnector
         switch (route.Kind)
         {
             case UpstreamRouteKind.Direct:
-                return await _direct.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
+                return await _direct.ConnectAsync(target, extensions, cancellationToken).ConfigureAwait(false);
             case UpstreamRouteKind.FilterRequired:
                 return ConnectResult.Failure(ConnectError.NotAllowed, route.Reason);
             case UpstreamRouteKind.NoMatch:
                 LogNoMatch(_logger, target.ToString(), route.Reason);
                 return ConnectResult.Failure(ConnectError.Failed, route.Reason);
+        }
+
+        if (Denied(target, null, extensions) is { } denied)
+        {
+            return denied; // before any upstream is dialled
         }
 
         var attempts = 0;
@@ -103,7 +119,7 @@ public sealed partial class UpstreamConnector : ITcpConnector
             bool upstreamFault;
             try
             {
-                (result, upstreamFault) = await DialThroughAsync(candidate, protocol, target, cancellationToken).ConfigureAwait(false);
+                (result, upstreamFault) = await DialThroughAsync(candidate, protocol, target, extensions, cancellationToken).ConfigureAwait(false);
             }
             catch
             {
@@ -186,7 +202,7 @@ public sealed partial class UpstreamConnector : ITcpConnector
 
     /// <summary>One attempt: TCP to the upstream, then its handshake. The flag says whether a failure is the upstream's own.</summary>
     private async ValueTask<(ConnectResult Result, bool UpstreamFault)> DialThroughAsync(UpstreamProxy upstream, UpstreamProtocol protocol, HostPort target,
-        CancellationToken cancellationToken)
+        Extensions extensions, CancellationToken cancellationToken)
     {
         IPAddress? resolved = null;
         if (protocol == UpstreamProtocol.Socks5 && target.Address is null)
@@ -199,9 +215,13 @@ public sealed partial class UpstreamConnector : ITcpConnector
             }
 
             resolved = addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork) ?? addresses[0];
+            if (Denied(target, resolved, extensions) is { } denied)
+            {
+                return (denied, false); // the address we would hand over is refused: an answer about the target
+            }
         }
 
-        var dial = await _direct.ConnectAsync(upstream.Address.Endpoint, cancellationToken).ConfigureAwait(false);
+        var dial = await _upstreams.ConnectAsync(upstream.Address.Endpoint, cancellationToken).ConfigureAwait(false);
         if (!dial.IsSuccess)
         {
             return (ConnectResult.Failure(dial.Error == ConnectError.TimedOut ? ConnectError.TimedOut : ConnectError.Failed,
@@ -248,6 +268,27 @@ public sealed partial class UpstreamConnector : ITcpConnector
         }
     }
 
+    /// <summary>The refusal of a chained target by the destination rules, or null when they allow it (or there are none).</summary>
+    private ConnectResult? Denied(HostPort target, IPAddress? address, Extensions extensions)
+    {
+        if (_destinations is null)
+        {
+            return null;
+        }
+
+        var query = new DestinationQuery(target.Host, address, target.Port, extensions.Get<ProxyUser>()?.Name);
+        var verdict = _destinations.Check(query);
+        if (verdict.Allowed)
+        {
+            return null;
+        }
+
+        var text = DestinationPolicy.Describe(query, verdict.Rule!);
+        extensions.Set(new DestinationDenied(query, verdict.Rule!, text));
+        LogDenied(_logger, target.ToString(), verdict.Rule!, text);
+        return ConnectResult.Failure(ConnectError.NotAllowed, text);
+    }
+
     private static async ValueTask<(ConnectResult, bool)> FinishAsync(SocketConnection connection, UpstreamHandshakeResult handshake)
     {
         if (handshake.Succeeded)
@@ -267,6 +308,9 @@ public sealed partial class UpstreamConnector : ITcpConnector
 
     [LoggerMessage(EventId = 4003, Level = LogLevel.Debug, Message = "Upstream {Id} passed over for {Target}: {Reason}")]
     private static partial void LogUpstreamBusy(ILogger logger, string id, string target, string reason);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Debug, Message = "Chained target {Target} refused by destination rule '{Rule}' ({Detail})")]
+    private static partial void LogDenied(ILogger logger, string target, string rule, string detail);
 
     [LoggerMessage(EventId = 4002, Level = LogLevel.Information, Message = "No upstream for {Target}: {Reason}")]
     private static partial void LogNoMatch(ILogger logger, string target, string reason);

@@ -16,12 +16,14 @@ public sealed record UpstreamProxying(UpstreamConnector Connector, IProxyAuthent
     /// </summary>
     public static UpstreamProxying Create(IProxyDatabase database, UpstreamRoutingOptions options, ITcpConnector direct, IProxyAuthenticator authenticator,
         IDnsResolver? dns = null, TimeSpan? handshakeTimeout = null, string realm = "rama", ILoggerFactory? loggerFactory = null, TimeProvider? time = null,
-        IConcurrencyLimiter? limiter = null, LimitOptions? limits = null, UpstreamFailureCache? failures = null)
+        IConcurrencyLimiter? limiter = null, LimitOptions? limits = null, UpstreamFailureCache? failures = null,
+        ITcpConnector? upstreams = null, Net.Destinations.DestinationPolicy? destinations = null)
     {
         loggerFactory ??= NullLoggerFactory.Instance;
         var router = new UpstreamRouter(database, options);
         failures ??= new UpstreamFailureCache(options.BackoffInitial, options.BackoffMax, time);
-        var connector = new UpstreamConnector(direct, router, failures, dns, handshakeTimeout, time, loggerFactory.CreateLogger<UpstreamConnector>(), limiter, limits);
+        var connector = new UpstreamConnector(direct, router, failures, dns, handshakeTimeout, time, loggerFactory.CreateLogger<UpstreamConnector>(), limiter, limits,
+            upstreams, destinations);
         return new UpstreamProxying(connector, new UpstreamAuthenticator(authenticator, options.StrictLabels), new UpstreamHttpLayer(router, failures, realm));
     }
 }
