@@ -52,13 +52,15 @@ public static class NodeListeners
 
         IService<ConnectionContext, Unit> Forward(ListenerOptions listener)
         {
-            var key = string.Join('\n', listener.Auth) + "\n" + listener.ProxyProtocol;
+            // The destination rules depend on the bind (the default denials apply off loopback): part of the key.
+            var destinations = options.Destinations.PolicyFor(listener.Bind, options.Admin, options.Cluster);
+            var key = string.Join('\n', listener.Auth) + "\n" + listener.ProxyProtocol + "\n" + (destinations is null ? "open" : destinations.DefaultDenials ? "defaults" : "rules");
             if (!forwardStacks.TryGetValue(key, out var stack))
             {
                 IProxyAuthenticator authenticator = listener.Auth.Count == 0
                     ? StaticProxyAuthenticator.None
                     : new StaticProxyAuthenticator(listener.Auth.Select(StaticProxyAuthenticator.ParseCredential));
-                var forward = ForwardProxyStack.Create(options.Proxy, authenticator, loggers, proxyDatabase: proxyDatabase, extras: new ForwardProxyExtras
+                var forward = ForwardProxyStack.Create(options.Proxy with { Destinations = destinations }, authenticator, loggers, proxyDatabase: proxyDatabase, extras: new ForwardProxyExtras
                 {
                     Https = options.Tls.ServerOptions,
                     Tunnel = tunnel,
@@ -116,7 +118,10 @@ public static class NodeListeners
                 var https = options.Tls.ServerOptions is null ? "" : " + HTTPS proxy";
                 var mitm = options.Mitm.Enabled ? ", MITM" : "";
                 var auth = listener.Auth.Count == 0 ? "none" : $"{listener.Auth.Count} user(s)";
-                return $"HTTP proxy + SOCKS5{https}, auth: {auth}{mitm}{pp}";
+                var rules = options.Destinations.PolicyFor(listener.Bind, options.Admin, options.Cluster) is { } policy
+                    ? $", destinations: {policy.RuleNames.Count} rule(s){(policy.DefaultDenials ? " + default denials" : "")}"
+                    : "";
+                return $"HTTP proxy + SOCKS5{https}, auth: {auth}{mitm}{rules}{pp}";
             case ListenerKind.Reverse when listener.Routing is { } routing:
                 return $"HTTP reverse proxy, {routing.Routes.Count} route(s) to {routing.Clusters.Count} cluster(s) of {routing.Clusters.Sum(c => c.Destinations.Count)} destination(s)";
             case ListenerKind.Reverse:

@@ -121,6 +121,60 @@ public static class NodeOptionDeclarations
         Description = "One user's concurrency limit as user=connections, repeatable; wins over --user-max-connections",
     };
 
+    public static RamaOption Allow { get; } = new()
+    {
+        Key = "Rama:Destinations:Allow", Name = "--allow", Arity = OptionArity.Repeatable, Value = DestinationShorthandValue.Instance,
+        Description = "Destination rule allowing [user@]destination[:port] (10.1.2.3, *.corp.example:443, [fe80::1]:22, :8000-8100), repeatable; after Rama:Destinations:Rules, before --deny, and before the default denials",
+    };
+
+    public static RamaOption Deny { get; } = new()
+    {
+        Key = "Rama:Destinations:Deny", Name = "--deny", Arity = OptionArity.Repeatable, Value = DestinationShorthandValue.Instance,
+        Description = "Destination rule denying [user@]destination[:port] (10.0.0.0/8, :25, *.internal), repeatable; a refused client gets 403 or SOCKS5 0x02 naming the rule",
+    };
+
+    public static RamaOption DestinationDefaultsOption { get; } = new()
+    {
+        Key = "Rama:Destinations:Defaults", Name = "--destination-defaults", Value = OptionValue.Choice(["auto", "on", "off"]), Default = "auto",
+        Description = "The default denials (loopback, link-local, the node's admin and cluster ports): auto (on proxy listeners not bound to loopback), on, off",
+    };
+
+    public static RamaOption DestinationRuleName { get; } = new()
+    {
+        Key = "Rama:Destinations:Rules:*:Name", Value = OptionValue.Pattern(@"[^\r\n']{1,100}", "is a name of 1 to 100 characters without quotes"),
+        Description = "destination rule: its name, which a refusal names (default: the entry's key)",
+    };
+
+    public static RamaOption DestinationRuleAction { get; } = new()
+    {
+        Key = "Rama:Destinations:Rules:*:Action", Value = OptionValue.Choice(["allow", "deny"]), Default = "deny",
+        Description = "destination rule: allow or deny what it matches",
+    };
+
+    public static RamaOption DestinationRuleCidrs { get; } = new()
+    {
+        Key = "Rama:Destinations:Rules:*:Cidrs", Arity = OptionArity.Repeatable, Value = OptionValue.Network,
+        Description = "destination rule: address ranges (10.0.0.0/8, fe80::/10) or addresses the resolved address may be in",
+    };
+
+    public static RamaOption DestinationRuleHosts { get; } = new()
+    {
+        Key = "Rama:Destinations:Rules:*:Hosts", Arity = OptionArity.Repeatable, Value = OptionValue.Pattern(@"(\*\.)?[A-Za-z0-9_.-]+\.?", "is a host name or *.domain"),
+        Description = "destination rule: host names the client asked for, exact (db.internal) or *.internal for any name under it; case-insensitive",
+    };
+
+    public static RamaOption DestinationRulePorts { get; } = new()
+    {
+        Key = "Rama:Destinations:Rules:*:Ports", Arity = OptionArity.Repeatable, Value = OptionValue.Pattern(@"\d{1,5}(-\d{1,5})?", "is a port or a range (25, 8000-8100)"),
+        Description = "destination rule: ports or ranges the target port may be in",
+    };
+
+    public static RamaOption DestinationRuleUsers { get; } = new()
+    {
+        Key = "Rama:Destinations:Rules:*:Users", Arity = OptionArity.Repeatable, Value = OptionValue.Text,
+        Description = "destination rule: proxy users it applies to (base users, without username labels); default everyone",
+    };
+
     public static RamaOption Cert { get; } = new()
     {
         Key = "Rama:Tls:Cert", Name = "--cert", Value = OptionValue.ExistingFile,
@@ -539,6 +593,7 @@ public static class NodeOptionDeclarations
         Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb, FleetData,
         UpstreamMode, UpstreamFallback, UpstreamAttempts, UpstreamBackoff, UpstreamProxyCa,
         UpstreamMaxConnections, UpstreamRate, UserMaxConnections, UserLimit,
+        Allow, Deny, DestinationDefaultsOption, DestinationRuleName, DestinationRuleAction, DestinationRuleCidrs, DestinationRuleHosts, DestinationRulePorts, DestinationRuleUsers,
         Cert, CertKey, CertificateNames, CertificateCert, CertificateKey, CertificatePassword,
         TlsUpstream, TlsUpstreamTls, TlsUpstreamCa, TlsUpstreamMode, TlsUpstreamProxyProtocol, UnknownSni, Alpn, ClientCa, ClientCert, HandshakeTimeout,
         ProxyProtocol, ProxyProtocolTrusted, ProxyProtocolHeaderTimeout,

@@ -59,12 +59,15 @@ public sealed record NodeOptions
 
     public ProxyProtocolNodeOptions ProxyProtocol { get; init; } = new();
 
+    /// <summary>The destination rules of the proxy listeners (<c>Rama:Destinations</c>).</summary>
+    public DestinationNodeOptions Destinations { get; init; } = new();
+
     /// <summary>The access log (<c>Rama:AccessLog</c>).</summary>
     public AccessLogOptions AccessLog { get; init; } = new();
 
     /// <summary>The keys directly under <c>Rama</c>; anything else is refused.</summary>
     public static IReadOnlyList<string> TopLevelKeys { get; } =
-        ["System", "Cluster", "Admin", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Fleet", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog"];
+        ["System", "Cluster", "Admin", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Fleet", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog", "Destinations"];
 
     /// <summary>Reads and validates every option; the problems are in <paramref name="reader"/>.</summary>
     public static NodeOptions Read(OptionsReader reader)
@@ -86,6 +89,7 @@ public sealed record NodeOptions
         var proxyProtocol = ProxyProtocolNodeOptions.Read(reader);
         var mitm = MitmNodeOptions.Read(reader);
         var accessLog = ReadAccessLog(reader);
+        var destinations = DestinationNodeOptions.Read(reader);
         var listeners = ListenerOptions.ReadAll(reader, auth, tls, proxyProtocol);
         var options = new NodeOptions
         {
@@ -102,6 +106,7 @@ public sealed record NodeOptions
             ProxyProtocol = proxyProtocol,
             Mitm = mitm,
             AccessLog = accessLog,
+            Destinations = destinations,
         };
         options.CheckTogether(reader);
         return options;

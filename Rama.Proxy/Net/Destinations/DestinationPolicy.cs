@@ -37,6 +37,76 @@ public sealed record DestinationRule
 
     /// <summary>Proxy users (base users, exact and case-sensitive); empty: everyone, anonymous clients included.</summary>
     public IReadOnlyList<string> Users { get; init; } = [];
+
+    /// <summary>
+    /// A rule from its command-line shorthand (<c>--deny</c>, <c>--allow</c>), named after it (<c>deny 10.0.0.0/8</c>):
+    /// <c>[user@]destination[:port]</c>, where the destination is an address or CIDR (IPv6 in brackets when a port
+    /// follows: <c>[fe80::1]:22</c>), a host pattern (<c>*.internal</c>), or empty for any (<c>:25</c>), and the port a
+    /// port or a range (<c>8000-8100</c>). Examples: <c>10.0.0.0/8</c>, <c>:25</c>, <c>metadata.internal:80</c>,
+    /// <c>john@*.corp.example</c>, <c>fe80::/10</c>.
+    /// </summary>
+    public static bool TryParseShorthand(DestinationAction action, string text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out DestinationRule? rule)
+    {
+        rule = null;
+        var rest = text.Trim();
+        var at = rest.IndexOf('@', StringComparison.Ordinal);
+        var user = at < 0 ? null : rest[..at];
+        if (user is { Length: 0 })
+        {
+            return false;
+        }
+
+        rest = at < 0 ? rest : rest[(at + 1)..];
+        string destination;
+        string? ports = null;
+        if (rest.StartsWith('['))
+        {
+            var close = rest.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0 || (close + 1 < rest.Length && rest[close + 1] != ':'))
+            {
+                return false;
+            }
+
+            destination = rest[1..close];
+            ports = close + 1 < rest.Length ? rest[(close + 2)..] : null;
+        }
+        else if (rest.Count(c => c == ':') >= 2)
+        {
+            destination = rest; // an IPv6 address or range without a port
+        }
+        else
+        {
+            var colon = rest.IndexOf(':', StringComparison.Ordinal);
+            (destination, ports) = colon < 0 ? (rest, null) : (rest[..colon], rest[(colon + 1)..]);
+        }
+
+        if (destination.Length == 0 && ports is null)
+        {
+            return false;
+        }
+
+        var isCidr = destination.Length > 0 && Cidr.TryParse(destination, out _);
+        var candidate = new DestinationRule
+        {
+            Name = (action == DestinationAction.Allow ? "allow " : "deny ") + text.Trim(),
+            Action = action,
+            Cidrs = isCidr ? [destination] : [],
+            Hosts = !isCidr && destination.Length > 0 ? [destination] : [],
+            Ports = ports is null ? [] : [ports],
+            Users = user is null ? [] : [user],
+        };
+        try
+        {
+            _ = new DestinationPolicy([candidate], defaultDenials: false); // the same checks as a configured rule
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+
+        rule = candidate;
+        return true;
+    }
 }
 
 /// <summary>The destination of one dial as the rules see it.</summary>
