@@ -71,12 +71,31 @@ internal static class DialPolicy
 
         if (allowed.Count == 0)
         {
-            var text = DestinationPolicy.Describe(firstDenied, firstRule!);
-            extensions?.Set(new DestinationDenied(firstDenied, firstRule!, text));
-            denied = ConnectResult.Failure(ConnectError.NotAllowed, text);
+            denied = Denied(firstDenied, firstRule!, extensions);
         }
 
         return [.. allowed];
+    }
+
+    /// <summary>The refusal of <paramref name="target"/> by a rule that decides on its name and port alone (<see cref="DestinationPolicy.DeniedByName"/>), before resolving it.</summary>
+    public static bool DeniedByName(HostPort target, Core.Extensions? extensions, DestinationPolicy rules, out ConnectResult denied)
+    {
+        var query = new DestinationQuery(target.Host, null, target.Port, extensions?.Get<Core.ProxyUser>()?.Name);
+        if (target.Address is null && rules.DeniedByName(query) is { Rule: { } rule })
+        {
+            denied = Denied(query, rule, extensions);
+            return true;
+        }
+
+        denied = default;
+        return false;
+    }
+
+    private static ConnectResult Denied(in DestinationQuery query, string rule, Core.Extensions? extensions)
+    {
+        var text = DestinationPolicy.Describe(query, rule);
+        extensions?.Set(new DestinationDenied(query, rule, text));
+        return ConnectResult.Failure(ConnectError.NotAllowed, text);
     }
     /// <summary>A TCP socket for <paramref name="address"/> with the connector's socket options.</summary>
     public static Socket CreateSocket(IPAddress address, TcpConnectorOptions options, bool blocking = true) =>

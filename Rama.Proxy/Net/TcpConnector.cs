@@ -96,6 +96,12 @@ public sealed partial class TcpConnector : ITcpConnector
     {
         using var timeout = new CancellationTokenSource(_options.ConnectTimeout, _time);
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token);
+        if (_options.Destinations is { IsOpen: false } byName && DialPolicy.DeniedByName(target, extensions, byName, out var refused))
+        {
+            LogConnectFailed(_logger, target.ToString(), refused.Error, refused.Detail ?? "");
+            return refused; // a name or port rule: no lookup needed
+        }
+
         IPAddress[] addresses;
         try
         {

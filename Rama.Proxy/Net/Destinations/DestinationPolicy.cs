@@ -124,8 +124,8 @@ public readonly record struct DestinationVerdict(bool Allowed, string? Rule)
 
 /// <summary>
 /// The destination rules of a forward proxy, compiled once: the operator's rules in order (the first that matches
-/// decides), then, when <see cref="DefaultDenials"/> is on, the secure defaults (loopback and the unspecified address,
-/// link-local, the node's own ports on any address), else allowed. IPv4-mapped IPv6 addresses (<c>::ffff:127.0.0.1</c>)
+/// decides), then, when <see cref="DefaultDenials"/> is on, the secure defaults (the node's own ports on any address,
+/// loopback and the unspecified address, link-local), else allowed. IPv4-mapped IPv6 addresses (<c>::ffff:127.0.0.1</c>)
 /// are checked as the IPv4 address they carry. Immutable and shared by every connection.
 /// </summary>
 public sealed class DestinationPolicy
@@ -180,6 +180,15 @@ public sealed class DestinationPolicy
             return DestinationVerdict.Open;
         }
 
+        // The node's own ports first: on loopback they are the more telling reason.
+        foreach (var (port, rule) in _ownPorts)
+        {
+            if (port == query.Port)
+            {
+                return new DestinationVerdict(false, rule);
+            }
+        }
+
         if (address is not null)
         {
             if (Array.Exists(LoopbackRanges, c => c.Contains(address)))
@@ -193,15 +202,43 @@ public sealed class DestinationPolicy
             }
         }
 
-        foreach (var (port, rule) in _ownPorts)
+        return DestinationVerdict.Open;
+    }
+
+    /// <summary>
+    /// The denial of a name decided before it is resolved: the first rule that can match does so by name, port or user
+    /// alone and denies (a port rule, a host pattern), or the node's own ports. Null when the addresses are needed (a CIDR
+    /// rule or the defaults could still decide) or nothing denies: then every resolved address is checked. So a name
+    /// that a rule refuses is refused even when it does not resolve, and costs no lookup.
+    /// </summary>
+    public DestinationVerdict? DeniedByName(in DestinationQuery query)
+    {
+        var host = NormalizeHost(query.Host);
+        foreach (var rule in _rules)
         {
-            if (port == query.Port)
+            if (rule.Matches(host, null, query.Port, query.User))
             {
-                return new DestinationVerdict(false, rule);
+                return rule.Action == DestinationAction.Deny ? new DestinationVerdict(false, rule.Name) : null;
+            }
+
+            if (rule.CouldMatchAnAddress(query.Port, query.User))
+            {
+                return null; // an address of the name might match it first
             }
         }
 
-        return DestinationVerdict.Open;
+        if (DefaultDenials)
+        {
+            foreach (var (port, rule) in _ownPorts)
+            {
+                if (port == query.Port)
+                {
+                    return new DestinationVerdict(false, rule);
+                }
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The text of a denial, for the 403 body, the logs and the access log.</summary>
@@ -233,6 +270,10 @@ public sealed class DestinationPolicy
         public required string[] Suffixes { get; init; } // ".example.com" for "*.example.com"
         public required (int From, int To)[] Ports { get; init; }
         public required HashSet<string> Users { get; init; }
+
+        public bool CouldMatchAnAddress(int port, string? user) =>
+            Cidrs.Length > 0 && (Users.Count == 0 || (user is not null && Users.Contains(user)))
+            && (Ports.Length == 0 || Array.Exists(Ports, r => port >= r.From && port <= r.To));
 
         private bool AnyDestination => Cidrs.Length == 0 && ExactHosts.Length == 0 && Suffixes.Length == 0;
 

@@ -198,3 +198,26 @@ public sealed class DestinationPolicyTests
         Assert.Throws<ArgumentException>(() => new DestinationPolicy([Deny(" ")], false));
     }
 }
+
+/// <summary>Denials decided on the name before it is resolved.</summary>
+public sealed class DestinationPolicyByNameTests
+{
+    [Fact]
+    public void A_name_or_port_rule_denies_before_resolving_unless_an_address_rule_comes_first()
+    {
+        DestinationRule smtp = new() { Name = "smtp", Ports = ["25"] };
+        DestinationRule corp = new() { Name = "corp", Hosts = ["*.corp.example"] };
+        DestinationRule office = new() { Name = "office", Action = DestinationAction.Allow, Cidrs = ["10.0.0.0/8"] };
+        var policy = new DestinationPolicy([office, smtp, corp], defaultDenials: true, [(9090, "admin-port")]);
+
+        Assert.Null(policy.DeniedByName(new DestinationQuery("mail.example", null, 25, null))); // 10.x could be allowed first
+        var late = new DestinationPolicy([smtp, corp, office], defaultDenials: true, [(9090, "admin-port")]);
+        Assert.Equal("smtp", late.DeniedByName(new DestinationQuery("mail.example", null, 25, null))?.Rule);
+        Assert.Equal("corp", late.DeniedByName(new DestinationQuery("wiki.CORP.example.", null, 443, null))?.Rule);
+        Assert.Null(late.DeniedByName(new DestinationQuery("peer.example", null, 9090, null))); // 'office' could allow a 10.x address
+        Assert.Equal("admin-port", new DestinationPolicy([smtp, corp], true, [(9090, "admin-port")]).DeniedByName(new DestinationQuery("peer.example", null, 9090, null))?.Rule);
+        Assert.Null(late.DeniedByName(new DestinationQuery("www.example", null, 443, null))); // the addresses decide
+        var allowFirst = new DestinationPolicy([new DestinationRule { Name = "ok", Action = DestinationAction.Allow, Hosts = ["wiki.corp.example"] }, corp], false);
+        Assert.Null(allowFirst.DeniedByName(new DestinationQuery("wiki.corp.example", null, 443, null)));
+    }
+}
