@@ -142,7 +142,8 @@ public static class ForwardProxyStack
         var rules = options.Destinations is { IsOpen: false } policy ? policy : null;
         ITcpConnector connector = rules is null ? trusted
             : new TcpConnector(dns, options.Connector with { Destinations = rules }, time, loggerFactory.CreateLogger<TcpConnector>());
-        ILayer<HttpRequest, HttpResponse>? routing = rules is null ? null : new DestinationDenialLayer(loggerFactory.CreateLogger<DestinationDenialLayer>());
+        ILayer<HttpRequest, HttpResponse>? routing = null;
+        ILayer<HttpRequest, HttpResponse>? denials = rules is null ? null : new DestinationDenialLayer(rules, loggerFactory.CreateLogger<DestinationDenialLayer>());
         var limiter = extras?.Limiter ?? new LocalConcurrencyLimiter(time);
         if (proxyDatabase is not null)
         {
@@ -150,9 +151,11 @@ public static class ForwardProxyStack
             var upstream = UpstreamProxying.Create(proxyDatabase, options.Upstream, connector, authenticator, dns, options.Connector.ConnectTimeout,
                 options.Http.Realm, loggerFactory, time, limiter, options.Limits, extras?.UpstreamHealth, trusted, rules);
             (connector, authenticator) = (upstream.Connector, upstream.Authenticator);
-            routing = Then(routing, upstream.HttpLayer);
+            routing = upstream.HttpLayer;
         }
 
+        // Innermost, next to the forward service: it sees the upstream's pool partition and the dial's denial.
+        routing = Then(routing, denials);
         UserLimits? userLimits = null;
         if (options.Limits.LimitsUsers)
         {

@@ -16,10 +16,13 @@ public sealed record DestinationDenied(DestinationQuery Destination, string Rule
 /// <see cref="ConnectError.NotAllowed"/> dial with a bare 403; this layer, inside the auth layer, gives it the rule's
 /// text as its body (squid's ERR_ACCESS_DENIED names the ACL in its logs; we tell the client too, the rule name is the
 /// operator's, not a secret of the target) and a debug line. The access log records the 403 as for any answer.
+/// With per-user rules, a user's plain HTTP requests reuse only origin connections dialled for that user (the pool
+/// partition gets the user): a connection checked for one user is never handed to another whom a rule refuses.
 /// </summary>
-public sealed partial class DestinationDenialLayer(ILogger? logger = null) : ILayer<HttpRequest, HttpResponse>
+public sealed partial class DestinationDenialLayer(DestinationPolicy policy, ILogger? logger = null) : ILayer<HttpRequest, HttpResponse>
 {
     private readonly ILogger _logger = logger ?? NullLogger.Instance;
+    private readonly bool _poolPerUser = policy.HasUserRules;
 
     public IService<HttpRequest, HttpResponse> Layer(IService<HttpRequest, HttpResponse> inner) => new Answering(this, inner);
 
@@ -27,6 +30,12 @@ public sealed partial class DestinationDenialLayer(ILogger? logger = null) : ILa
     {
         public async ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
         {
+            if (layer._poolPerUser && request.Extensions.Get<ProxyUser>() is { } user)
+            {
+                var partition = request.Extensions.Get<ConnectionPoolPartition>();
+                request.Extensions.Set(new ConnectionPoolPartition((partition is null ? "" : partition.Name + "/") + "user:" + user.Name));
+            }
+
             var response = await inner.ServeAsync(request, cancellationToken).ConfigureAwait(false);
             if (response.Status != 403 || !request.Extensions.TryGet<DestinationDenied>(out var denied))
             {

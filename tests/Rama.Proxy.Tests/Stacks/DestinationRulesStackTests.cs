@@ -200,6 +200,27 @@ public sealed class DestinationRulesStackTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_pooled_origin_connection_of_one_user_is_never_handed_to_a_user_a_rule_refuses()
+    {
+        await using var keepAlive = new TestOrigin(); // keeps connections open: the proxy pools them
+        Start(new DestinationPolicy([new DestinationRule { Name = "bob-no-local", Cidrs = ["127.0.0.0/8"], Users = ["bob"] }], defaultDenials: false));
+
+        var alice = await Cli.CurlAsync("-U", "alice:pw", "-x", _proxy!.Url, "-w", "%{http_code}", "-o", "/dev/null", keepAlive.Url("/a"));
+        Assert.Equal("200", alice.Text);
+        await Eventually.TrueAsync(() => keepAlive.OpenConnections == 1); // alice's connection, idle in the pool
+
+        var bob = await Cli.CurlAsync("-U", "bob:pw", "-x", _proxy.Url, "-w", "\n%{http_code}", keepAlive.Url("/b"));
+        Assert.Equal($"Forbidden: destination 127.0.0.1:{keepAlive.Port} denied by rule 'bob-no-local' for user 'bob'\n\n403", bob.Text);
+        Assert.Single(keepAlive.Requests);
+
+        var again = await Cli.CurlAsync("-U", "alice:pw", "-x", _proxy.Url, "-w", "%{http_code}", "-o", "/dev/null", keepAlive.Url("/c"));
+        Assert.Equal("200", again.Text);
+        Assert.Equal(1, keepAlive.Connections); // alice still reuses her own
+        await _proxy.DisposeAsync();
+        _proxy = null;
+    }
+
+    [Fact]
     public async Task A_ports_rule_refuses_connect_to_port_25_with_the_exact_answer()
     {
         var proxy = Start(new DestinationPolicy([new DestinationRule { Name = "no-smtp", Ports = ["25", "465", "587"] }], defaultDenials: false));
