@@ -159,7 +159,7 @@ public sealed class DestinationPolicy
     /// <summary>The rules in their order (for start-up lines and tests).</summary>
     public IReadOnlyList<string> RuleNames => [.. _rules.Select(r => r.Name)];
 
-    /// <summary>Whether some rule is for given users only (then pooled origin connections are kept per user, see <see cref="DestinationDenialLayer"/>).</summary>
+    /// <summary>Whether some rule is for given users only (then pooled origin connections are kept per user, see <c>Http.DestinationDenialLayer</c>).</summary>
     public bool HasUserRules => Array.Exists(_rules, r => r.Users.Count > 0);
 
     /// <summary>Whether the policy can refuse anything at all; false: no rule and no default (the dial skips the checks).</summary>
