@@ -310,6 +310,15 @@ public sealed class DestinationRulesChainingTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_direct_route_of_a_node_with_upstreams_is_checked_like_any_dial()
+    {
+        var proxy = Node();
+        var result = await Cli.CurlAsync("-U", "john:pw", "-x", proxy, "-w", "\n%{http_code}", $"http://127.0.0.1:{_origin.Port}/"); // no labels: direct
+        Assert.Equal($"Forbidden: destination 127.0.0.1:{_origin.Port} denied by rule 'loopback' for user 'john'\n\n403", result.Text);
+        Assert.Equal(0, _upstream.AcceptedConnections);
+    }
+
+    [Fact]
     public async Task An_allowed_target_goes_through_the_upstream_and_user_rules_see_the_base_user()
     {
         var port = _origin.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
