@@ -26,6 +26,17 @@ internal static class Http2Inbound
             Http2 = Create(application, loggerFactory, accessLog, kind, time, webSocketsToHttp1, http2Limits),
         };
 
+    /// <summary>
+    /// After TLS: ALPN h2 goes to <paramref name="server"/>'s HTTP/2 server (RFC 9113 §3.2), anything else (http/1.1, no
+    /// ALPN) to the HTTP/1.1 server.
+    /// </summary>
+    public static IService<ConnectionContext, Unit> ByAlpn(Http1Server server)
+    {
+        var http2 = server.Http2 ?? throw new ArgumentException("the server has no HTTP/2 side", nameof(server));
+        return Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
+            connection.Extensions.Get<Tls.TlsConnectionInfo>()?.ApplicationProtocol == "h2" ? http2.ServeAsync(connection, token) : server.ServeAsync(connection, token));
+    }
+
     /// <summary>The HTTP/2 connection service over <paramref name="application"/> (for ALPN h2, or a preface seen by the HTTP/1.1 server).</summary>
     public static IService<ConnectionContext, Unit> Create(IService<HttpRequest, HttpResponse> application, ILoggerFactory loggerFactory, IAccessLog accessLog,
         AccessKind kind, TimeProvider time, bool webSocketsToHttp1, Http2Limits? http2Limits = null) =>
