@@ -75,7 +75,9 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
             return response;
         }
 
-        var entry = new Pending(this, request, response.Status, startedAt, upload);
+        // The status the client sees: an origin's 101 to an extended CONNECT is a 200 on the stream (RFC 8441 §5).
+        var status = response.Status == 101 && request.IsConnect ? 200 : response.Status;
+        var entry = new Pending(this, request, status, startedAt, upload);
         if (response.OnUpgrade is { } run)
         {
             // One entry per tunnel, when it ends, with what the relay moved.
@@ -178,10 +180,15 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
                 Upstream = request.Extensions.Get<Upstream.SelectedUpstream>()?.Id,
                 ConnectionId = request.Connection?.Id ?? 0,
                 Protocol = Protocol,
-                Http2Fingerprint = request.Extensions.Get<Http2Fingerprint>()?.Akamai,
+                Http2Fingerprint = request.Extensions.Get<Http2Fingerprint>() is { } fingerprint ? AkamaiOf(fingerprint) : null,
             });
         }
     }
+
+    // One fingerprint per connection, shared by its requests: its Akamai text is built once (Akamai builds a new string per call).
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Http2Fingerprint, string> s_akamai = [];
+
+    private static string AkamaiOf(Http2Fingerprint fingerprint) => s_akamai.GetValue(fingerprint, static f => f.Akamai);
 
     private readonly IAccessLog _accessLog = accessLog;
     private readonly AccessKind _kind = kind;

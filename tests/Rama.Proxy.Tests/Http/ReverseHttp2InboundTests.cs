@@ -231,6 +231,7 @@ public sealed class ReverseHttp2InboundTests
         await proxy.AssertNoOpenConnectionsAsync();
         var entry = Assert.Single(log.Entries, e => e.Method == HttpMethods.Connect);
         Assert.Equal("HTTP/2", entry.Protocol);
+        Assert.Equal(200, entry.Status); // what the h2 client saw
         Assert.InRange(entry.BytesFromClient, 6 + 13, 1000);
     }
 
