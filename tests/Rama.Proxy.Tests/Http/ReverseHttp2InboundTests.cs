@@ -104,6 +104,43 @@ public sealed class ReverseHttp2InboundTests
         await proxy.AssertNoOpenConnectionsAsync();
     }
 
+    [Theory]
+    [InlineData(ReverseProxyTransport.Auto)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task A_preface_cut_short_is_answered_408_at_the_header_timeout_and_a_wrong_one_as_a_bad_http11_request(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin();
+        await using var proxy = new ProxyHarness(ReverseProxyStack.Create(new ForwardProxyOptions
+        {
+            Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) },
+            ReverseTransport = transport,
+            Http = new HttpProxyOptions { Limits = new HttpLimits { HeaderTimeout = TimeSpan.FromSeconds(1) } },
+        }, new HostPort("127.0.0.1", origin.Port)));
+
+        // Slowloris on the preface: 16 of its 24 octets, then silence. The wait for the rest is the header timeout's.
+        using (var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await socket.ConnectAsync(IPAddress.Loopback, proxy.Port);
+            await using var stream = new NetworkStream(socket, ownsSocket: false);
+            await stream.WriteAsync(Http2Preface.Bytes[..16].ToArray());
+            var answer = await ReadSomeAsync(stream, "\r\n\r\n");
+            Assert.StartsWith("HTTP/1.1 408", answer, StringComparison.Ordinal);
+        }
+
+        // Not the preface (a wrong second line): an HTTP/1.1 request line "PRI * HTTP/2.0", rejected as HTTP/1.1; no h2.
+        using (var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            await socket.ConnectAsync(IPAddress.Loopback, proxy.Port);
+            await using var stream = new NetworkStream(socket, ownsSocket: false);
+            await stream.WriteAsync("PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"u8.ToArray());
+            var answer = await ReadSomeAsync(stream, "\r\n\r\n");
+            Assert.Matches(@"^HTTP/1\.1 (400|505) ", answer);
+        }
+
+        Assert.Empty(origin.Requests);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
     [Fact]
     public async Task The_epoll_transport_after_an_http11_request_parses_a_preface_as_http11_and_rejects_it()
     {
