@@ -90,6 +90,40 @@ public sealed class ReverseHttp2InboundTests
         Assert.Null(Assert.Single(entries, e => e.Target == "/hello").Protocol); // the HTTP/1.1 line is as before
     }
 
+    [Fact]
+    public async Task A_routed_reverse_listener_routes_h2c_requests_by_authority_and_path_like_http11_ones()
+    {
+        await using var shop = new TestOrigin(_ => TestOrigin.Response(200, "shop"));
+        await using var api = new TestOrigin(_ => TestOrigin.Response(200, "api"));
+        var routing = new Rama.Proxy.Http.Routing.ReverseRoutingOptions
+        {
+            Clusters =
+            [
+                new Rama.Proxy.Http.Routing.ClusterOptions { ClusterId = "shop", Destinations = [new Rama.Proxy.Http.Routing.DestinationOptions { DestinationId = "s", Address = shop.Url("") }] },
+                new Rama.Proxy.Http.Routing.ClusterOptions { ClusterId = "api", Destinations = [new Rama.Proxy.Http.Routing.DestinationOptions { DestinationId = "a", Address = api.Url("") }] },
+            ],
+            Routes =
+            [
+                new Rama.Proxy.Http.Routing.RouteOptions { RouteId = "api", ClusterId = "api", Match = new Rama.Proxy.Http.Routing.RouteMatchOptions { Hosts = ["app.example"], Path = "/api/{**rest}" } },
+                new Rama.Proxy.Http.Routing.RouteOptions { RouteId = "shop", ClusterId = "shop", Match = new Rama.Proxy.Http.Routing.RouteMatchOptions { Hosts = ["app.example"] } },
+            ],
+        };
+        await using var proxy = new ProxyHarness(ReverseProxyStack.Create(new ForwardProxyOptions { Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) } },
+            routing, out _));
+
+        // :authority from the URL (curl sends no Host over h2): the route's host match sees it as Host.
+        var apiAnswer = await Curl.RunAsync("--http2-prior-knowledge", "--connect-to", $"app.example:80:127.0.0.1:{proxy.Port}", "http://app.example/api/items");
+        var shopAnswer = await Curl.RunAsync("--http2-prior-knowledge", "--connect-to", $"app.example:80:127.0.0.1:{proxy.Port}", "http://app.example/cart");
+        var unknown = await Curl.RunAsync("--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "--connect-to", $"other.example:80:127.0.0.1:{proxy.Port}", "http://other.example/");
+
+        Assert.True(apiAnswer.ExitCode == 0, apiAnswer.Stderr);
+        Assert.Equal("api", apiAnswer.Stdout);
+        Assert.Equal("shop", shopAnswer.Stdout);
+        Assert.Equal("404", unknown.Stdout);
+        Assert.Equal("GET /api/items HTTP/1.1", Assert.Single(api.Requests).RequestLine);
+        await proxy.AssertNoOpenConnectionsAsync();
+    }
+
     [Theory]
     [InlineData(ReverseProxyTransport.Auto)]
     [InlineData(ReverseProxyTransport.Sockets)]
