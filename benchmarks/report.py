@@ -76,6 +76,7 @@ titles = {
     "socks5": "5. SOCKS5 tunnel",
     "newconn": "6. New connections per second (Connection: close, forward proxy)",
     "websocket": "9. WebSocket echo, 64-byte messages (req/s = messages echoed per second; rama = the forward proxy, absolute-form)",
+    "h2": "10. HTTP/2 reverse proxy to nginx (h2load; HTTP/1.1 to the origin; h2c prior knowledge and TLS with ALPN h2)",
 }
 
 L = []
@@ -197,6 +198,12 @@ for r in idle:
         b = num(kv.get("bytes_per_tunnel"))
         T.append(("Idle tunnels <= 16 KiB RSS per tunnel", f"{fmt(b / 1024 if b is not None else None, 1)} KiB per tunnel ({kv.get('tunnels')} tunnels)",
                   verdict(b is not None and b <= 16 * 1024)))
+for sc in ("h2c /1k", "h2 TLS /1k"):
+    h2_r, h2_h = find("h2", sc, "rama"), find("h2", sc, "haproxy")
+    if h2_r and h2_h:
+        a, b = num(h2_r["rps"]), num(h2_h["rps"])
+        T.append((f"Reverse proxy {sc} req/s >= 1.0x haproxy (issue 14)", f"{fmt(a)} vs {fmt(b)} = {ratio(a, b)}x",
+                  verdict(a is not None and b and a >= b)))
 ws_r, ws_d = find("websocket", "ws echo 64 B", "rama"), find("websocket", "ws echo 64 B", "direct (no proxy)")
 if ws_r and ws_d:
     a, b = num(ws_r["rps"]), num(ws_d["rps"])

@@ -103,6 +103,15 @@ internal sealed class AccessLogFormatter : IDisposable
             AppendEscaped(line, entry.Listener);
         }
 
+        if (entry.Protocol is not null)
+        {
+            // HTTP/2 requests only: HTTP/1.x lines stay as they were.
+            line.Append(" proto=");
+            AppendEscaped(line, entry.Protocol);
+            line.Append(" h2fp=");
+            AppendEscaped(line, entry.Http2Fingerprint);
+        }
+
         line.Append('\n');
     }
 
@@ -241,6 +250,12 @@ internal sealed class AccessLogFormatter : IDisposable
         WriteStringOrNull(json, "upstream"u8, entry.Upstream);
         WriteStringOrNull(json, "listener"u8, entry.Listener);
         json.WriteNumber("connection"u8, entry.ConnectionId);
+        if (entry.Protocol is not null)
+        {
+            json.WriteString("protocol"u8, entry.Protocol);
+            WriteStringOrNull(json, "h2_fingerprint"u8, entry.Http2Fingerprint);
+        }
+
         json.WriteEndObject();
         json.Flush();
         _output.Write("\n"u8);

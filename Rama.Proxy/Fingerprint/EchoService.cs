@@ -14,7 +14,7 @@ public sealed record PeerAddresses(IPEndPoint? Remote, IPEndPoint? Local);
 /// <summary>
 /// Answers every request with JSON describing it: the request line, the headers in order, the
 /// client address, and for TLS the version, SNI, ALPN, cipher and the JA3/JA4 of the ClientHello,
-/// plus JA4H. A debugging aid for clients (rama's <c>rama echo</c>, tls.peet.ws).
+/// plus JA4H, and for HTTP/2 the Akamai fingerprint (<c>akamai</c>) with its parts (<c>http2</c>). A debugging aid for clients (rama's <c>rama echo</c>, tls.peet.ws).
 /// </summary>
 public sealed class EchoService : IService<HttpRequest, HttpResponse>
 {
@@ -32,7 +32,12 @@ public sealed class EchoService : IService<HttpRequest, HttpResponse>
             json.WriteString("local", peer?.Local?.ToString());
             json.WriteString("method", request.Method);
             json.WriteString("target", request.Target);
-            json.WriteString("version", request.Version == HttpProtocolVersion.Http10 ? "HTTP/1.0" : "HTTP/1.1");
+            json.WriteString("version", request.Version switch
+            {
+                HttpProtocolVersion.Http10 => "HTTP/1.0",
+                HttpProtocolVersion.Http2 => "HTTP/2",
+                _ => "HTTP/1.1",
+            });
             json.WriteStartArray("headers");
             foreach (var field in request.Headers)
             {
@@ -46,6 +51,7 @@ public sealed class EchoService : IService<HttpRequest, HttpResponse>
             var ja4h = request.Extensions.Get<Ja4H>() ?? Ja4H.From(request);
             json.WriteString("ja4h", ja4h.Fingerprint);
             json.WriteString("ja4h_r", ja4h.Raw);
+            WriteHttp2(json, request.Extensions.Get<Http.Http2.Http2Fingerprint>());
             WriteTls(json, request.Extensions);
             WriteProxyHeader(json, request.Extensions.Get<ProxyHeader>());
             json.WriteEndObject();
@@ -56,6 +62,40 @@ public sealed class EchoService : IService<HttpRequest, HttpResponse>
         response.Headers.Add("Content-Type"u8.ToArray(), "application/json"u8.ToArray());
         response.Headers.Add("Cache-Control"u8.ToArray(), "no-store"u8.ToArray());
         return ValueTask.FromResult(response);
+    }
+
+    /// <summary>The Akamai HTTP/2 fingerprint (<c>akamai</c>) and its parts (<c>http2</c>); null for HTTP/1.x.</summary>
+    private static void WriteHttp2(Utf8JsonWriter json, Http.Http2.Http2Fingerprint? fingerprint)
+    {
+        if (fingerprint is null)
+        {
+            json.WriteNull("akamai");
+            json.WriteNull("http2");
+            return;
+        }
+
+        json.WriteString("akamai", fingerprint.Akamai);
+        json.WriteStartObject("http2");
+        json.WriteStartArray("settings");
+        foreach (var setting in fingerprint.Settings)
+        {
+            json.WriteStartObject();
+            json.WriteNumber("id", setting.Id);
+            json.WriteNumber("value", setting.Value);
+            json.WriteEndObject();
+        }
+
+        json.WriteEndArray();
+        json.WriteNumber("window_update", fingerprint.WindowUpdate);
+        json.WriteStartArray("priority");
+        foreach (var frame in fingerprint.Priorities.Where(p => !p.InHeaders))
+        {
+            json.WriteStringValue(frame.ToString());
+        }
+
+        json.WriteEndArray();
+        json.WriteString("pseudo_header_order", string.Join(',', fingerprint.PseudoHeaderOrder.Where(c => c != 't')));
+        json.WriteEndObject();
     }
 
     private static void WriteTls(Utf8JsonWriter json, Extensions extensions)

@@ -13,7 +13,21 @@ public sealed record Ja4H(string Fingerprint, string Raw)
 
     public override string ToString() => Fingerprint;
 
-    public static Ja4H From(HttpRequest request) => From(request?.Method ?? "", request!.Version == HttpProtocolVersion.Http10 ? "10" : "11", request.Headers);
+    public static Ja4H From(HttpRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.Version != HttpProtocolVersion.Http2)
+        {
+            return From(request.Method, request.Version == HttpProtocolVersion.Http10 ? "10" : "11", request.Headers);
+        }
+
+        // HTTP/2: version "20"; pseudo-headers are not headers, and the Host our HTTP/2 server adds from :authority (first,
+        // same value) was not sent by the client.
+        var authority = request.Extensions.Get<Http.Http2.Http2RequestInfo>()?.Authority;
+        var headers = request.Headers;
+        var synthesized = authority is not null && headers.Count > 0 && headers[0].NameIs("host"u8) && headers[0].ValueText == authority;
+        return From(request.Method, "20", synthesized ? headers.Skip(1) : headers);
+    }
 
     /// <summary>JA4H from the method, the two-digit version ("10", "11", "20", "30") and the header fields in order.</summary>
     public static Ja4H From(string method, string version, IEnumerable<HttpHeaderField> headers)

@@ -7,7 +7,7 @@ namespace Rama.Proxy.Fingerprint;
 /// <summary>The TLS fingerprints of a connection, computed once by the TLS layer from its ClientHello and kept in the extensions bag.</summary>
 public sealed record TlsFingerprints(Ja3 Ja3, Ja4 Ja4);
 
-/// <summary>Logs each request with its fingerprints (JA3/JA4 of the connection, JA4H of the request) and keeps the JA4H in the request's bag.</summary>
+/// <summary>Logs each request with its fingerprints (JA3/JA4 of the connection, JA4H of the request, the Akamai HTTP/2 fingerprint of an h2 connection) and keeps the JA4H in the request's bag.</summary>
 public sealed partial class FingerprintLogLayer(ILogger logger) : ILayer<HttpRequest, HttpResponse>
 {
     public IService<HttpRequest, HttpResponse> Layer(IService<HttpRequest, HttpResponse> inner) => Service.FromFunc<HttpRequest, HttpResponse>((request, token) =>
@@ -15,10 +15,15 @@ public sealed partial class FingerprintLogLayer(ILogger logger) : ILayer<HttpReq
         var ja4h = Ja4H.From(request);
         request.Extensions.Set(ja4h);
         var tls = request.Extensions.Get<TlsFingerprints>();
-        LogRequest(logger, request.Method, request.Target, tls?.Ja3.Hash ?? "-", tls?.Ja4.Fingerprint ?? "-", ja4h.Fingerprint);
+        if (logger.IsEnabled(LogLevel.Information))
+        {
+            LogRequest(logger, request.Method, request.Target, tls?.Ja3.Hash ?? "-", tls?.Ja4.Fingerprint ?? "-", ja4h.Fingerprint,
+                request.Extensions.Get<Http.Http2.Http2Fingerprint>()?.Akamai ?? "-");
+        }
+
         return inner.ServeAsync(request, token);
     });
 
-    [LoggerMessage(EventId = 7200, Level = LogLevel.Information, Message = "{Method} {Target} ja3={Ja3} ja4={Ja4} ja4h={Ja4H}")]
-    private static partial void LogRequest(ILogger logger, string method, string target, string ja3, string ja4, string ja4h);
+    [LoggerMessage(EventId = 7200, Level = LogLevel.Information, Message = "{Method} {Target} ja3={Ja3} ja4={Ja4} ja4h={Ja4H} h2={Akamai}")]
+    private static partial void LogRequest(ILogger logger, string method, string target, string ja3, string ja4, string ja4h, string akamai);
 }

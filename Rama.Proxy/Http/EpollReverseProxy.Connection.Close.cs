@@ -73,6 +73,11 @@ internal sealed partial class EpollReverseProxy
         {
             var prefix = _in is null ? [] : _in.AsSpan(from, _inEnd - from).ToArray();
             LogHandOver(_owner._logger, _context.Id, prefix.Length);
+            if (_servedAny)
+            {
+                _context.Extensions.Set(Http1Continued.Instance);
+            }
+
             Detach();
             _phase = Phase.Closed;
             _ = RunClassicAsync(prefix);

@@ -22,6 +22,17 @@ internal sealed partial class EpollReverseProxy
             if (_inEnd > _inStart)
             {
                 var headStart = _inStart;
+                if (!_servedAny && _in![_inStart] == (byte)'P')
+                {
+                    // RFC 9113 §3.3: a fresh connection opening with the h2c preface goes to the pipe server, which serves HTTP/2.
+                    var preface = Http2.Http2Preface.Detect(new ReadOnlySequence<byte>(_in, _inStart, _inEnd - _inStart));
+                    if (preface == Http2.PrefaceMatch.Match)
+                    {
+                        HandOver(headStart);
+                        return false;
+                    }
+                }
+
                 int consumed;
                 bool parsed;
                 try
@@ -151,13 +162,17 @@ internal sealed partial class EpollReverseProxy
         {
             // What the pipe-based stack runs: HTTP/1.0 (keep-alive negotiation, no chunked answers), chunked
             // uploads (re-encoded there), Expect (it sends 100 Continue on the first body read), and every target
-            // other than origin-form (CONNECT's 405, absolute-form, '*').
+            // other than origin-form (CONNECT's 405, absolute-form, '*'), and upgrades (RFC 9110 §7.8: the 101 and the
+            // relayed tunnel are the forwarder's, ForwardProxyService.Upgrade.cs).
             if (request.Version != HttpProtocolVersion.Http11 || request.BodyFraming == BodyFraming.Chunked
-                || request.TargetForm != RequestTargetForm.Origin || request.Headers.Contains("Expect"u8))
+                || request.TargetForm != RequestTargetForm.Origin || request.Headers.Contains("Expect"u8)
+                || (request.Headers.Contains(HeaderNames.Upgrade) && ForwardProxyService.UpgradeOffer(request) is not null))
             {
                 HandOver(headStart);
                 return;
             }
+
+            _servedAny = true;
 
             _request = request;
             _requestPersistent = Http1Parser.IsPersistent(request.Version, request.Headers);

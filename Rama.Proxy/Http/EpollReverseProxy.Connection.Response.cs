@@ -45,7 +45,7 @@ internal sealed partial class EpollReverseProxy
                     _respScan = default;
                     if (head.Status == 101)
                     {
-                        // We never ask for an upgrade (Upgrade is not forwarded): a 101 is a broken origin.
+                        // Upgrade requests go to the pipe server (OnRequest): here nothing asked to switch, so a 101 is a broken origin.
                         CloseOrigin();
                         Fail(ForwardError.UpstreamProtocolError, "101 Switching Protocols without an upgrade request");
                         return true;

@@ -62,6 +62,7 @@ internal sealed partial class EpollReverseProxy
         private bool _writable = true;
         private bool _closeAfterResponse;
         private bool _peerClosed;
+        private bool _servedAny; // a request of this connection ran here: a hand-over continues HTTP/1.1 (no h2 preface any more)
 
         // Client input: [_inStart, _inEnd) not yet consumed.
         private byte[]? _in;

@@ -51,20 +51,43 @@ internal sealed class Http1Server(IService<HttpRequest, HttpResponse> applicatio
 
     public TimeProvider Time { get; } = time;
 
+    /// <summary>
+    /// The HTTP/2 server of this port, or null (HTTP/1.1 only): a new connection whose first octets are the HTTP/2
+    /// preface (h2c with prior knowledge, RFC 9113 §3.3) is handed to it, within the header timeout, on the same port.
+    /// </summary>
+    public IService<ConnectionContext, Unit>? Http2 { get; init; }
+
     public async ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
     {
         var session = new Http1Connection(this, connection);
+        bool http2;
         try
         {
             await session.RunAsync(cancellationToken).ConfigureAwait(false);
+            http2 = session.PrefaceSeen;
         }
         finally
         {
             session.Dispose();
         }
 
+        if (http2)
+        {
+            await Http2!.ServeAsync(connection, cancellationToken).ConfigureAwait(false);
+        }
+
         return Unit.Value;
     }
+}
+
+/// <summary>
+/// Set on a connection that the epoll transport handed to the pipes after it served requests on it: the pipe server
+/// continues an HTTP/1.1 connection there, so an HTTP/2 preface is no longer a preface (RFC 9113 §3.3: prior knowledge
+/// starts a connection), and is parsed (and rejected) as an HTTP/1.1 request.
+/// </summary>
+internal sealed class Http1Continued
+{
+    public static readonly Http1Continued Instance = new();
 }
 
 /// <summary>
@@ -86,6 +109,9 @@ internal sealed partial class Http1Connection : IDisposable
     private PipeWriter _output = null!;
     private bool _responseStarted;
     private bool _continueArmed;
+
+    /// <summary>True when the connection opened with the HTTP/2 preface (nothing consumed): the HTTP/2 server takes it.</summary>
+    public bool PrefaceSeen { get; private set; }
 
     public Http1Connection(Http1Server server, ConnectionContext connection)
     {
@@ -142,6 +168,7 @@ internal sealed partial class Http1Connection : IDisposable
     {
         var state = default(HeadScanState);
         var started = false;
+        var detect = first && _server.Http2 is not null && !_connection.Extensions.Contains<Http1Continued>();
         _timer.CancelAfter(idleTimeout);
         // A first request still on its way when the shutdown starts gets a short grace, not the whole header timeout: a
         // connection that stays silent (a browser's preconnect) must not hold the drain.
@@ -176,6 +203,36 @@ internal sealed partial class Http1Connection : IDisposable
             var buffer = result.Buffer;
             var firstBytes = !started && !buffer.IsEmpty;
             started |= firstBytes;
+            if (detect && !buffer.IsEmpty)
+            {
+                // RFC 9113 §3.3: h2c with prior knowledge starts with the preface; an HTTP/1.1 method differs within its first octets.
+                switch (Http2.Http2Preface.Detect(buffer))
+                {
+                    case Http2.PrefaceMatch.Match:
+                        _input.AdvanceTo(buffer.Start); // nothing consumed or examined: the HTTP/2 server reads the preface
+                        _timer.CancelAfter(Timeout.InfiniteTimeSpan);
+                        PrefaceSeen = true;
+                        return null;
+                    case Http2.PrefaceMatch.NoMatch:
+                        detect = false;
+                        break;
+                    default:
+                        if (firstBytes)
+                        {
+                            _timer.CancelAfter(_limits.HeaderTimeout);
+                        }
+
+                        _input.AdvanceTo(buffer.Start, buffer.End);
+                        if (result.IsCompleted)
+                        {
+                            _connection.TrySetCloseReason("client closed inside a request head");
+                            LogIdleClose(_logger, _connection.Id, "client closed inside a request head");
+                            return null;
+                        }
+
+                        continue;
+                }
+            }
 
             bool parsed;
             HttpRequest? request;

@@ -34,9 +34,8 @@ public sealed record MitmOptions
 /// <summary>
 /// The MITM tunnel: when the first bytes of a CONNECT (HTTP or SOCKS5) tunnel are a ClientHello,
 /// terminate TLS with a leaf minted for its SNI (or the CONNECT host), serve the decrypted HTTP/1.1
-/// through the HTTP server and the configured request layers, and forward each request to the
-/// origin over TLS (verified, SNI as the client sent it, ALPN http/1.1 only: our HTTP/2 does not
-/// exist yet, so h2 is never offered to the client either). Anything else is relayed untouched.
+/// through the HTTP server (h2 when the client offers it in ALPN, else HTTP/1.1) and the configured request layers,
+/// and forward each request to the origin over TLS (verified, SNI as the client sent it). Anything else is relayed untouched.
 /// The first decrypted request uses the connection the tunnel was opened with; every later origin
 /// connection (after the origin closed) is dialled with the tunnel's redial function, so it leaves
 /// through the same upstream proxy as the first one, never directly.
@@ -105,13 +104,15 @@ public sealed partial class MitmTunnel : ITunnelHandler
         var layers = new List<ILayer<HttpRequest, HttpResponse>> { new FingerprintLogLayer(_loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")) };
         layers.AddRange(_options.RequestLayers);
         var accessLog = _accessLog.IsEnabled ? new TunnelAccessLog(_accessLog, target) : _accessLog;
-        var http = HttpServer.Create(Service.Stack<HttpRequest, HttpResponse>(origin, [.. layers]), _options.Limits, _loggerFactory, _time, accessLog, AccessKind.Mitm);
+        // h2 when the client offers it (ALPN), else HTTP/1.1; both over the same layers and forwarder, logged alike.
+        var http = Http2Inbound.Server(Service.Stack<HttpRequest, HttpResponse>(origin, [.. layers]), _options.Limits, _loggerFactory, accessLog, AccessKind.Mitm,
+            _time, webSocketsToHttp1: true);
         var tls = new TlsServerLayer(new TlsServerOptions
         {
             Certificates = new LeafSelector(_options.Authority, target.Host),
-            ApplicationProtocols = ["http/1.1"],
+            ApplicationProtocols = ["h2", "http/1.1"],
             HandshakeTimeout = _options.HandshakeTimeout,
-        }, _loggerFactory, _time).Layer(http);
+        }, _loggerFactory, _time).Layer(Http2Inbound.ByAlpn(http));
         try
         {
             await tls.ServeAsync(nested, cancellationToken).ConfigureAwait(false);

@@ -82,6 +82,12 @@ public readonly record struct AccessLogEntry
     /// <summary>The process-unique connection id (as in the debug log).</summary>
     public long ConnectionId { get; init; }
 
+    /// <summary>The client's protocol when it is not HTTP/1.x: <c>HTTP/2</c> for a request on an HTTP/2 stream; null for HTTP/1.x, tunnels and relays.</summary>
+    public string? Protocol { get; init; }
+
+    /// <summary>The client connection's Akamai HTTP/2 fingerprint (<c>S|WU|P|PS</c>) for an HTTP/2 request; else null.</summary>
+    public string? Http2Fingerprint { get; init; }
+
     /// <summary>The target as text: <see cref="Target"/>, else <see cref="Authority"/>, else "-". Allocates: for writers, not for the connection's path.</summary>
     public string TargetText => Target ?? (Authority.Host is null ? "-" : Authority.ToString());
 }

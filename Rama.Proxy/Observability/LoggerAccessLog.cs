@@ -42,12 +42,13 @@ internal sealed partial class LoggerAccessLog(ILoggerFactory loggerFactory) : IA
         if (_http.IsEnabled(LogLevel.Information))
         {
             LogAccess(_http, entry.Method ?? "-", entry.TargetText, entry.Status, entry.BytesToClient, (long)entry.Duration.TotalMilliseconds,
-                entry.User ?? "-", entry.ConnectionId, entry.Upstream ?? "-");
+                entry.User ?? "-", entry.ConnectionId, entry.Upstream ?? "-", entry.Protocol ?? "HTTP/1.1", entry.Http2Fingerprint ?? "-");
         }
     }
 
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "{Method} {Target} {Status} {Bytes} bytes {DurationMs} ms user={User} connection={ConnectionId} upstream={Upstream}")]
-    private static partial void LogAccess(ILogger logger, string method, string target, int status, long bytes, long durationMs, string user, long connectionId, string upstream);
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Information, Message = "{Method} {Target} {Status} {Bytes} bytes {DurationMs} ms user={User} connection={ConnectionId} upstream={Upstream} protocol={Protocol} h2fp={Http2Fingerprint}")]
+    private static partial void LogAccess(ILogger logger, string method, string target, int status, long bytes, long durationMs, string user, long connectionId, string upstream,
+        string protocol, string http2Fingerprint);
 
     [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "socks5 {ConnectionId} user={User} CONNECT {Target} up={Up} down={Down} ms={Elapsed:0.0} upstream={Upstream}")]
     private static partial void LogTunnel(ILogger logger, long connectionId, string user, string target, long up, long down, double elapsed, string upstream);

@@ -110,7 +110,8 @@ public static class TlsStacks
             layers.Add(ProxyProtocolConnector.ScopeLayer);
         }
 
-        layers.Add(new TlsServerLayer(tls, loggerFactory, time));
+        // HTTP mode serves h2 (ALPN) as well; TCP mode relays bytes it does not parse, so it offers only what it was given.
+        layers.Add(new TlsServerLayer(options.Mode == TerminationMode.Http ? tls.ForHttp() : tls, loggerFactory, time));
         return Service.Owning(Service.Stack(forward, [.. layers]), forward as IAsyncDisposable);
     }
 
@@ -137,11 +138,14 @@ public static class TlsStacks
         var upstream = Http1ConnectionPool.Key(options.Upstream);
         IService<HttpRequest, HttpResponse> Application(Http1ConnectionPool pool) => Service.Stack<HttpRequest, HttpResponse>(
             new ReverseProxyService(new ForwardProxyService(http, connector, pool, logger, time, tunnel: null, secure), upstream), fingerprints);
+        // ALPN h2 or HTTP/1.1 over the same application (h2 requests become HTTP/1.1 to the upstream).
+        IService<ConnectionContext, Unit> Server(IService<HttpRequest, HttpResponse> application) =>
+            Http2Inbound.ByAlpn(Http2Inbound.Server(application, options.Limits, loggerFactory, accessLog, AccessKind.Tls, time, webSocketsToHttp1: true));
 
         if (options.SendProxyProtocol is null)
         {
             var pool = new Http1ConnectionPool(http.MaxIdleConnectionsPerTarget, http.PooledConnectionIdleTimeout, time);
-            return Service.Owning(HttpServer.Create(Application(pool), options.Limits, loggerFactory, time, accessLog, AccessKind.Tls), pool);
+            return Service.Owning(Server(Application(pool)), pool);
         }
 
         // A PROXY header names one client: an origin connection serves that client's connection only (a pool of one per connection).
@@ -150,8 +154,7 @@ public static class TlsStacks
             var pool = new Http1ConnectionPool(1, http.PooledConnectionIdleTimeout, time);
             await using (pool.ConfigureAwait(false))
             {
-                var server = HttpServer.Create(Application(pool), options.Limits, loggerFactory, time, accessLog, AccessKind.Tls);
-                return await server.ServeAsync(connection, token).ConfigureAwait(false);
+                return await Server(Application(pool)).ServeAsync(connection, token).ConfigureAwait(false);
             }
         });
     }
@@ -203,8 +206,8 @@ public static class TlsStacks
     }
 
     /// <summary>
-    /// The echo server: HTTP/1.1, and HTTPS on the same port when <paramref name="tls"/> is given
-    /// (a first byte 0x16 is a TLS record). Every request is answered by <see cref="EchoService"/>.
+    /// The echo server: HTTP/1.1 and h2c (prior knowledge), and HTTPS (ALPN h2 or http/1.1) on the same port when
+    /// <paramref name="tls"/> is given (a first byte 0x16 is a TLS record). Every request is answered by <see cref="EchoService"/>.
     /// </summary>
     public static IService<ConnectionContext, Unit> Echo(TlsServerOptions? tls, HttpLimits? limits = null, ILoggerFactory? loggerFactory = null, TimeProvider? time = null,
         IAccessLog? accessLog = null)
@@ -213,11 +216,13 @@ public static class TlsStacks
         time ??= TimeProvider.System;
         limits ??= new HttpLimits();
         var app = Service.Stack<HttpRequest, HttpResponse>(EchoService.Instance, new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")));
-        var http = HttpServer.Create(app, limits, loggerFactory, time, accessLog, AccessKind.Echo);
+        limits.Validate();
+        // HTTP/1.1 and h2c with prior knowledge in clear; after TLS, ALPN h2 or http/1.1: the Akamai fingerprint is seen on h2.
+        var http = Http2Inbound.Server(app, limits, loggerFactory, accessLog ?? AccessLogs.ToLogger(loggerFactory), AccessKind.Echo, time, webSocketsToHttp1: false);
         var routes = new List<PeekRoute>();
         if (tls is not null)
         {
-            routes.Add(PeekRoute.FirstByte("tls", b => b == TlsRecordByte, new TlsServerLayer(tls, loggerFactory, time).Layer(http)));
+            routes.Add(PeekRoute.FirstByte("tls", b => b == TlsRecordByte, new TlsServerLayer(tls.ForHttp(), loggerFactory, time).Layer(Http2Inbound.ByAlpn(http))));
         }
 
         routes.Add(PeekRoute.FirstByte("http", b => char.IsAsciiLetter((char)b), http));

@@ -18,8 +18,24 @@ public sealed record TlsServerOptions
     /// <summary>How the certificate is chosen from the ClientHello (SNI map, or the MITM authority).</summary>
     public required IServerCertificateSelector Certificates { get; init; }
 
-    /// <summary>ALPN protocols we accept, in our order of preference (RFC 7301). Default http/1.1 only: our HTTP/2 does not exist yet. Empty: no ALPN.</summary>
+    /// <summary>
+    /// ALPN protocols we accept, in our order of preference (RFC 7301). Default http/1.1; a listener that serves HTTP also
+    /// offers h2 first (<see cref="Http2"/>), a raw TCP relay does not. Empty: no ALPN.
+    /// </summary>
     public IReadOnlyList<string> ApplicationProtocols { get; init; } = ["http/1.1"];
+
+    /// <summary>
+    /// On a listener that parses HTTP (TLS termination in HTTP mode, the HTTPS proxy, MITM, echo): offer <c>h2</c> before
+    /// the protocols of <see cref="ApplicationProtocols"/> when they include http/1.1, so a client that offers h2 gets it
+    /// (RFC 9113 §3.2) and one that does not gets HTTP/1.1. Default true. Ignored in TCP mode (no HTTP is parsed there).
+    /// </summary>
+    public bool Http2 { get; init; } = true;
+
+    /// <summary>The options of a listener that serves HTTP: h2 offered first when <see cref="Http2"/> is on and http/1.1 is offered.</summary>
+    internal TlsServerOptions ForHttp() =>
+        Http2 && ApplicationProtocols.Contains("http/1.1") && !ApplicationProtocols.Contains("h2")
+            ? this with { ApplicationProtocols = ["h2", .. ApplicationProtocols] }
+            : this;
 
     public ClientCertificateMode ClientCertificates { get; init; } = ClientCertificateMode.None;
 

@@ -1,0 +1,244 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Security.Cryptography;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Rama.Proxy.Core;
+using Rama.Proxy.Http.Http2;
+using Rama.Proxy.Net;
+using Rama.Proxy.Observability;
+
+namespace Rama.Proxy.Http;
+
+/// <summary>
+/// HTTP/2 from clients on the ports that serve HTTP/1.1 (issue 14): h2c with prior knowledge on the same port
+/// (<see cref="Http1Server.Http2"/>), or ALPN h2 after TLS. The same request service answers both protocols; this
+/// adds what the HTTP/1.1 server does around it: one access entry per request (with the protocol and the Akamai
+/// fingerprint), and RFC 8441 WebSockets turned into HTTP/1.1 upgrades for HTTP/1.1 origins.
+/// </summary>
+internal static class Http2Inbound
+{
+    /// <summary>An HTTP/1.1 server for <paramref name="application"/> that hands h2c prior-knowledge connections to an HTTP/2 server over the same application.</summary>
+    public static Http1Server Server(IService<HttpRequest, HttpResponse> application, HttpLimits limits, ILoggerFactory loggerFactory, IAccessLog accessLog,
+        AccessKind kind, TimeProvider time, bool webSocketsToHttp1, Http2Limits? http2Limits = null) =>
+        new(application, limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"), accessLog, kind, time)
+        {
+            Http2 = Create(application, loggerFactory, accessLog, kind, time, webSocketsToHttp1, http2Limits),
+        };
+
+    /// <summary>
+    /// After TLS: ALPN h2 goes to <paramref name="server"/>'s HTTP/2 server (RFC 9113 §3.2), anything else (http/1.1, no
+    /// ALPN) to the HTTP/1.1 server.
+    /// </summary>
+    public static IService<ConnectionContext, Unit> ByAlpn(Http1Server server)
+    {
+        var http2 = server.Http2 ?? throw new ArgumentException("the server has no HTTP/2 side", nameof(server));
+        return Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
+            connection.Extensions.Get<Tls.TlsConnectionInfo>()?.ApplicationProtocol == "h2" ? http2.ServeAsync(connection, token) : server.ServeAsync(connection, token));
+    }
+
+    /// <summary>The HTTP/2 connection service over <paramref name="application"/> (for ALPN h2, or a preface seen by the HTTP/1.1 server).</summary>
+    public static IService<ConnectionContext, Unit> Create(IService<HttpRequest, HttpResponse> application, ILoggerFactory loggerFactory, IAccessLog accessLog,
+        AccessKind kind, TimeProvider time, bool webSocketsToHttp1, Http2Limits? http2Limits = null) =>
+        Http2Server.Create(new Http2InboundApplication(application, accessLog, kind, time, webSocketsToHttp1), http2Limits, loggerFactory, time);
+}
+
+/// <summary>The request service of an HTTP/2 server: access entries, and extended CONNECT to an HTTP/1.1 upgrade when asked.</summary>
+internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse> inner, IAccessLog accessLog, AccessKind kind, TimeProvider time,
+    bool webSocketsToHttp1) : IService<HttpRequest, HttpResponse>
+{
+    public const string Protocol = "HTTP/2";
+
+    public async ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var startedAt = _time.GetTimestamp();
+        var logged = _accessLog.IsEnabled;
+        CountingReader? upload = null;
+        if (logged && !ReferenceEquals(request.Body, EmptyBody.Instance))
+        {
+            request.Body = upload = new CountingReader(request.Body, null);
+        }
+
+        var info = request.Extensions.Get<Http2RequestInfo>();
+        HttpResponse response;
+        if (request.IsConnect && info?.Protocol is { } protocol && webSocketsToHttp1)
+        {
+            response = await UpgradeAsync(request, info, protocol, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            response = await inner.ServeAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (!logged)
+        {
+            return response;
+        }
+
+        // The status the client sees: an origin's 101 to an extended CONNECT is a 200 on the stream (RFC 8441 §5).
+        var status = response.Status == 101 && request.IsConnect ? 200 : response.Status;
+        var entry = new Pending(this, request, status, startedAt, upload);
+        if (response.OnUpgrade is { } run)
+        {
+            // One entry per tunnel, when it ends, with what the relay moved.
+            response.OnUpgrade = async (pipe, token) =>
+            {
+                var task = run(pipe, token);
+                try
+                {
+                    await task.ConfigureAwait(false);
+                }
+                finally
+                {
+                    var moved = task is Task<RelayResult> { IsCompletedSuccessfully: true } relayed ? relayed.Result : default;
+                    entry.Write(moved.ClientToTarget, moved.TargetToClient);
+                }
+            };
+            if (!ReferenceEquals(response.Body, EmptyBody.Instance))
+            {
+                response.Body = new CountingReader(response.Body, null);
+            }
+
+            return response;
+        }
+
+        if (ReferenceEquals(response.Body, EmptyBody.Instance) || request.IsHead || response.Status is 204 or 304)
+        {
+            entry.Write(0, 0);
+            return response;
+        }
+
+        response.Body = new CountingReader(response.Body, entry);
+        return response;
+    }
+
+    /// <summary>
+    /// RFC 8441 §5: an extended CONNECT with :protocol websocket is the HTTP/1.1 upgrade GET (RFC 6455 §4.1) to the
+    /// origin: Upgrade, Connection and a fresh Sec-WebSocket-Key (an h2 client sends none); the origin's 101 is answered
+    /// with 200 by the HTTP/2 server and the stream becomes the relayed tunnel. Other protocols: 501.
+    /// </summary>
+    private async ValueTask<HttpResponse> UpgradeAsync(HttpRequest request, Http2RequestInfo info, string protocol, CancellationToken cancellationToken)
+    {
+        if (!protocol.Equals("websocket", StringComparison.OrdinalIgnoreCase))
+        {
+            return HttpResponse.Text(501, $"extended CONNECT for '{protocol}' is not served");
+        }
+
+        var headers = new HttpHeaders(request.Headers.Count + 4);
+        foreach (var field in request.Headers)
+        {
+            if (!field.NameIs("sec-websocket-key"u8))
+            {
+                headers.Add(field.Name, field.Value);
+            }
+        }
+
+        headers.Add("Upgrade"u8.ToArray(), "websocket"u8.ToArray());
+        headers.Add("Connection"u8.ToArray(), "Upgrade"u8.ToArray());
+        Span<byte> nonce = stackalloc byte[16];
+        RandomNumberGenerator.Fill(nonce);
+        headers.Add("Sec-WebSocket-Key"u8.ToArray(), Encoding.ASCII.GetBytes(Convert.ToBase64String(nonce)));
+        var upgrade = new HttpRequest(HttpMethods.Get, request.Target, RequestTargetForm.Origin, HttpProtocolVersion.Http11, headers, request.Extensions)
+        {
+            Connection = request.Connection,
+        };
+        upgrade.Extensions.Set(info with { Protocol = null }); // an HTTP/1.1 upgrade from here on, not an extended CONNECT
+        var response = await inner.ServeAsync(upgrade, cancellationToken).ConfigureAwait(false);
+        if (response.Status == 101)
+        {
+            response.Headers.Remove("Sec-WebSocket-Accept"u8); // the answer to our key, not the h2 client's (RFC 8441 §5: none)
+        }
+
+        return response;
+    }
+
+    /// <summary>An access entry waiting for the end of its response body.</summary>
+    private sealed class Pending(Http2InboundApplication owner, HttpRequest request, int status, long startedAt, CountingReader? upload)
+    {
+        private int _written;
+
+        public void Write(long tunnelUp, long bytesDown)
+        {
+            if (Interlocked.Exchange(ref _written, 1) != 0)
+            {
+                return;
+            }
+
+            var clock = owner._time;
+            owner._accessLog.Write(new AccessLogEntry
+            {
+                Time = clock.GetUtcNow(),
+                Kind = owner._kind,
+                Client = request.Connection?.RemoteEndPoint,
+                User = request.Extensions.Get<ProxyUser>()?.Name,
+                Method = request.Method,
+                Target = request.Target,
+                Status = status,
+                BytesFromClient = (upload?.Count ?? 0) + tunnelUp,
+                BytesToClient = bytesDown,
+                Duration = clock.GetElapsedTime(startedAt),
+                Upstream = request.Extensions.Get<Upstream.SelectedUpstream>()?.Id,
+                ConnectionId = request.Connection?.Id ?? 0,
+                Protocol = Protocol,
+                Http2Fingerprint = request.Extensions.Get<Http2Fingerprint>() is { } fingerprint ? AkamaiOf(fingerprint) : null,
+            });
+        }
+    }
+
+    // One fingerprint per connection, shared by its requests: its Akamai text is built once (Akamai builds a new string per call).
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Http2Fingerprint, string> s_akamai = [];
+
+    private static string AkamaiOf(Http2Fingerprint fingerprint) => s_akamai.GetValue(fingerprint, static f => f.Akamai);
+
+    private readonly IAccessLog _accessLog = accessLog;
+    private readonly AccessKind _kind = kind;
+    private readonly TimeProvider _time = time;
+
+    /// <summary>A body reader that counts what its reader consumed, and writes the access entry when it completes.</summary>
+    private sealed class CountingReader(PipeReader inner, Pending? entry) : PipeReader
+    {
+        private ReadOnlySequence<byte> _last;
+
+        public long Count { get; private set; }
+
+        public override bool TryRead(out ReadResult result)
+        {
+            var read = inner.TryRead(out result);
+            _last = read ? result.Buffer : default;
+            return read;
+        }
+
+        public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            var result = await inner.ReadAsync(cancellationToken).ConfigureAwait(false);
+            _last = result.Buffer;
+            return result;
+        }
+
+        public override void AdvanceTo(SequencePosition consumed)
+        {
+            Count += _last.Slice(0, consumed).Length;
+            inner.AdvanceTo(consumed);
+        }
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+        {
+            Count += _last.Slice(0, consumed).Length;
+            inner.AdvanceTo(consumed, examined);
+        }
+
+        public override void CancelPendingRead() => inner.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null)
+        {
+            inner.Complete(exception);
+            entry?.Write(0, Count);
+        }
+
+        public override async ValueTask CompleteAsync(Exception? exception = null)
+        {
+            await inner.CompleteAsync(exception).ConfigureAwait(false);
+            entry?.Write(0, Count);
+        }
+    }
+}

@@ -1,0 +1,200 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using Rama.Proxy.Core;
+using Rama.Proxy.Mitm;
+using Rama.Proxy.Net;
+using Rama.Proxy.Observability;
+using Rama.Proxy.Stacks;
+using Rama.Proxy.Tls;
+using Rama.Proxy.Tests.Support;
+using Rama.Testing;
+
+namespace Rama.Proxy.Tests.Tls;
+
+/// <summary>
+/// Headless chromium (Debian) speaking h2 to Rama: through MITM to an nginx h2 origin (the decrypted requests are HTTP/2
+/// on the client side), and straight to the echo listener, whose Akamai fingerprint has chromium's known shape.
+/// </summary>
+public sealed class Http2BrowserTests : IDisposable
+{
+    private readonly TestPki _pki = new();
+    private readonly (string Cert, string Key) _localhost;
+
+    public Http2BrowserTests() => _localhost = _pki.Issue("localhost", false, "localhost", "127.0.0.1");
+
+    public void Dispose() => _pki.Dispose();
+
+    private sealed class RecordingAccessLog : IAccessLog
+    {
+        public ConcurrentQueue<AccessLogEntry> Entries { get; } = new();
+
+        public bool IsEnabled => true;
+
+        public void Write(in AccessLogEntry entry) => Entries.Enqueue(entry);
+    }
+
+    private static string[] Chromium(string profile, params string[] extra) =>
+    [
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--ignore-certificate-errors", // the MITM leaf and the test CA are not in chromium's store
+        $"--user-data-dir={profile}", .. extra,
+    ];
+
+    [Fact]
+    public async Task Chromium_through_mitm_loads_an_https_page_over_h2_from_an_nginx_h2_origin()
+    {
+        await using var nginx = await NginxTls.StartAsync(_localhost.Cert, _localhost.Key, "<html><body><p id=x>served by nginx over tls</p></body></html>");
+        using var authority = MitmAuthority.Create();
+        var log = new RecordingAccessLog();
+        var mitm = new MitmTunnel(new MitmOptions
+        {
+            Authority = authority,
+            Upstream = new TlsClientOptions { ExtraTrustedRoots = TlsFiles.LoadAuthorities(_pki.CaFile) },
+        }, accessLog: log);
+        await using var proxy = new ProxyHarness(ForwardProxyStack.Create(new ForwardProxyOptions
+        {
+            Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5), AllowDestination = IPAddress.IsLoopback },
+        }, StaticProxyAuthenticator.None, extras: new ForwardProxyExtras { Tunnel = mitm }, accessLog: log));
+        var profile = Directory.CreateTempSubdirectory("rama-chromium-h2-");
+        try
+        {
+            var result = await Cli.RunAsync("chromium", Chromium(profile.FullName, $"--proxy-server=http://127.0.0.1:{proxy.Port}", "--proxy-bypass-list=<-loopback>",
+                "--dump-dom", $"https://localhost:{nginx.Port}/index.html"), TimeSpan.FromSeconds(60));
+
+            Assert.True(result.Text.Contains("served by nginx over tls", StringComparison.Ordinal),
+                $"DOM:\n{result.Text}\n{result.Stderr}\nproxy:\n{string.Join('\n', log.Entries.Select(e => $"{e.Kind} {e.Method} {e.Target} {e.Status} {e.Protocol}"))}");
+            var page = Assert.Single(log.Entries, e => e.Kind == AccessKind.Mitm && e.Target == "/index.html");
+            Assert.Equal("HTTP/2", page.Protocol); // chromium and the MITM agreed on h2 (ALPN)
+            Assert.Equal(200, page.Status);
+            Assert.StartsWith("1:65536;2:0;", page.Http2Fingerprint, StringComparison.Ordinal);
+        }
+        finally
+        {
+            profile.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task Chromium_to_the_echo_listener_over_h2_shows_its_akamai_fingerprint()
+    {
+        await using var echo = new ProxyHarness(TlsStacks.Echo(new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(_localhost.Cert, _localhost.Key) }));
+        var profile = Directory.CreateTempSubdirectory("rama-chromium-echo-");
+        try
+        {
+            var result = await Cli.RunAsync("chromium", Chromium(profile.FullName, "--dump-dom", $"https://127.0.0.1:{echo.Port}/fingerprint"), TimeSpan.FromSeconds(60));
+
+            var akamai = Regex.Match(result.Text, "\"akamai\": \"([^\"]+)\"");
+            Assert.True(akamai.Success, result.Text + result.Stderr);
+            var parts = akamai.Groups[1].Value.Split('|');
+            // Chromium's SETTINGS: HEADER_TABLE_SIZE 65536, ENABLE_PUSH 0, INITIAL_WINDOW_SIZE 6 MiB, MAX_HEADER_LIST_SIZE 256 KiB;
+            // the connection window raised by 15 MiB - 65535; no PRIORITY frames; pseudo-headers :method :authority :scheme :path.
+            Assert.Equal("1:65536;2:0;4:6291456;6:262144", parts[0]);
+            Assert.Equal("15663105", parts[1]);
+            Assert.Equal("0", parts[2]);
+            Assert.Equal("m,a,s,p", parts[3]);
+            Assert.Contains("\"version\": \"HTTP/2\"", result.Text, StringComparison.Ordinal);
+            Assert.Contains("\"alpn\": \"h2\"", result.Text, StringComparison.Ordinal);
+            Assert.Matches("\"ja4h\": \"ge20", result.Text);
+        }
+        finally
+        {
+            profile.Delete(recursive: true);
+        }
+    }
+
+    /// <summary>nginx serving one page over TLS with http2 (and HTTP/1.1) from a temporary prefix; killed on dispose.</summary>
+    private sealed class NginxTls : IAsyncDisposable
+    {
+        private readonly Process _process;
+        private readonly string _dir;
+
+        private NginxTls(Process process, string dir, int port)
+        {
+            _process = process;
+            _dir = dir;
+            Port = port;
+        }
+
+        public int Port { get; }
+
+        public static async Task<NginxTls> StartAsync(string cert, string key, string page)
+        {
+            var dir = Directory.CreateTempSubdirectory("rama-nginx-tls-").FullName;
+            Directory.CreateDirectory(Path.Combine(dir, "www"));
+            await File.WriteAllTextAsync(Path.Combine(dir, "www", "index.html"), page);
+            var probe = new TcpListener(IPAddress.Loopback, 0);
+            probe.Start();
+            var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+            probe.Stop();
+            var conf = Path.Combine(dir, "nginx.conf");
+            await File.WriteAllTextAsync(conf, $$"""
+                daemon off;
+                master_process off;
+                worker_processes 1;
+                pid {{dir}}/nginx.pid;
+                error_log {{dir}}/error.log info;
+                events { worker_connections 256; }
+                http {
+                    access_log off;
+                    client_body_temp_path {{dir}}/body;
+                    proxy_temp_path {{dir}}/proxy;
+                    fastcgi_temp_path {{dir}}/fastcgi;
+                    uwsgi_temp_path {{dir}}/uwsgi;
+                    scgi_temp_path {{dir}}/scgi;
+                    types { text/html html; }
+                    server {
+                        listen 127.0.0.1:{{port}} ssl http2;
+                        ssl_certificate {{cert}};
+                        ssl_certificate_key {{key}};
+                        root {{dir}}/www;
+                        location = /favicon.ico { return 204; }
+                    }
+                }
+                """);
+            var start = new ProcessStartInfo("nginx") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+            foreach (var a in (string[])["-p", dir, "-c", conf])
+            {
+                start.ArgumentList.Add(a);
+            }
+
+            var process = Process.Start(start)!;
+            var nginx = new NginxTls(process, dir, port);
+            var deadline = Stopwatch.StartNew();
+            while (true)
+            {
+                try
+                {
+                    using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                    await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+                    return nginx;
+                }
+                catch (SocketException) when (deadline.Elapsed < TimeSpan.FromSeconds(10) && !process.HasExited)
+                {
+                    await Task.Delay(20);
+                }
+                catch
+                {
+                    var log = File.Exists(Path.Combine(dir, "error.log")) ? await File.ReadAllTextAsync(Path.Combine(dir, "error.log")) : "";
+                    await nginx.DisposeAsync();
+                    throw new InvalidOperationException("nginx did not start: " + log);
+                }
+            }
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (!_process.HasExited)
+            {
+                _process.Kill(entireProcessTree: true);
+            }
+
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+            _process.Dispose();
+            Directory.Delete(_dir, recursive: true);
+        }
+    }
+}
