@@ -138,6 +138,17 @@ internal sealed partial class ActiveHealthChecker : IAsyncDisposable
         }
 
         await using var connection = dial.Connection!;
+        if (destination.Probe.Protocol == OriginProtocol.H2c)
+        {
+            // An h2c destination answers HTTP/2 only (prior knowledge): the probe is a stream on its own connection.
+            await using var h2 = Http2.Http2ClientConnection.Start(connection);
+            var headers = new HttpHeaders();
+            headers.Add("host", target.ToString());
+            headers.Add("user-agent", "rama-health-check");
+            var result = await h2.SendAsync(new HttpRequest("GET", path, RequestTargetForm.Origin, HttpProtocolVersion.Http2, headers), cancellationToken).ConfigureAwait(false);
+            return result.Response is { Status: >= 200 and < 300 };
+        }
+
         var head = Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: rama-health-check\r\nConnection: close\r\n\r\n");
         await connection.Output.WriteAsync(head, cancellationToken).ConfigureAwait(false);
         var response = await Http1ResponseReader.ReadFinalHeadAsync(connection.Input, limits, "GET", rejectSwitchingProtocols: true, cancellationToken).ConfigureAwait(false);

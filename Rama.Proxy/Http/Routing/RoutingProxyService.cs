@@ -201,7 +201,7 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
                 (HttpResponse? Response, ForwardError Error, string Detail, bool BodyBytesSent) outcome;
                 try
                 {
-                    outcome = await _forwarder.TryForwardAsync(request, destination.Address.Target, authority: null, pathAndQuery, token).ConfigureAwait(false);
+                    outcome = await _forwarder.TryForwardAsync(request, destination.Address.Upstream, authority: null, pathAndQuery, token).ConfigureAwait(false);
                 }
                 catch
                 {
