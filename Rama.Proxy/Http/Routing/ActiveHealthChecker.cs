@@ -125,6 +125,26 @@ internal sealed partial class ActiveHealthChecker : IAsyncDisposable
     }
 
     /// <summary>
+    /// The probe of an h2c or https destination: GET <paramref name="path"/> through the forwarder, in the destination's protocol
+    /// (its pooled HTTP/2 connections, TLS with ALPN), healthy on a 2xx head (YARP probes through its pooled client too).
+    /// </summary>
+    internal static async ValueTask<bool> ForwarderProbeAsync(ForwardProxyService forwarder, DestinationState destination, string path, CancellationToken cancellationToken)
+    {
+        var headers = new HttpHeaders();
+        headers.Add("Host", destination.Probe.Target.ToString());
+        headers.Add("User-Agent", "rama-health-check");
+        var request = new HttpRequest("GET", path, RequestTargetForm.Origin, HttpProtocolVersion.Http11, headers);
+        var (response, _, _, _) = await forwarder.TryForwardAsync(request, destination.Probe.Upstream, authority: null, path, cancellationToken).ConfigureAwait(false);
+        if (response is null)
+        {
+            return false;
+        }
+
+        await response.Body.CompleteAsync().ConfigureAwait(false); // the body is not read: an HTTP/2 stream is reset, an HTTP/1.1 connection not reused
+        return response.Status is >= 200 and < 300;
+    }
+
+    /// <summary>
     /// The HTTP probe: GET <paramref name="path"/> on a new connection (Connection: close), healthy on a 2xx head
     /// (YARP's rule). The body is not read.
     /// </summary>
@@ -138,17 +158,6 @@ internal sealed partial class ActiveHealthChecker : IAsyncDisposable
         }
 
         await using var connection = dial.Connection!;
-        if (destination.Probe.Protocol == OriginProtocol.H2c)
-        {
-            // An h2c destination answers HTTP/2 only (prior knowledge): the probe is a stream on its own connection.
-            await using var h2 = Http2.Http2ClientConnection.Start(connection);
-            var headers = new HttpHeaders();
-            headers.Add("host", target.ToString());
-            headers.Add("user-agent", "rama-health-check");
-            var result = await h2.SendAsync(new HttpRequest("GET", path, RequestTargetForm.Origin, HttpProtocolVersion.Http2, headers), cancellationToken).ConfigureAwait(false);
-            return result.Response is { Status: >= 200 and < 300 };
-        }
-
         var head = Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: rama-health-check\r\nConnection: close\r\n\r\n");
         await connection.Output.WriteAsync(head, cancellationToken).ConfigureAwait(false);
         var response = await Http1ResponseReader.ReadFinalHeadAsync(connection.Input, limits, "GET", rejectSwitchingProtocols: true, cancellationToken).ConfigureAwait(false);

@@ -120,6 +120,31 @@ public class Http2OriginPoolTests
         }
     }
 
+    [Fact]
+    public async Task Health_probe_of_an_h2c_destination_speaks_http2()
+    {
+        var (app, seen) = (Http2.Http2TestServices.Application(), 0);
+        var counting = Service.FromFunc<HttpRequest, HttpResponse>(async (request, ct) =>
+        {
+            Interlocked.Increment(ref seen);
+            return request.Target == "/healthz" && request.Version == HttpProtocolVersion.Http2
+                ? await app.ServeAsync(request, ct)
+                : HttpResponse.Text(503, "not this");
+        });
+        await using var origin = Http2.Http2TestServices.StartServer(counting);
+        var (forwarder, pools) = ReverseProxyStack.Forwarder(new HttpProxyOptions(), new TcpConnector(), NullLoggerFactory.Instance, TimeProvider.System, null);
+        await using (pools)
+        {
+            Assert.True(Rama.Proxy.Http.Routing.DestinationAddress.TryParse($"h2c://127.0.0.1:{origin.LocalEndPoint.Port}", out var address, out _));
+            var destination = new Rama.Proxy.Http.Routing.DestinationState("a", address, address);
+            Assert.True(await Rama.Proxy.Http.Routing.ActiveHealthChecker.ForwarderProbeAsync(forwarder, destination, "/healthz", CancellationToken.None));
+            Assert.False(await Rama.Proxy.Http.Routing.ActiveHealthChecker.ForwarderProbeAsync(forwarder, destination, "/other", CancellationToken.None));
+            Assert.True(Rama.Proxy.Http.Routing.DestinationAddress.TryParse($"h2c://127.0.0.1:{Rama.Testing.Ports.Refused()}", out var refused, out _));
+            Assert.False(await Rama.Proxy.Http.Routing.ActiveHealthChecker.ForwarderProbeAsync(forwarder, new Rama.Proxy.Http.Routing.DestinationState("b", refused, refused), "/healthz", CancellationToken.None));
+            Assert.Equal(2, seen);
+        }
+    }
+
     // Reads the preface and frames until a HEADERS, then answers SETTINGS and GOAWAY(0, NO_ERROR) and ends the connection.
     private static async Task RefuseWithGoAwayAsync(IDuplexPipe transport, CancellationToken ct)
     {
