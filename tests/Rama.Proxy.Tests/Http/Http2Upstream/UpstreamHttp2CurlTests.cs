@@ -299,6 +299,35 @@ public class UpstreamHttp2CurlTests
         }
     }
 
+    [Fact]
+    public async Task Route_timeout_answers_504_and_resets_the_h2c_origin_stream()
+    {
+        var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var (app, _) = RecordingOrigin(cancelled: cancelled);
+        await using var origin = Http2.Http2TestServices.StartServer(app);
+        var routing = new ReverseRoutingOptions
+        {
+            Routes = [new RouteOptions { RouteId = "slow", ClusterId = "c", Timeout = TimeSpan.FromMilliseconds(300) }],
+            Clusters = [new ClusterOptions { ClusterId = "c", Destinations = [new DestinationOptions { DestinationId = "a", Address = $"h2c://127.0.0.1:{origin.LocalEndPoint.Port}" }] }],
+        };
+        var service = ReverseProxyStack.Create(new ForwardProxyOptions(), routing, out _);
+        await using var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        server.Start(service);
+        try
+        {
+            var (code, stdout, stderr) = await Curl.RunAsync("-i", $"http://127.0.0.1:{server.LocalEndPoint.Port}/slow");
+            Assert.True(code == 0, stderr);
+            Assert.StartsWith("HTTP/1.1 504", stdout, StringComparison.Ordinal);
+            Assert.Contains("route slow", stdout, StringComparison.Ordinal);
+            await cancelled.Task.WaitAsync(TimeSpan.FromSeconds(10)); // RST_STREAM(CANCEL) reached the origin
+        }
+        finally
+        {
+            await server.DisposeAsync();
+            await ((IAsyncDisposable)service).DisposeAsync();
+        }
+    }
+
     [Theory]
     [InlineData("h2c://127.0.0.1:50051", OriginProtocol.H2c, 50051)]
     [InlineData("https://origin.internal", OriginProtocol.Https, 443)]
