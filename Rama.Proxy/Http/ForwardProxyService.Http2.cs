@@ -63,14 +63,7 @@ internal sealed partial class ForwardProxyService
             finally
             {
                 clientGone.Dispose();
-                if (!timeout.IsCancellationRequested)
-                {
-                    _timeouts.Return(timeout);
-                }
-                else
-                {
-                    timeout.Dispose();
-                }
+                _timeouts.Return(timeout); // a source that fired is disposed there
             }
 
             cancellationToken.ThrowIfCancellationRequested();

@@ -18,18 +18,18 @@ internal static class TlsOrigin
     public static OriginSecurer Securer(TlsClientOptions options, Func<HttpRequest, HostPort, string> serverName, TimeProvider time,
         Action<HttpRequest, string, string>? onFailure = null, bool offerHttp2 = false)
     {
-        if (offerHttp2)
-        {
-            options = options with { ApplicationProtocols = ["h2", .. options.ApplicationProtocols.Where(p => p != "h2").DefaultIfEmpty("http/1.1")] };
-        }
-
+        var withHttp2 = offerHttp2
+            ? options with { ApplicationProtocols = ["h2", .. options.ApplicationProtocols.Where(p => p != "h2").DefaultIfEmpty("http/1.1")] }
+            : options;
         return async (request, target, socket, cancellationToken) =>
         {
             var name = serverName(request, target);
+            // An HTTP/1.1 upgrade (WebSocket) needs an HTTP/1.1 connection: h2 is not offered for it (RFC 9113 §8.6).
+            var offer = offerHttp2 && !request.Headers.Contains(HeaderNames.Upgrade);
             try
             {
-                var tls = await TlsClient.ConnectAsync(socket, name, options, socket, cancellationToken, time).ConfigureAwait(false);
-                var http2 = offerHttp2 && tls.Stream.NegotiatedApplicationProtocol == System.Net.Security.SslApplicationProtocol.Http2;
+                var tls = await TlsClient.ConnectAsync(socket, name, offer ? withHttp2 : options, socket, cancellationToken, time).ConfigureAwait(false);
+                var http2 = offer && tls.Stream.NegotiatedApplicationProtocol == System.Net.Security.SslApplicationProtocol.Http2;
                 return new SecuredOrigin(new Connection(tls, socket), ForwardError.None, "", http2);
             }
             catch (Exception ex) when (ex is AuthenticationException or IOException
