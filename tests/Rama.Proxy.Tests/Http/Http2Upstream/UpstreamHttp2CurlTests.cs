@@ -215,6 +215,33 @@ public class UpstreamHttp2CurlTests
     }
 
     [Fact]
+    public async Task An_origin_answering_before_the_request_body_leaves_no_connection_open()
+    {
+        var (app, _) = RecordingOrigin();
+        await using var origin = Http2.Http2TestServices.StartServer(app);
+        await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
+        var file = Path.Combine(Path.GetTempPath(), $"rama-h2up-{Guid.NewGuid():N}.bin");
+        await File.WriteAllBytesAsync(file, new byte[300_000]);
+        try
+        {
+            var (code, stdout, stderr) = await Curl.RunAsync("--data-binary", "@" + file, proxy.Url("/no-read"), proxy.Url("/again"));
+            Assert.True(code == 0, stderr);
+            Assert.Equal(["h2-origin", "h2-origin"], stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+            var deadline = System.Diagnostics.Stopwatch.StartNew();
+            while (proxy.Server.OpenConnections != 0 && deadline.Elapsed < TimeSpan.FromSeconds(3))
+            {
+                await Task.Delay(20);
+            }
+
+            Assert.Equal(0, proxy.Server.OpenConnections);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public async Task Nginx_h2c_origin_answers_over_http2()
     {
         await using var nginx = await NginxH2Origin.StartAsync(tls: false);
