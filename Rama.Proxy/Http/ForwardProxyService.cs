@@ -168,6 +168,12 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             {
                 return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken, pooledHttp2).ConfigureAwait(false);
             }
+
+            if (_http2?.ChoseHttp2(key) == true)
+            {
+                // Known to speak h2: concurrent requests share the next dial instead of each opening a TLS connection.
+                return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken).ConfigureAwait(false);
+            }
         }
 
         var retried = false;
@@ -216,6 +222,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                             return (null, ForwardError.UpstreamProtocolError, "the origin chose h2 where HTTP/1.1 was needed", false);
                         }
 
+                        _http2.RememberHttp2(key);
                         _http2.Add(key, h2);
                         return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken, h2).ConfigureAwait(false);
                     }

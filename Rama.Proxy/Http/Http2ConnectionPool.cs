@@ -16,6 +16,7 @@ internal sealed class Http2ConnectionPool : IAsyncDisposable
     public const int MaxConnectionsPerTarget = 8;
 
     private readonly Dictionary<HostPort, Partition> _partitions = [];
+    private readonly HashSet<HostPort> _choseHttp2 = [];
     private readonly TimeSpan _idleTimeout;
     private readonly TimeProvider _time;
     private readonly ITimer _sweeper;
@@ -122,6 +123,24 @@ internal sealed class Http2ConnectionPool : IAsyncDisposable
         }
 
         return result;
+    }
+
+    /// <summary>Remembers that the https origin <paramref name="key"/> chose h2 by ALPN: its next requests share HTTP/2 dials (<see cref="GetAsync"/>).</summary>
+    public void RememberHttp2(HostPort key)
+    {
+        lock (_partitions)
+        {
+            _choseHttp2.Add(key);
+        }
+    }
+
+    /// <summary>Whether the https origin <paramref name="key"/> chose h2 before.</summary>
+    public bool ChoseHttp2(HostPort key)
+    {
+        lock (_partitions)
+        {
+            return _choseHttp2.Contains(key);
+        }
     }
 
     /// <summary>Keeps <paramref name="connection"/> (a new one) for further requests to <paramref name="key"/>; it leaves the pool when it ends.</summary>

@@ -8,7 +8,7 @@ namespace Rama.Proxy.Tests.Http.Http2Upstream;
 /// <summary>
 /// A real nginx speaking HTTP/2 only on 127.0.0.1:<see cref="Port"/>: h2c (<c>listen ... http2</c>, prior knowledge) or TLS with
 /// ALPN h2 and a self-signed certificate made by openssl for 127.0.0.1 (<see cref="Certificate"/>). Every path answers
-/// "<c>$server_protocol $request_method $uri $http_host $http_via</c>"; a PUT to <c>/upload/&lt;name&gt;</c> stores the body (WebDAV, 201) in <see cref="Root"/>.
+/// "<c>$server_protocol $request_method $uri $http_host $http_via</c>"; <c>/conn</c> the serial number of the connection; a PUT to <c>/upload/&lt;name&gt;</c> stores the body (WebDAV, 201) in <see cref="Root"/>.
 /// </summary>
 internal sealed class NginxH2Origin : IAsyncDisposable
 {
@@ -61,6 +61,7 @@ internal sealed class NginxH2Origin : IAsyncDisposable
               client_max_body_size 64m;
               server {
                 {{listen}}
+                location = /conn { default_type text/plain; return 200 "$connection\n"; }
                 location /upload/ { root {{root}}; dav_methods PUT; create_full_put_path on; }
                 location / { default_type text/plain; return 200 "$server_protocol $request_method $uri $http_host $http_via"; }
               }

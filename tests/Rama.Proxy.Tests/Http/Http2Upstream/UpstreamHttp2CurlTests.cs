@@ -278,6 +278,17 @@ public class UpstreamHttp2CurlTests
             Assert.Equal("HTTP/2.0 GET /x app.example 1.1 ramaHTTP/2.0 GET /y app.example 1.1 rama", stdout);
         }
 
+        // Concurrent requests are streams on one TLS connection (nginx numbers its connections).
+        await using (var proxy = H2ReverseHarness.Http1Clients(upstream, new TlsClientOptions { ExtraTrustedRoots = [nginx.Certificate!] }))
+        {
+            var (code, first, stderr) = await Curl.RunAsync(proxy.Url("/conn"));
+            Assert.True(code == 0, stderr);
+            string[] urls = [.. Enumerable.Repeat(proxy.Url("/conn"), 30)];
+            var (codeAll, all, stderrAll) = await Curl.RunAsync(["--parallel", "--parallel-max", "15", "--parallel-immediate", .. urls]);
+            Assert.True(codeAll == 0, stderrAll);
+            Assert.All(all.Split('\n', StringSplitOptions.RemoveEmptyEntries), c => Assert.Equal(first.Trim(), c));
+        }
+
         // Not trusted: the handshake fails, 502.
         await using var untrusting = H2ReverseHarness.Http1Clients(upstream);
         var (code2, stdout2, stderr2) = await Curl.RunAsync("-i", untrusting.Url("/x"));
