@@ -80,10 +80,10 @@ public static class NodeListeners
         {
             if (listener.Routing is null)
             {
-                return ReverseProxyStack.Create(options.Proxy, listener.Upstream!.Value, loggers, accessLog: accessLog);
+                return ReverseProxyStack.Create(options.Proxy, listener.UpstreamTarget!.Value, loggers, accessLog: accessLog, upstreamTls: HttpsOrigins(options));
             }
 
-            var stack = ReverseProxyStack.Create(options.Proxy, listener.Routing, out var routes, loggers, accessLog: accessLog);
+            var stack = ReverseProxyStack.Create(options.Proxy, listener.Routing, out var routes, loggers, accessLog: accessLog, upstreamTls: HttpsOrigins(options));
             services.GetService<ReverseRoutesReload>()?.Add(listener.Name, routes);
             return stack;
         }
@@ -93,6 +93,10 @@ public static class NodeListeners
                 ? Service.Owning(new ProxyProtocolLayer(options.ProxyProtocol.Options, loggers).Layer(stack), stack as IAsyncDisposable)
                 : stack;
     }
+
+    // https:// upstreams of reverse listeners: verified against the system's roots and Rama:Tls:UpstreamCa.
+    private static TlsClientOptions HttpsOrigins(NodeOptions options) =>
+        new() { ExtraTrustedRoots = string.IsNullOrEmpty(options.Tls.UpstreamCa) ? null : TlsFiles.LoadAuthorities(options.Tls.UpstreamCa) };
 
     private static TlsTerminationOptions Termination(NodeOptions options, ListenerOptions listener) => new()
     {
@@ -125,7 +129,9 @@ public static class NodeListeners
             case ListenerKind.Reverse when listener.Routing is { } routing:
                 return $"HTTP reverse proxy, {routing.Routes.Count} route(s) to {routing.Clusters.Count} cluster(s) of {routing.Clusters.Sum(c => c.Destinations.Count)} destination(s)";
             case ListenerKind.Reverse:
-                return $"HTTP reverse proxy to {listener.Upstream}";
+                return listener.UpstreamProtocol == Rama.Proxy.Http.OriginProtocol.Http1
+                    ? $"HTTP reverse proxy to {listener.Upstream}"
+                    : $"HTTP reverse proxy to {listener.UpstreamTarget}";
             case ListenerKind.Tls:
                 var tlsUp = listener.UpstreamTls ? "tls" : "tcp";
                 return $"TLS termination -> {listener.Upstream} ({tlsUp}, {listener.UpstreamMode.ToString().ToLowerInvariant()}){pp}";

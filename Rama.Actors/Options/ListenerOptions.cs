@@ -53,6 +53,12 @@ public sealed record ListenerOptions
     /// <summary>reverse, tls: where requests or bytes go.</summary>
     public HostPort? Upstream { get; init; }
 
+    /// <summary>reverse: the protocol spoken to <see cref="Upstream"/>, from its scheme (host:port and http:// HTTP/1.1, h2c://, https://).</summary>
+    public Rama.Proxy.Http.OriginProtocol UpstreamProtocol { get; init; }
+
+    /// <summary>reverse: <see cref="Upstream"/> with its protocol.</summary>
+    public Rama.Proxy.Http.UpstreamTarget? UpstreamTarget => Upstream is { } upstream ? new(UpstreamProtocol, upstream) : null;
+
     /// <summary>reverse: routes, clusters and the forwarded-headers policy (instead of <see cref="Upstream"/>); null: one upstream.</summary>
     public Rama.Proxy.Http.Routing.ReverseRoutingOptions? Routing { get; init; }
 
@@ -108,8 +114,12 @@ public sealed record ListenerOptions
                 if (kind == ListenerKind.Reverse)
                 {
                     var equals = values[i].IndexOf('=', StringComparison.Ordinal);
-                    _ = HostPort.TryParse(values[i].AsSpan(equals + 1), 0, out var upstream);
-                    listeners.Add(Defaults(name, kind, IPEndPoint.Parse(values[i][..equals])) with { Upstream = upstream });
+                    var parsed = Rama.Proxy.Http.UpstreamTarget.TryParse(values[i][(equals + 1)..], requireScheme: false, out var upstream, out _);
+                    listeners.Add(Defaults(name, kind, IPEndPoint.Parse(values[i][..equals])) with
+                    {
+                        Upstream = parsed ? upstream.Target : null,
+                        UpstreamProtocol = upstream.Protocol,
+                    });
                 }
                 else
                 {
@@ -214,9 +224,9 @@ public sealed record ListenerOptions
             listener = listener with { ProxyProtocol = bool.Parse(pp) };
         }
 
-        if (Get(D.ListenerUpstream) is { } upstream && HostPort.TryParse(upstream, 0, out var target))
+        if (Get(D.ListenerUpstream) is { } upstream && Rama.Proxy.Http.UpstreamTarget.TryParse(upstream, requireScheme: false, out var target, out _))
         {
-            listener = listener with { Upstream = target };
+            listener = listener with { Upstream = target.Target, UpstreamProtocol = target.Protocol };
         }
 
         if (kind == ListenerKind.Reverse && ReverseRouteOptions.IsRouted(reader.Configuration, name))
@@ -263,7 +273,8 @@ public sealed record ListenerOptions
 
         if (keys.Contains("Upstream") && listener.Routing is null)
         {
-            reader.Show(prefix + "Upstream", listener.Upstream?.ToString() ?? "(none)");
+            reader.Show(prefix + "Upstream", listener.Upstream is null ? "(none)"
+                : listener.UpstreamProtocol == Rama.Proxy.Http.OriginProtocol.Http1 ? listener.Upstream.ToString()! : listener.UpstreamTarget.ToString()!);
         }
 
         if (keys.Contains("UpstreamTls"))

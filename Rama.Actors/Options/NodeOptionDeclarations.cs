@@ -22,7 +22,7 @@ public static class NodeOptionDeclarations
     public static RamaOption Reverse { get; } = new()
     {
         Key = "Rama:Reverse", Name = "--reverse", Arity = OptionArity.Repeatable, Value = ReverseShorthandValue.Instance,
-        Description = "Reverse-proxy listener as ip:port=upstream-host:port, repeatable; adds entries reverse-0, reverse-1, ... (HTTP/1.1, every request forwarded to the upstream, no proxy auth)",
+        Description = "Reverse-proxy listener as ip:port=upstream, repeatable; adds entries reverse-0, reverse-1, ... (every request forwarded to the upstream, no proxy auth); the upstream's scheme says the protocol: host:port or http://host:port (HTTP/1.1), h2c://host:port (HTTP/2, prior knowledge), https://host:port (TLS, h2 when ALPN agrees)",
     };
 
     public static RamaOption TlsListen { get; } = new()
@@ -361,8 +361,8 @@ public static class NodeOptionDeclarations
 
     public static RamaOption ListenerUpstream { get; } = new()
     {
-        Key = "Rama:Listeners:*:Upstream", Value = OptionValue.HostAndPort,
-        Description = "reverse: the one upstream (or Routes and Clusters instead); tls: where it forwards (default Rama:Tls:Upstream)",
+        Key = "Rama:Listeners:*:Upstream", Value = UpstreamTargetValue.Instance,
+        Description = "reverse: the one upstream, its scheme saying the protocol: host:port or http:// (HTTP/1.1), h2c:// (HTTP/2, prior knowledge), https:// (TLS, h2 when ALPN agrees) (or Routes and Clusters instead); tls: host:port where it forwards (default Rama:Tls:Upstream)",
     };
 
     public static RamaOption ListenerProxyProtocol { get; } = new()
@@ -613,18 +613,48 @@ internal sealed class ReverseShorthandValue : OptionValue
 {
     public static readonly ReverseShorthandValue Instance = new();
 
-    public override string Allowed => "is ip:port=upstream-host:port (e.g. 127.0.0.1:8081=127.0.0.1:8000)";
+    public override string Allowed => "is ip:port=[http://|h2c://|https://]upstream-host:port (e.g. 127.0.0.1:8081=127.0.0.1:8000, 127.0.0.1:8082=h2c://127.0.0.1:50051)";
 
     public override bool TryNormalize(string text, [NotNullWhen(true)] out string? value)
     {
         value = null;
         var equals = text.IndexOf('=', StringComparison.Ordinal);
-        if (equals > 0 && Endpoint.TryNormalize(text[..equals], out var bind) && HostAndPort.TryNormalize(text[(equals + 1)..], out var upstream))
+        if (equals > 0 && Endpoint.TryNormalize(text[..equals], out var bind) && UpstreamTargetValue.Instance.TryNormalize(text[(equals + 1)..], out var upstream))
         {
             value = bind + "=" + upstream;
         }
 
         return value is not null;
+    }
+}
+
+/// <summary>
+/// A reverse listener's upstream: <c>host:port</c> or <c>http://host:port</c> (HTTP/1.1), <c>h2c://host:port</c> (HTTP/2 with
+/// prior knowledge), <c>https://host:port</c> (TLS; h2 when ALPN agrees). A bare host:port stays as written.
+/// </summary>
+internal sealed class UpstreamTargetValue : OptionValue
+{
+    public static readonly UpstreamTargetValue Instance = new();
+
+    public override string Allowed => "is [http://|h2c://|https://]host:port (127.0.0.1:8000, h2c://127.0.0.1:50051, https://origin.internal:443)";
+
+    public override bool TryNormalize(string text, [NotNullWhen(true)] out string? value)
+    {
+        text = text.Trim();
+        value = null;
+        if (!Rama.Proxy.Http.UpstreamTarget.TryParse(text, requireScheme: false, out var target, out _))
+        {
+            return false;
+        }
+
+        var bare = !text.Contains("://", StringComparison.Ordinal);
+        if (!HostAndPort.TryNormalize(target.Target.Host.Contains(':') ? $"[{target.Target.Host}]:{target.Target.Port}" : target.Target.ToString(), out var hostPort))
+        {
+            return false; // the same host rules as a bare host:port
+        }
+
+        value = bare ? hostPort : target.Scheme + "://" + hostPort;
+        return true;
     }
 }
 

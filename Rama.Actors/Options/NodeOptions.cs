@@ -184,6 +184,10 @@ public sealed record NodeOptions
                     {
                         reader.AddProblem($"{at} (tls) needs an upstream: --upstream host:port (Rama:Tls:Upstream) or {at}:Upstream");
                     }
+                    else if (listener.UpstreamProtocol != Rama.Proxy.Http.OriginProtocol.Http1)
+                    {
+                        reader.AddProblem($"{at}:Upstream of a tls listener is host:port (re-encryption is UpstreamTls), not {listener.UpstreamTarget}");
+                    }
 
                     break;
             }

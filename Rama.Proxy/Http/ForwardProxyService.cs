@@ -35,7 +35,7 @@ public enum ForwardError
 /// else is refused with 400 (a reverse proxy is another service).
 /// </summary>
 internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcpConnector connector, Http1ConnectionPool pool, ILogger logger, TimeProvider time,
-    ITunnelHandler? tunnel = null, OriginSecurer? secure = null)
+    ITunnelHandler? tunnel = null, OriginSecurer? secure = null, Http2ConnectionPool? http2 = null)
     : Core.IService<HttpRequest, HttpResponse>
 {
     private readonly byte[]? _via = ViaBytes(options.Via);
@@ -44,6 +44,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     private readonly ILogger _logger = logger;
     private readonly TimeProvider _time = time;
     private readonly Core.TimeoutSources _timeouts = new(time);
+    private readonly Http2ConnectionPool? _http2 = http2;
 
     public ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
     {
@@ -133,10 +134,48 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
     /// reached the origin (a retry elsewhere is safe only without one, RFC 9110 §9.2.2).
     /// </summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    internal async ValueTask<(HttpResponse? Response, ForwardError Error, string Detail, bool BodyBytesSent)> TryForwardAsync(HttpRequest request, HostPort target,
+    internal ValueTask<(HttpResponse? Response, ForwardError Error, string Detail, bool BodyBytesSent)> TryForwardAsync(HttpRequest request, HostPort target,
+        string? authority, string pathAndQuery, CancellationToken cancellationToken) =>
+        TryForwardAsync(request, UpstreamTarget.Http1(target), authority, pathAndQuery, cancellationToken);
+
+    /// <summary><see cref="ForwardAsync(HttpRequest, HostPort, string?, string, CancellationToken)"/> in the protocol <paramref name="upstream"/>'s scheme says.</summary>
+    internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, UpstreamTarget upstream, string? authority, string pathAndQuery, CancellationToken cancellationToken)
+    {
+        var (response, error, detail, _) = await TryForwardAsync(request, upstream, authority, pathAndQuery, cancellationToken).ConfigureAwait(false);
+        return response ?? (error == ForwardError.UpstreamBusy ? Busy(request, detail) : Fail(request, error, detail));
+    }
+
+    /// <summary>
+    /// <see cref="TryForwardAsync(HttpRequest, HostPort, string?, string, CancellationToken)"/> in the protocol of <paramref name="upstream"/>:
+    /// HTTP/1.1 for http, HTTP/2 with prior knowledge for h2c, and for https TLS (the securer this forwarder was built with)
+    /// then HTTP/2 when the origin chose h2 by ALPN, else HTTP/1.1.
+    /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
+    internal async ValueTask<(HttpResponse? Response, ForwardError Error, string Detail, bool BodyBytesSent)> TryForwardAsync(HttpRequest request, UpstreamTarget upstreamTarget,
         string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
+        var target = upstreamTarget.Target;
         var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
+        var protocol = upstreamTarget.Protocol;
+        if (protocol != OriginProtocol.Http1 && !request.Headers.Contains(HeaderNames.Upgrade) && !request.IsConnect)
+        {
+            if (protocol == OriginProtocol.H2c)
+            {
+                return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: false, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (_http2?.TryTake(key) is { } pooledHttp2)
+            {
+                return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken, pooledHttp2).ConfigureAwait(false);
+            }
+
+            if (_http2?.ChoseHttp2(key) == true)
+            {
+                // Known to speak h2: concurrent requests share the next dial instead of each opening a TLS connection.
+                return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
         var retried = false;
         var upgrade = request.Headers.Contains(HeaderNames.Upgrade) ? UpgradeOffer(request) : null; // RFC 9110 §7.8
         while (true)
@@ -145,6 +184,11 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var reused = upstream is not null;
             if (upstream is null)
             {
+                if (protocol == OriginProtocol.H2c)
+                {
+                    return (null, ForwardError.UpstreamProtocolError, "an h2c origin takes no HTTP/1.1 upgrade", false);
+                }
+
                 var dial = await connector.ConnectAsync(target, request.Extensions, cancellationToken).ConfigureAwait(false);
                 if (!dial.IsSuccess)
                 {
@@ -153,13 +197,34 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 }
 
                 upstream = dial.Connection!;
-                if (secure is not null)
+                if (protocol == OriginProtocol.Https)
                 {
-                    // An https origin (TLS termination re-encrypting, a MITM tunnel): the pooled connection is the TLS stream.
+                    // An https origin (TLS termination re-encrypting, a MITM tunnel, an https upstream): the pooled connection is the TLS stream.
+                    if (secure is null)
+                    {
+                        await upstream.DisposeAsync().ConfigureAwait(false);
+                        return (null, ForwardError.ConnectFailed, "no TLS client configured for https origins", false);
+                    }
+
                     var secured = await secure(request, target, dial.Connection!, cancellationToken).ConfigureAwait(false);
                     if (secured.Connection is null)
                     {
                         return (null, secured.Error, secured.Detail, false);
+                    }
+
+                    if (secured.IsHttp2)
+                    {
+                        // ALPN chose h2 (RFC 9113 §3.2): the connection joins the HTTP/2 pool and carries this request as a stream.
+                        var h2 = StartHttp2(secured.Connection, "https");
+                        if (_http2 is null || upgrade is not null)
+                        {
+                            await h2.DisposeAsync().ConfigureAwait(false);
+                            return (null, ForwardError.UpstreamProtocolError, "the origin chose h2 where HTTP/1.1 was needed", false);
+                        }
+
+                        _http2.RememberHttp2(key);
+                        _http2.Add(key, h2);
+                        return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken, h2).ConfigureAwait(false);
                     }
 
                     upstream = secured.Connection;

@@ -234,8 +234,8 @@ internal static class HttpForwardRules
     public static string Describe(ConnectResult dial) => $"{dial.Error}: {dial.Detail}";
 }
 
-/// <summary>An origin connection made ready for requests (a TLS handshake over the dialed socket), or why not.</summary>
-internal readonly record struct SecuredOrigin(IOriginConnection? Connection, ForwardError Error, string Detail);
+/// <summary>An origin connection made ready for requests (a TLS handshake over the dialed socket), or why not; <c>IsHttp2</c>: ALPN chose h2.</summary>
+internal readonly record struct SecuredOrigin(IOriginConnection? Connection, ForwardError Error, string Detail, bool IsHttp2 = false);
 
 /// <summary>
 /// Turns a freshly dialed origin socket into the connection <see cref="ForwardProxyService"/> sends requests over and pools

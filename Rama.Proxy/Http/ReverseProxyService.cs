@@ -7,10 +7,17 @@ namespace Rama.Proxy.Http;
 /// the path of an absolute-form one, RFC 9112 §3.2.2) are forwarded over pooled connections with the
 /// forward proxy's forwarder. Nothing is rewritten beyond what a proxy must do: hop-by-hop fields
 /// removed (RFC 9110 §7.6.1), Via added (§7.6.3), framing normalised; the client's Host is kept.
-/// CONNECT is refused (405): a reverse listener never opens tunnels.
+/// CONNECT is refused (405): a reverse listener never opens tunnels. The upstream's scheme says the protocol
+/// (<see cref="UpstreamTarget"/>: HTTP/1.1, h2c, or https with h2 when ALPN agrees).
 /// </summary>
-internal sealed class ReverseProxyService(ForwardProxyService forwarder, HostPort upstream) : Core.IService<HttpRequest, HttpResponse>
+internal sealed class ReverseProxyService(ForwardProxyService forwarder, UpstreamTarget upstream) : Core.IService<HttpRequest, HttpResponse>
 {
+    /// <summary>An HTTP/1.1 upstream.</summary>
+    public ReverseProxyService(ForwardProxyService forwarder, HostPort upstream)
+        : this(forwarder, UpstreamTarget.Http1(upstream))
+    {
+    }
+
     public ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         switch (request.TargetForm)

@@ -87,8 +87,9 @@ public sealed partial class MitmTunnel : ITunnelHandler
         // The tunnel's origin connections: the one it was opened with first, then redials, which go out the way the tunnel
         // did (the stack's connector: same upstream proxy, same session), never directly.
         var connector = new TunnelConnector(() => Interlocked.Exchange(ref firstDial, null), redial);
+        // ALPN offers h2 to the origin: decrypted requests go as HTTP/2 streams when the origin chooses it, else HTTP/1.1.
         var secure = TlsOrigin.Securer(_options.Upstream, (request, _) => request.Extensions.Get<TlsClientHello>()?.ServerName ?? target.Host, _time,
-            (_, serverName, detail) => LogUpstreamTls(log, connection.Id, serverName, detail));
+            (_, serverName, detail) => LogUpstreamTls(log, connection.Id, serverName, detail), offerHttp2: true);
         var forwarding = new HttpProxyOptions
         {
             Limits = _options.Limits,
@@ -99,8 +100,10 @@ public sealed partial class MitmTunnel : ITunnelHandler
         // Decrypted requests go through the proxies' forwarder: bodies streamed both ways, the shared rules, the origin connection kept while both keep it alive.
         var pool = new Http1ConnectionPool(forwarding.MaxIdleConnectionsPerTarget, forwarding.PooledConnectionIdleTimeout, _time);
         await using var poolOwner = pool.ConfigureAwait(false);
-        var forwarder = new ForwardProxyService(forwarding, connector, pool, _loggerFactory.CreateLogger("Rama.Proxy.Tls.Mitm.Forwarder"), _time, tunnel: null, secure);
-        var origin = new ReverseProxyService(forwarder, target);
+        var http2 = new Http2ConnectionPool(forwarding.PooledConnectionIdleTimeout, _time);
+        await using var http2Owner = http2.ConfigureAwait(false);
+        var forwarder = new ForwardProxyService(forwarding, connector, pool, _loggerFactory.CreateLogger("Rama.Proxy.Tls.Mitm.Forwarder"), _time, tunnel: null, secure, http2);
+        var origin = new ReverseProxyService(forwarder, new UpstreamTarget(OriginProtocol.Https, target));
         var layers = new List<ILayer<HttpRequest, HttpResponse>> { new FingerprintLogLayer(_loggerFactory.CreateLogger("Rama.Proxy.Fingerprint")) };
         layers.AddRange(_options.RequestLayers);
         var accessLog = _accessLog.IsEnabled ? new TunnelAccessLog(_accessLog, target) : _accessLog;

@@ -135,7 +135,7 @@ public static class TlsStacks
         var secure = options.UpstreamTls is { } upstreamTls ? TlsOrigin.Securer(upstreamTls, (_, _) => options.Upstream.Host, time) : null;
         var logger = loggerFactory.CreateLogger("Rama.Proxy.Tls.Termination");
         var fingerprints = new FingerprintLogLayer(loggerFactory.CreateLogger("Rama.Proxy.Fingerprint"));
-        var upstream = Http1ConnectionPool.Key(options.Upstream);
+        var upstream = new UpstreamTarget(secure is null ? OriginProtocol.Http1 : OriginProtocol.Https, Http1ConnectionPool.Key(options.Upstream));
         IService<HttpRequest, HttpResponse> Application(Http1ConnectionPool pool) => Service.Stack<HttpRequest, HttpResponse>(
             new ReverseProxyService(new ForwardProxyService(http, connector, pool, logger, time, tunnel: null, secure), upstream), fingerprints);
         // ALPN h2 or HTTP/1.1 over the same application (h2 requests become HTTP/1.1 to the upstream).

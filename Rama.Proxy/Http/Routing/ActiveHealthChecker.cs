@@ -125,6 +125,26 @@ internal sealed partial class ActiveHealthChecker : IAsyncDisposable
     }
 
     /// <summary>
+    /// The probe of an h2c or https destination: GET <paramref name="path"/> through the forwarder, in the destination's protocol
+    /// (its pooled HTTP/2 connections, TLS with ALPN), healthy on a 2xx head (YARP probes through its pooled client too).
+    /// </summary>
+    internal static async ValueTask<bool> ForwarderProbeAsync(ForwardProxyService forwarder, DestinationState destination, string path, CancellationToken cancellationToken)
+    {
+        var headers = new HttpHeaders();
+        headers.Add("Host", destination.Probe.Target.ToString());
+        headers.Add("User-Agent", "rama-health-check");
+        var request = new HttpRequest("GET", path, RequestTargetForm.Origin, HttpProtocolVersion.Http11, headers);
+        var (response, _, _, _) = await forwarder.TryForwardAsync(request, destination.Probe.Upstream, authority: null, path, cancellationToken).ConfigureAwait(false);
+        if (response is null)
+        {
+            return false;
+        }
+
+        await response.Body.CompleteAsync().ConfigureAwait(false); // the body is not read: an HTTP/2 stream is reset, an HTTP/1.1 connection not reused
+        return response.Status is >= 200 and < 300;
+    }
+
+    /// <summary>
     /// The HTTP probe: GET <paramref name="path"/> on a new connection (Connection: close), healthy on a 2xx head
     /// (YARP's rule). The body is not read.
     /// </summary>

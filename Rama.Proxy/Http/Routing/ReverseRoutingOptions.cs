@@ -262,7 +262,7 @@ public sealed record DestinationOptions
 {
     public required string DestinationId { get; init; }
 
-    /// <summary><c>http://host:port</c> (the scheme says the protocol; only http today).</summary>
+    /// <summary><c>http://host:port</c> (HTTP/1.1), <c>h2c://host:port</c> (HTTP/2, prior knowledge) or <c>https://host:port</c> (TLS; h2 when ALPN agrees).</summary>
     public required string Address { get; init; }
 
     /// <summary>Where active health probes go instead of <see cref="Address"/> (YARP's Health); null: Address.</summary>
@@ -329,50 +329,27 @@ public sealed record ForwardedHeadersOptions
     public IReadOnlyList<IPNetwork> TrustedProxies { get; init; } = [];
 }
 
-/// <summary>A destination's address: scheme and host:port.</summary>
-internal readonly record struct DestinationAddress(string Scheme, HostPort Target)
+/// <summary>A destination's address: scheme (the protocol spoken to it: http, h2c or https) and host:port.</summary>
+internal readonly record struct DestinationAddress(OriginProtocol Protocol, HostPort Target)
 {
-    /// <summary>Schemes forwarded today; h2c and https come with HTTP/2 and TLS origination.</summary>
-    public static readonly IReadOnlyList<string> Supported = ["http"];
+    public string Scheme => Upstream.Scheme;
+
+    /// <summary>Where and how the forwarder sends a request.</summary>
+    public UpstreamTarget Upstream => new(Protocol, Target);
 
     public static bool TryParse(string text, out DestinationAddress address, out string problem)
     {
         address = default;
-        var sep = text.IndexOf("://", StringComparison.Ordinal);
-        if (sep <= 0)
+        if (!UpstreamTarget.TryParse(text, requireScheme: true, out var upstream, out problem))
         {
-            problem = "needs a scheme: http://host:port";
             return false;
         }
 
-        var scheme = text[..sep].ToLowerInvariant();
-        if (!Supported.Contains(scheme))
-        {
-            problem = $"has the scheme '{scheme}', not supported (supported: {string.Join(", ", Supported)})";
-            return false;
-        }
-
-        var rest = text.AsSpan(sep + 3);
-        var slash = rest.IndexOf('/');
-        if (slash >= 0 && rest[slash..] is not "/")
-        {
-            problem = "has a path: only http://host:port (a trailing '/' is fine)";
-            return false;
-        }
-
-        var authority = slash >= 0 ? rest[..slash] : rest;
-        if (authority.Contains('@') || !HostPort.TryParse(authority, 80, out var target))
-        {
-            problem = "is not http://host:port";
-            return false;
-        }
-
-        address = new DestinationAddress(scheme, target.Value);
-        problem = "";
+        address = new DestinationAddress(upstream.Protocol, upstream.Target);
         return true;
     }
 
-    public override string ToString() => $"{Scheme}://{Target}";
+    public override string ToString() => Upstream.ToString();
 }
 
 /// <summary>The route table of a running routed reverse proxy, swappable (a configuration reload).</summary>

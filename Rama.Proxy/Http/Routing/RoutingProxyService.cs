@@ -25,14 +25,16 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
 
     private sealed record Generation(RouteTable Table, ActiveHealthChecker[] Checkers);
 
-    /// <param name="probe">The active health probe (destination, path): the HTTP GET over <paramref name="connector"/> unless a test gives its own.</param>
+    /// <param name="probe">The active health probe (destination, path): the HTTP/1.1 GET over <paramref name="connector"/> (h2c and https destinations: through the forwarder) unless a test gives its own.</param>
     public RoutingProxyService(ForwardProxyService forwarder, ReverseRoutingOptions options, ITcpConnector connector, HttpLimits limits, ILogger logger, TimeProvider time,
         Func<DestinationState, string, CancellationToken, ValueTask<bool>>? probe = null)
     {
         _forwarder = forwarder;
         _logger = logger;
         _time = time;
-        _probe = probe ?? ((destination, path, token) => ActiveHealthChecker.HttpProbeAsync(connector, limits, destination, path, token));
+        _probe = probe ?? ((destination, path, token) => destination.Probe.Protocol == OriginProtocol.Http1
+            ? ActiveHealthChecker.HttpProbeAsync(connector, limits, destination, path, token)
+            : ActiveHealthChecker.ForwarderProbeAsync(forwarder, destination, path, token));
         var problems = options.Validate();
         if (problems.Count > 0)
         {
@@ -201,7 +203,7 @@ internal sealed partial class RoutingProxyService : Core.IService<HttpRequest, H
                 (HttpResponse? Response, ForwardError Error, string Detail, bool BodyBytesSent) outcome;
                 try
                 {
-                    outcome = await _forwarder.TryForwardAsync(request, destination.Address.Target, authority: null, pathAndQuery, token).ConfigureAwait(false);
+                    outcome = await _forwarder.TryForwardAsync(request, destination.Address.Upstream, authority: null, pathAndQuery, token).ConfigureAwait(false);
                 }
                 catch
                 {

@@ -1,6 +1,8 @@
 using System.Collections;
 using Rama.Actors.Options;
 using Rama.Admin.Options;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
 using Rama.Proxy.ProxyProtocol;
 using Rama.Proxy.Stacks;
 
@@ -59,6 +61,32 @@ public sealed class NodeOptionsTests : IDisposable
         Assert.Empty(problems);
         Assert.Equal(["listen-0", "listen-1", "reverse-0", "echo-0"], options.Listeners.Select(l => l.Name));
         Assert.Equal("origin:8000", options.Listeners[2].Upstream.ToString());
+    }
+
+    [Fact]
+    public void Upstream_scheme_says_the_protocol_in_the_shorthand_and_the_upstream_key()
+    {
+        const string json = """
+            { "Rama": { "Listeners": {
+                "grpc": { "Kind": "reverse", "Bind": "127.0.0.1:0", "Upstream": "h2c://127.0.0.1:50051" },
+                "secure": { "Kind": "reverse", "Bind": "127.0.0.1:0", "Upstream": "https://origin.internal" } } } }
+            """;
+        var (options, problems, _) = Read(["--reverse", "127.0.0.1:0=h2c://127.0.0.1:50051", "--reverse", "127.0.0.1:0=http://origin:8000",
+            "--reverse", "127.0.0.1:0=origin:8001"], json);
+        Assert.Empty(problems);
+        var byName = options.Listeners.ToDictionary(l => l.Name);
+        Assert.Equal(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", 50051)), byName["reverse-0"].UpstreamTarget);
+        Assert.Equal(new UpstreamTarget(OriginProtocol.Http1, new HostPort("origin", 8000)), byName["reverse-1"].UpstreamTarget);
+        Assert.Equal(new UpstreamTarget(OriginProtocol.Http1, new HostPort("origin", 8001)), byName["reverse-2"].UpstreamTarget);
+        Assert.Equal(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", 50051)), byName["grpc"].UpstreamTarget);
+        Assert.Equal(new UpstreamTarget(OriginProtocol.Https, new HostPort("origin.internal", 443)), byName["secure"].UpstreamTarget);
+    }
+
+    [Fact]
+    public void Unknown_upstream_schemes_are_refused()
+    {
+        var (_, problems, _) = Read(["--reverse", "127.0.0.1:0=ftp://origin:21"]);
+        Assert.Contains(problems, p => p.Contains("--reverse", StringComparison.Ordinal) && p.Contains("h2c://", StringComparison.Ordinal));
     }
 
     [Fact]

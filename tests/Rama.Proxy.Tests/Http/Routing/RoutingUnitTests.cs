@@ -461,17 +461,26 @@ public sealed class RoutingUnitTests
     [InlineData("http://127.0.0.1:80", true)]
     [InlineData("http://origin.internal:8080/", true)]
     [InlineData("HTTP://127.0.0.1:80", true)]
-    [InlineData("https://127.0.0.1:443", false)]
-    [InlineData("h2c://127.0.0.1:50051", false)]
+    [InlineData("https://127.0.0.1:443", true)]
+    [InlineData("h2c://127.0.0.1:50051", true)]
+    [InlineData("ftp://127.0.0.1:21", false)]
     [InlineData("127.0.0.1:80", false)]
     [InlineData("http://127.0.0.1:80/prefix", false)]
     [InlineData("http://user@127.0.0.1:80", false)]
     public void Destination_addresses_need_a_supported_scheme(string address, bool valid)
     {
-        Assert.Equal(valid, DestinationAddress.TryParse(address, out _, out var problem));
-        if (address.StartsWith("h2c", StringComparison.Ordinal))
+        Assert.Equal(valid, DestinationAddress.TryParse(address, out var parsed, out var problem));
+        if (address.StartsWith("ftp", StringComparison.Ordinal))
         {
-            Assert.Contains("'h2c', not supported", problem, StringComparison.Ordinal);
+            Assert.Contains("'ftp', not supported", problem, StringComparison.Ordinal);
+        }
+        else if (address.StartsWith("127", StringComparison.Ordinal))
+        {
+            Assert.Contains("needs a scheme", problem, StringComparison.Ordinal);
+        }
+        else if (valid)
+        {
+            Assert.Equal(address.ToLowerInvariant().Split(':')[0], parsed.Scheme);
         }
     }
 
@@ -486,12 +495,12 @@ public sealed class RoutingUnitTests
                 new RouteOptions { RouteId = "p", ClusterId = "c", Match = new RouteMatchOptions { Path = "/users/{id}/orders" } },
                 new RouteOptions { RouteId = "t", ClusterId = "c", Transforms = [new RouteTransform(RouteTransformKind.RequestHeaderSet, "content-length", "5")] },
             ],
-            Clusters = [Cluster("c", LoadBalancingPolicy.Hash) with { Destinations = [new DestinationOptions { DestinationId = "x", Address = "https://a:1" }] }],
+            Clusters = [Cluster("c", LoadBalancingPolicy.Hash) with { Destinations = [new DestinationOptions { DestinationId = "x", Address = "wss://a:1" }] }],
         }.Validate();
         Assert.Contains(problems, p => p.Contains("ClusterId 'missing' names no cluster", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("route parameter", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("needs HashOn", StringComparison.Ordinal));
         Assert.Contains(problems, p => p.Contains("route 't': a transform may not change content-length", StringComparison.Ordinal));
-        Assert.Contains(problems, p => p.Contains("'https', not supported", StringComparison.Ordinal));
+        Assert.Contains(problems, p => p.Contains("'wss', not supported", StringComparison.Ordinal));
     }
 }
