@@ -111,8 +111,8 @@ public sealed class ReverseRouteOptionsTests : IDisposable
     [InlineData(""" "Routes": { "r": { "ClusterId": "c", "Timeout": "soon" } }, """ + Ok, "Rama:Listeners:web:Routes:r:Timeout is 'soon'")]
     [InlineData(""" "Routes": { "r": { "ClusterId": "c", "Transforms": [ { "X-Forwarded": "Set" } ] } }, """ + Ok, "Rama:Listeners:web:Routes:r:Transforms:0 is not a transform Rama applies")]
     [InlineData(""" "Routes": { "r": { "ClusterId": "c", "Transforms": [ { "ResponseHeader": "X", "Set": "1", "When": "Success" } ] } }, """ + Ok, "Rama:Listeners:web:Routes:r:Transforms:0:When is 'Success'")]
-    [InlineData(""" "Routes": { "r": { "ClusterId": "c" } }, "Clusters": { "c": { "Destinations": { "d": { "Address": "h2c://127.0.0.1:50051" } } } } """,
-        "Rama:Listeners:web: cluster 'c': destination 'd' Address 'h2c://127.0.0.1:50051' has the scheme 'h2c', not supported (supported: http)")]
+    [InlineData(""" "Routes": { "r": { "ClusterId": "c" } }, "Clusters": { "c": { "Destinations": { "d": { "Address": "ftp://127.0.0.1:50051" } } } } """,
+        "Rama:Listeners:web: cluster 'c': destination 'd' Address 'ftp://127.0.0.1:50051' has the scheme 'ftp', not supported (supported: http, h2c, https)")]
     [InlineData(""" "Routes": { "r": { "ClusterId": "c" } }, "Clusters": { "c": { "Destinations": { "d": { "Adress": "http://a:1" } } } } """, "Rama:Listeners:web:Clusters:c:Destinations:d:Adress is not a key of a destination")]
     [InlineData(""" "Routes": { "r": { "ClusterId": "c" } }, "Clusters": { "c": { "LoadBalancingPolicy": "Fastest", "Destinations": { "d": { "Address": "http://a:1" } } } } """,
         "Rama:Listeners:web:Clusters:c:LoadBalancingPolicy is 'Fastest': allowed are PowerOfTwoChoices, RoundRobin")]

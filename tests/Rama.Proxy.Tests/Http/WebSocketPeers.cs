@@ -18,7 +18,7 @@ internal static class WebSocketPeers
     // One script, two roles. The origin prints "PORT n", one "HANDSHAKE {json headers}" per WebSocket handshake and one
     // "CLOSED code reason" per closed WebSocket. The client prints "OK" lines and exits 0 only when every step passed.
     public const string Script = """
-        import asyncio, http, json, os, sys, websockets
+        import asyncio, http, json, os, ssl, sys, websockets
         from websockets.legacy.client import WebSocketClientProtocol
 
         PAGE = b'''<!doctype html><html><body><p id="out">waiting</p><script>
@@ -53,7 +53,12 @@ internal static class WebSocketPeers
                         echoed.set()
                 finally:
                     say("CLOSED", ws.close_code, ws.close_reason)
-            async with websockets.serve(echo, "127.0.0.1", 0, process_request=process_request, max_size=None, ping_interval=None) as server:
+            tls = None
+            if os.environ.get("RAMA_WS_CERT"):
+                # wss: an origin behind TLS (the MITM tests), with the certificate and key the test issued.
+                tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                tls.load_cert_chain(os.environ["RAMA_WS_CERT"], os.environ["RAMA_WS_KEY"])
+            async with websockets.serve(echo, "127.0.0.1", 0, process_request=process_request, max_size=None, ping_interval=None, ssl=tls) as server:
                 say("PORT", server.sockets[0].getsockname()[1])
                 await asyncio.Future()
 
@@ -116,14 +121,21 @@ internal static class WebSocketPeers
         var raw = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await raw.ConnectAsync(endPoint, cancellationToken);
         var stream = new NetworkStream(raw, ownsSocket: true);
+        var (socket, head) = await UpgradeAsync(stream, requestTarget, host, cancellationToken);
+        return (socket, head, raw);
+    }
+
+    /// <summary>The WebSocket handshake (<c>GET {requestTarget}</c>) over an open <paramref name="stream"/> (a socket, or TLS inside a tunnel): the 101 checked, then .NET's framing.</summary>
+    public static async Task<(WebSocket Socket, string Head)> UpgradeAsync(Stream stream, string requestTarget, string host, CancellationToken cancellationToken)
+    {
         var key = Convert.ToBase64String(Guid.NewGuid().ToByteArray());
         await stream.WriteAsync(Encoding.ASCII.GetBytes(
             $"GET {requestTarget} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"),
             cancellationToken);
+        await stream.FlushAsync(cancellationToken);
         var head = await ReadHeadAsync(stream, cancellationToken);
         Assert.StartsWith("HTTP/1.1 101", head, StringComparison.Ordinal);
-        var socket = WebSocket.CreateFromStream(stream, new WebSocketCreationOptions { IsServer = false, KeepAliveInterval = TimeSpan.Zero });
-        return (socket, head, raw);
+        return (WebSocket.CreateFromStream(stream, new WebSocketCreationOptions { IsServer = false, KeepAliveInterval = TimeSpan.Zero }), head);
     }
 
     /// <summary>Reads a response head byte by byte (so nothing after it is taken from the stream).</summary>
@@ -161,7 +173,7 @@ internal sealed class PythonWebSocketOrigin : IAsyncDisposable
     private readonly List<string> _lines = [];
     private readonly TaskCompletionSource<int> _port = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    private PythonWebSocketOrigin()
+    private PythonWebSocketOrigin((string Cert, string Key)? tls)
     {
         var psi = new ProcessStartInfo(WebSocketPeers.Python)
         {
@@ -169,6 +181,12 @@ internal sealed class PythonWebSocketOrigin : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (tls is { } pem)
+        {
+            psi.Environment["RAMA_WS_CERT"] = pem.Cert;
+            psi.Environment["RAMA_WS_KEY"] = pem.Key;
+        }
+
         psi.ArgumentList.Add(WebSocketPeers.ScriptPath);
         psi.ArgumentList.Add("origin");
         _process = Process.Start(psi)!;
@@ -221,9 +239,10 @@ internal sealed class PythonWebSocketOrigin : IAsyncDisposable
         }
     }
 
-    public static async Task<PythonWebSocketOrigin> StartAsync()
+    /// <summary>Starts the origin: plain ws://, or wss:// with the PEM certificate and key in <paramref name="tls"/>.</summary>
+    public static async Task<PythonWebSocketOrigin> StartAsync((string Cert, string Key)? tls = null)
     {
-        var origin = new PythonWebSocketOrigin();
+        var origin = new PythonWebSocketOrigin(tls);
         try
         {
             origin.Port = await origin._port.Task.WaitAsync(TimeSpan.FromSeconds(20));

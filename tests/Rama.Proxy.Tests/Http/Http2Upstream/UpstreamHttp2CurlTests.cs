@@ -116,7 +116,7 @@ public class UpstreamHttp2CurlTests
     {
         var (app, seen) = RecordingOrigin();
         await using var origin = Http2.Http2TestServices.StartServer(app);
-        await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
+        await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
         var (code, stdout, stderr) = await Curl.RunAsync("-i", "-H", "Host: app.example", "-H", "Connection: X-Secret", "-H", "X-Secret: 1", "-H", "X-Kept: yes",
             "-H", "TE: trailers", proxy.Url("/headers?x=1"));
         Assert.True(code == 0, stderr);
@@ -144,7 +144,7 @@ public class UpstreamHttp2CurlTests
         {
             var (app, _) = RecordingOrigin();
             await using var origin = Http2.Http2TestServices.StartServer(app);
-            await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
+            await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
             var (code, stdout, stderr) = await Curl.RunAsync("--data-binary", "@" + file, proxy.Url("/hash"));
             Assert.True(code == 0, stderr);
             Assert.Equal(Convert.ToHexString(SHA256.HashData(payload)), stdout.TrimEnd());
@@ -170,7 +170,7 @@ public class UpstreamHttp2CurlTests
     {
         var (app, seen) = RecordingOrigin();
         await using var origin = Http2.Http2TestServices.StartServer(app);
-        await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
+        await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
         var urls = Enumerable.Range(0, 40).Select(i => proxy.Url($"/n{i}")).ToArray();
         var (code, stdout, stderr) = await Curl.RunAsync(["--parallel", "--parallel-max", "20", "--parallel-immediate", .. urls]);
         Assert.True(code == 0, stderr);
@@ -182,7 +182,7 @@ public class UpstreamHttp2CurlTests
     [Fact]
     public async Task A_refused_h2c_origin_is_502_and_a_silent_one_504_with_its_stream_reset()
     {
-        await using (var refused = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", Rama.Testing.Ports.Refused()))))
+        await using (var refused = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", Rama.Testing.Ports.Refused()))))
         {
             var (code, stdout, stderr) = await Curl.RunAsync("-i", refused.Url("/"));
             Assert.True(code == 0, stderr);
@@ -192,7 +192,7 @@ public class UpstreamHttp2CurlTests
         var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var (app, _) = RecordingOrigin(cancelled: cancelled);
         await using var origin = Http2.Http2TestServices.StartServer(app);
-        await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)),
+        await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)),
             http: new HttpProxyOptions { UpstreamResponseHeaderTimeout = TimeSpan.FromMilliseconds(500) });
         var (code2, stdout2, stderr2) = await Curl.RunAsync("-i", proxy.Url("/slow"));
         Assert.True(code2 == 0, stderr2);
@@ -206,7 +206,7 @@ public class UpstreamHttp2CurlTests
         var cancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var (app, seen) = RecordingOrigin(cancelled: cancelled);
         await using var origin = Http2.Http2TestServices.StartServer(app);
-        await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
+        await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
         var (code, stdout, _) = await Curl.RunAsync("--max-time", "3", proxy.Url("/drip"));
         Assert.NotEqual(0, code); // curl gave up mid-body
         Assert.StartsWith("drip", stdout, StringComparison.Ordinal);
@@ -219,7 +219,7 @@ public class UpstreamHttp2CurlTests
     {
         var (app, _) = RecordingOrigin();
         await using var origin = Http2.Http2TestServices.StartServer(app);
-        await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
+        await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
         var file = Path.Combine(Path.GetTempPath(), $"rama-h2up-{Guid.NewGuid():N}.bin");
         await File.WriteAllBytesAsync(file, new byte[300_000]);
         try
@@ -245,7 +245,7 @@ public class UpstreamHttp2CurlTests
     public async Task Nginx_h2c_origin_answers_over_http2()
     {
         await using var nginx = await NginxH2Origin.StartAsync(tls: false);
-        await using var proxy = H2ReverseHarness.Http1Clients(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", nginx.Port)));
+        await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", nginx.Port)));
         var (code, stdout, stderr) = await Curl.RunAsync("-H", "Host: app.example", proxy.Url("/a/b"), proxy.Url("/a/c"));
         Assert.True(code == 0, stderr);
         Assert.Equal("HTTP/2.0 GET /a/b app.example 1.1 ramaHTTP/2.0 GET /a/c app.example 1.1 rama", stdout);
@@ -271,7 +271,7 @@ public class UpstreamHttp2CurlTests
     {
         await using var nginx = await NginxH2Origin.StartAsync(tls: true);
         var upstream = new UpstreamTarget(OriginProtocol.Https, new HostPort("127.0.0.1", nginx.Port));
-        await using (var proxy = H2ReverseHarness.Http1Clients(upstream, new TlsClientOptions { ExtraTrustedRoots = [nginx.Certificate!] }))
+        await using (var proxy = H2ReverseHarness.Listener(upstream, new TlsClientOptions { ExtraTrustedRoots = [nginx.Certificate!] }))
         {
             var (code, stdout, stderr) = await Curl.RunAsync("-H", "Host: app.example", proxy.Url("/x"), proxy.Url("/y"));
             Assert.True(code == 0, stderr);
@@ -279,7 +279,7 @@ public class UpstreamHttp2CurlTests
         }
 
         // Concurrent requests are streams on one TLS connection (nginx numbers its connections).
-        await using (var proxy = H2ReverseHarness.Http1Clients(upstream, new TlsClientOptions { ExtraTrustedRoots = [nginx.Certificate!] }))
+        await using (var proxy = H2ReverseHarness.Listener(upstream, new TlsClientOptions { ExtraTrustedRoots = [nginx.Certificate!] }))
         {
             var (code, first, stderr) = await Curl.RunAsync(proxy.Url("/conn"));
             Assert.True(code == 0, stderr);
@@ -290,7 +290,7 @@ public class UpstreamHttp2CurlTests
         }
 
         // Not trusted: the handshake fails, 502.
-        await using var untrusting = H2ReverseHarness.Http1Clients(upstream);
+        await using var untrusting = H2ReverseHarness.Listener(upstream);
         var (code2, stdout2, stderr2) = await Curl.RunAsync("-i", untrusting.Url("/x"));
         Assert.True(code2 == 0, stderr2);
         Assert.StartsWith("HTTP/1.1 502", stdout2, StringComparison.Ordinal);
