@@ -82,22 +82,11 @@ public sealed class ReverseProxyNginxTests
             await File.WriteAllTextAsync(Path.Combine(root, "big.txt"), string.Concat(Enumerable.Range(0, 60_000).Select(i => $"line {i} of a text that compresses\n")));
             var port = Ports.Refused();
             var config = Path.Combine(root, "nginx.conf");
-            await File.WriteAllTextAsync(config, $$"""
-                daemon off;
-                master_process off;
-                worker_processes 1;
-                pid {{root}}/nginx.pid;
-                error_log {{root}}/error.log warn;
-                events { worker_connections 256; }
-                http {
-                  access_log off;
-                  client_body_temp_path {{root}}/body; proxy_temp_path {{root}}/proxy; fastcgi_temp_path {{root}}/fcgi;
-                  uwsgi_temp_path {{root}}/uwsgi; scgi_temp_path {{root}}/scgi;
+            await File.WriteAllTextAsync(config, NginxConfig.Text(root, $$"""
                   types { text/plain txt; application/octet-stream bin; }
                   gzip on; gzip_types text/plain; gzip_min_length 0; gzip_proxied any;
                   server { listen 127.0.0.1:{{port}}; root {{root}}; location / { } }
-                }
-                """);
+                """));
             var process = await Upstream.PeerProcess.StartAsync("nginx", "nginx", ["-p", root, "-c", config, "-e", Path.Combine(root, "error.log")], port, root);
             return new NginxOrigin(process, root);
         }

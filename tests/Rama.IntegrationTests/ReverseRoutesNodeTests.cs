@@ -109,20 +109,9 @@ public sealed class ReverseRoutesNodeTests : IDisposable
     {
         var root = Directory.CreateDirectory(Path.Combine(_dir, "nginx-" + name)).FullName;
         var conf = Path.Combine(root, "nginx.conf");
-        await File.WriteAllTextAsync(conf, $$"""
-            daemon off;
-            master_process off;
-            worker_processes 1;
-            pid {{root}}/nginx.pid;
-            error_log {{root}}/error.log warn;
-            events { worker_connections 256; }
-            http {
-              access_log off;
-              client_body_temp_path {{root}}/body; proxy_temp_path {{root}}/proxy; fastcgi_temp_path {{root}}/fcgi;
-              uwsgi_temp_path {{root}}/uwsgi; scgi_temp_path {{root}}/scgi;
+        await File.WriteAllTextAsync(conf, NginxConfig.Text(root, $$"""
               server { listen 127.0.0.1:{{port}}; location / { default_type text/plain; return 200 "{{name}}"; } }
-            }
-            """);
+            """));
         return await Upstream.PeerProcess.StartAsync("nginx " + name, "nginx", ["-p", root, "-c", conf, "-e", Path.Combine(root, "error.log")], port, root);
     }
 }

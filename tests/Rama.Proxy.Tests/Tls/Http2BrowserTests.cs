@@ -131,20 +131,7 @@ public sealed class Http2BrowserTests : IDisposable
             var port = ((IPEndPoint)probe.LocalEndpoint).Port;
             probe.Stop();
             var conf = Path.Combine(dir, "nginx.conf");
-            await File.WriteAllTextAsync(conf, $$"""
-                daemon off;
-                master_process off;
-                worker_processes 1;
-                pid {{dir}}/nginx.pid;
-                error_log {{dir}}/error.log info;
-                events { worker_connections 256; }
-                http {
-                    access_log off;
-                    client_body_temp_path {{dir}}/body;
-                    proxy_temp_path {{dir}}/proxy;
-                    fastcgi_temp_path {{dir}}/fastcgi;
-                    uwsgi_temp_path {{dir}}/uwsgi;
-                    scgi_temp_path {{dir}}/scgi;
+            await File.WriteAllTextAsync(conf, NginxConfig.Text(dir, $$"""
                     types { text/html html; }
                     server {
                         listen 127.0.0.1:{{port}} ssl http2;
@@ -153,8 +140,7 @@ public sealed class Http2BrowserTests : IDisposable
                         root {{dir}}/www;
                         location = /favicon.ico { return 204; }
                     }
-                }
-                """);
+                """, errorLevel: "info"));
             var start = new ProcessStartInfo("nginx") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
             foreach (var a in (string[])["-p", dir, "-c", conf])
             {

@@ -8,6 +8,7 @@ using Rama.Proxy.Core;
 using Rama.Proxy.Http;
 using Rama.Proxy.Http.Http2;
 using Rama.Proxy.Net;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Http.Http2;
 
@@ -294,27 +295,13 @@ public class Http2ClientTests
             var port = ((IPEndPoint)probe.LocalEndpoint).Port;
             probe.Stop();
             var conf = Path.Combine(dir, "nginx.conf");
-            await File.WriteAllTextAsync(conf, $$"""
-                daemon off;
-                master_process off;
-                worker_processes 1;
-                pid {{dir}}/nginx.pid;
-                error_log {{dir}}/error.log info;
-                events { worker_connections 256; }
-                http {
-                    access_log off;
-                    client_body_temp_path {{dir}}/body;
-                    proxy_temp_path {{dir}}/proxy;
-                    fastcgi_temp_path {{dir}}/fastcgi;
-                    uwsgi_temp_path {{dir}}/uwsgi;
-                    scgi_temp_path {{dir}}/scgi;
+            await File.WriteAllTextAsync(conf, NginxConfig.Text(dir, $$"""
                     server {
                         listen 127.0.0.1:{{port}} http2;
                         root {{dir}}/www;
                         location = /status { return 201 "nginx says hi"; }
                     }
-                }
-                """);
+                """, errorLevel: "info"));
             var start = new ProcessStartInfo("nginx") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
             foreach (var a in (string[])["-p", dir, "-c", conf])
             {

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography.X509Certificates;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Http.Http2Upstream;
 
@@ -47,17 +48,7 @@ internal sealed class NginxH2Origin : IAsyncDisposable
         }
 
         var config = Path.Combine(root, "nginx.conf");
-        await File.WriteAllTextAsync(config, $$"""
-            daemon off;
-            master_process off;
-            worker_processes 1;
-            pid {{root}}/nginx.pid;
-            error_log {{root}}/error.log warn;
-            events { worker_connections 512; }
-            http {
-              access_log off;
-              client_body_temp_path {{root}}/body; proxy_temp_path {{root}}/proxy; fastcgi_temp_path {{root}}/fcgi;
-              uwsgi_temp_path {{root}}/uwsgi; scgi_temp_path {{root}}/scgi;
+        await File.WriteAllTextAsync(config, NginxConfig.Text(root, $$"""
               client_max_body_size 64m;
               server {
                 {{listen}}
@@ -65,8 +56,7 @@ internal sealed class NginxH2Origin : IAsyncDisposable
                 location /upload/ { root {{root}}; dav_methods PUT; create_full_put_path on; }
                 location / { default_type text/plain; return 200 "$server_protocol $request_method $uri $http_host $http_via"; }
               }
-            }
-            """);
+            """, workerConnections: 512));
         var psi = new ProcessStartInfo("/usr/sbin/nginx") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = root };
         foreach (var arg in (string[])["-p", root, "-c", config, "-e", Path.Combine(root, "error.log")])
         {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Http.Routing;
 
@@ -51,17 +52,7 @@ internal sealed class NginxNamedOrigin : IAsyncDisposable
         var root = Directory.CreateTempSubdirectory($"rama-nginx-{name}-").FullName;
         var port = Rama.Testing.Ports.Refused();
         var config = Path.Combine(root, "nginx.conf");
-        await File.WriteAllTextAsync(config, $$"""
-            daemon off;
-            master_process off;
-            worker_processes 1;
-            pid {{root}}/nginx.pid;
-            error_log {{root}}/error.log warn;
-            events { worker_connections 512; }
-            http {
-              access_log off;
-              client_body_temp_path {{root}}/body; proxy_temp_path {{root}}/proxy; fastcgi_temp_path {{root}}/fcgi;
-              uwsgi_temp_path {{root}}/uwsgi; scgi_temp_path {{root}}/scgi;
+        await File.WriteAllTextAsync(config, NginxConfig.Text(root, $$"""
               keepalive_requests 100000;
               server {
                 listen 127.0.0.1:{{port}};
@@ -69,8 +60,7 @@ internal sealed class NginxNamedOrigin : IAsyncDisposable
                 location = /health { default_type text/plain; try_files /healthy =503; }
                 location / { default_type text/plain; add_header X-Origin {{name}} always; return 200 "{{name}}"; }
               }
-            }
-            """);
+            """, workerConnections: 512));
         var origin = new NginxNamedOrigin(name, port, root, config) { Healthy = true };
         await origin.StartAsync();
         return origin;
