@@ -140,11 +140,7 @@ public class Http2ClientTests
             return HttpResponse.Text(200, "ok");
         }), new Http2Limits { MaxConcurrentStreams = 3 });
         var sends = Enumerable.Range(0, 12).Select(i => loop.Client.SendAsync(Get("/" + i))).ToList();
-        var deadline = Stopwatch.StartNew();
-        while (Volatile.Read(ref running) < 3 && deadline.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(10);
-        }
+        await Eventually.TrueAsync(() => Volatile.Read(ref running) >= 3, TimeSpan.FromSeconds(10), "three streams never ran at once");
 
         gate.SetResult();
         var results = await Task.WhenAll(sends).WaitAsync(TimeSpan.FromSeconds(30));
@@ -173,13 +169,9 @@ public class Http2ClientTests
         }));
         var inFlight = loop.Client.SendAsync(Get("/slow"));
         await started.Task.WaitAsync(TimeSpan.FromSeconds(10));
-        var deadline = Stopwatch.StartNew();
         Assert.True(loop.Client.IsUsable);
         loop.Drain();
-        while (loop.Client.IsUsable && deadline.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(10);
-        }
+        await Eventually.TrueAsync(() => !loop.Client.IsUsable, TimeSpan.FromSeconds(10), "the GOAWAY did not make the client unusable");
 
         Assert.False(loop.Client.IsUsable);
         Assert.Equal(0, loop.Client.AvailableStreams);
@@ -200,11 +192,7 @@ public class Http2ClientTests
         Assert.False(read.IsCompleted);
         result.Response.Body.AdvanceTo(read.Buffer.Start);
         await result.Response.Body.CompleteAsync(); // 1 MiB does not fit our 768 KiB stream window: only a reset ends the stream now
-        var deadline = Stopwatch.StartNew();
-        while (loop.Client.ActiveStreams != 0 && deadline.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(10);
-        }
+        await Eventually.TrueAsync(() => loop.Client.ActiveStreams == 0, TimeSpan.FromSeconds(10), "the abandoned stream was not reset");
 
         Assert.Equal(0, loop.Client.ActiveStreams);
         Assert.True(loop.Client.IsUsable);

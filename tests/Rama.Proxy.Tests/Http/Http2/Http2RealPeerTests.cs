@@ -2,6 +2,7 @@ using Xunit.Abstractions;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Rama.Proxy.Tests.Support;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Http.Http2;
 
@@ -127,11 +128,7 @@ public class Http2RealPeerTests(ITestOutputHelper output)
 
     private static async Task AssertNoOpenConnectionsAsync(Rama.Proxy.Net.TcpServer server)
     {
-        var deadline = Stopwatch.StartNew();
-        while (server.OpenConnections != 0 && deadline.Elapsed < TimeSpan.FromSeconds(10))
-        {
-            await Task.Delay(20);
-        }
+        await Eventually.TrueAsync(() => server.OpenConnections == 0, TimeSpan.FromSeconds(10), "connections stayed open");
 
         Assert.Equal(0, server.OpenConnections);
     }

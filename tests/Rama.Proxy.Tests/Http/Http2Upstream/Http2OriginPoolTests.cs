@@ -9,6 +9,7 @@ using Rama.Proxy.Http;
 using Rama.Proxy.Http.Http2;
 using Rama.Proxy.Net;
 using Rama.Proxy.Stacks;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Http.Http2Upstream;
 
@@ -38,15 +39,7 @@ public class Http2OriginPoolTests
         }
     }
 
-    private static async Task WaitForAsync(Func<bool> condition, string what)
-    {
-        var deadline = Stopwatch.StartNew();
-        while (!condition())
-        {
-            Assert.True(deadline.Elapsed < TimeSpan.FromSeconds(10), what);
-            await Task.Delay(10);
-        }
-    }
+    private static Task WaitForAsync(Func<bool> condition, string what) => Eventually.TrueAsync(condition, TimeSpan.FromSeconds(10), what);
 
     [Fact]
     public async Task Idle_origin_connection_is_closed_after_the_idle_timeout_and_reused_before()
