@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Real clients and peers the tests use (Debian package : command).
-peers=(curl:curl nginx:nginx docker-compose:docker-compose python3:python3 wrk:wrk chromium:chromium microsocks:microsocks dante-server:danted tinyproxy:tinyproxy squid:squid openssl:openssl haproxy:haproxy tshark:tshark nghttp2-client:h2load)
+peers=(curl:curl nginx:nginx docker-compose:docker-compose python3:python3 wrk:wrk chromium:chromium microsocks:microsocks dante-server:danted tinyproxy:tinyproxy squid:squid openssl:openssl haproxy:haproxy tshark:tshark nghttp2-client:h2load prometheus:prometheus)
 missing=()
 for entry in "${peers[@]}"; do
   command -v "${entry#*:}" >/dev/null 2>&1 || [ -x "/usr/sbin/${entry#*:}" ] || missing+=("${entry%%:*}")

@@ -116,6 +116,7 @@ internal sealed partial class AccessLogStream : IStreamedAccessLog, IAsyncDispos
         else
         {
             Interlocked.Increment(ref _dropped);
+            ProxyMetrics.AccessLogEntriesDropped(1);
         }
     }
 
@@ -192,7 +193,9 @@ internal sealed partial class AccessLogStream : IStreamedAccessLog, IAsyncDispos
             if (finished != completion)
             {
                 // The writer is stuck (a destination that does not take writes): every line taken and not yet written is lost.
-                Interlocked.Add(ref _dropped, Interlocked.Read(ref _accepted) - Interlocked.Read(ref _settled));
+                var lost = Interlocked.Read(ref _accepted) - Interlocked.Read(ref _settled);
+                Interlocked.Add(ref _dropped, lost);
+                ProxyMetrics.AccessLogEntriesDropped(lost);
                 LogCloseTimedOut(_logger, _destinationName, CloseTimeout.TotalSeconds);
             }
             else if (completion.IsFaulted)
@@ -256,6 +259,7 @@ internal sealed partial class AccessLogStream : IStreamedAccessLog, IAsyncDispos
         {
             // A destination that fails (disk full, closed pipe) loses this group, counted; the stream goes on.
             Interlocked.Add(ref _dropped, lines);
+            ProxyMetrics.AccessLogEntriesDropped(lines);
             Interlocked.Add(ref _settled, lines);
             if (Interlocked.Exchange(ref _writeFailuresReported, 1) == 0)
             {

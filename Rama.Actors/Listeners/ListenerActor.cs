@@ -53,7 +53,7 @@ internal sealed partial class ListenerActor : ReceiveActor
         {
             try
             {
-                _server = TcpServer.Bind(_endpoint, _serverOptions, _logger);
+                _server = TcpServer.Bind(_endpoint, (_serverOptions ?? new TcpServerOptions()) with { Name = _name }, _logger);
             }
             catch (SocketException ex)
             {

@@ -422,6 +422,11 @@ internal sealed partial class EpollReverseProxy
                 }
             }
 
+            if (_request is { } metered)
+            {
+                ProxyMetrics.RequestCompleted(AccessKind.Reverse, null, metered.Method, _status, _bodySent, _bytesOut, TimeProvider.System, _startedAt);
+            }
+
             if (_request is { } request && _owner._accessLog.IsEnabled)
             {
                 _owner._accessLog.Write(new AccessLogEntry

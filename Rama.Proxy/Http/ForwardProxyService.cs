@@ -3,6 +3,7 @@ using System.IO.Pipelines;
 using System.Text;
 using Microsoft.Extensions.Logging;
 using Rama.Proxy.Net;
+using Rama.Proxy.Observability;
 using static Rama.Proxy.Http.HttpForwardRules;
 
 namespace Rama.Proxy.Http;
@@ -91,6 +92,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         // The tunnel's task is a Task<RelayResult>: the HTTP server reads the bytes moved for the access log.
         async Task<RelayResult> RunTunnelAsync(System.IO.Pipelines.IDuplexPipe client, CancellationToken token)
         {
+            var opened = ProxyMetrics.TunnelOpened(AccessKind.Connect);
             try
             {
                 // Bytes the client pipelined after the CONNECT head are still in its input: the relay forwards them first.
@@ -102,6 +104,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             }
             finally
             {
+                ProxyMetrics.TunnelClosed(AccessKind.Connect, opened);
                 await closeWithClient.DisposeAsync().ConfigureAwait(false);
                 await upstream.DisposeAsync().ConfigureAwait(false);
             }

@@ -52,7 +52,7 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
     public async ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var startedAt = _time.GetTimestamp();
-        var logged = _accessLog.IsEnabled;
+        var logged = _accessLog.IsEnabled || ProxyMetrics.Io.Enabled || ProxyMetrics.Requests.Enabled;
         CountingReader? upload = null;
         if (logged && !ReferenceEquals(request.Body, EmptyBody.Instance))
         {
@@ -165,6 +165,13 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
             }
 
             var clock = owner._time;
+            var fromClient = (upload?.Count ?? 0) + tunnelUp;
+            ProxyMetrics.RequestCompleted(owner._kind, Protocol, request.Method, status, fromClient, bytesDown, clock, startedAt);
+            if (!owner._accessLog.IsEnabled)
+            {
+                return;
+            }
+
             owner._accessLog.Write(new AccessLogEntry
             {
                 Time = clock.GetUtcNow(),
@@ -174,7 +181,7 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
                 Method = request.Method,
                 Target = request.Target,
                 Status = status,
-                BytesFromClient = (upload?.Count ?? 0) + tunnelUp,
+                BytesFromClient = fromClient,
                 BytesToClient = bytesDown,
                 Duration = clock.GetElapsedTime(startedAt),
                 Upstream = request.Extensions.Get<Upstream.SelectedUpstream>()?.Id,

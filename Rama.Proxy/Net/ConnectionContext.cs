@@ -55,6 +55,7 @@ public sealed class ConnectionContext
         _layered = true;
         ShutdownRequested = outer.ShutdownRequested;
         RemoteEndPoint = outer.RemoteEndPoint;
+        Listener = outer.Listener;
         Extensions = new Extensions(outer.Extensions);
     }
 
@@ -101,6 +102,9 @@ public sealed class ConnectionContext
 
     /// <summary>The peer's address; a PROXY-protocol layer may replace it with the original client's.</summary>
     public IPEndPoint? RemoteEndPoint { get; set; }
+
+    /// <summary>The connection instruments of the listener that accepted this connection; null when it came from elsewhere (tests).</summary>
+    internal Observability.ListenerMetrics? Listener { get; init; }
 
     public IPEndPoint? LocalEndPoint => _socket.LocalEndPoint;
 

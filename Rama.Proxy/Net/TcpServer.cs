@@ -26,6 +26,9 @@ public sealed record TcpServerOptions
     public bool NoDelay { get; init; } = true;
 
     public SocketConnectionOptions Connection { get; init; } = SocketConnectionOptions.Default;
+
+    /// <summary>The listener's name in metrics (<c>rama.listener</c>); default its bound address.</summary>
+    public string? Name { get; init; }
 }
 
 /// <summary>
@@ -42,6 +45,7 @@ public sealed partial class TcpServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly GracefulShutdown _shutdown = new();
     private readonly ConcurrentDictionary<long, SocketConnection> _connections = new();
+    private readonly Observability.ListenerMetrics _metrics;
     private Task _acceptLoop = Task.CompletedTask;
     private int _unbound;
 
@@ -51,6 +55,7 @@ public sealed partial class TcpServer : IAsyncDisposable
         _options = options;
         _logger = logger;
         LocalEndPoint = (IPEndPoint)listenSocket.LocalEndPoint!;
+        _metrics = new Observability.ListenerMetrics(options.Name, LocalEndPoint);
     }
 
     /// <summary>The bound address (with the real port when 0 was asked for).</summary>
@@ -163,6 +168,7 @@ public sealed partial class TcpServer : IAsyncDisposable
         var id = Interlocked.Increment(ref s_nextConnectionId);
         var connection = new SocketConnection(socket, _options.Connection);
         _connections[id] = connection;
+        var acceptedAt = _metrics.Accepted();
         try
         {
             var transport = Transport;
@@ -171,7 +177,7 @@ public sealed partial class TcpServer : IAsyncDisposable
                 connection.Start();
             }
 
-            var context = new ConnectionContext(id, connection, _shutdown.ShutdownRequested, transport) { RemoteEndPoint = connection.RemoteEndPoint };
+            var context = new ConnectionContext(id, connection, _shutdown.ShutdownRequested, transport) { RemoteEndPoint = connection.RemoteEndPoint, Listener = _metrics };
             LogConnectionOpened(_logger, id, connection.RemoteEndPoint?.ToString() ?? "?", LocalEndPoint.ToString());
             await service.ServeAsync(context, connection.ConnectionClosed).ConfigureAwait(false);
         }
@@ -192,6 +198,7 @@ public sealed partial class TcpServer : IAsyncDisposable
         {
             await connection.DisposeAsync().ConfigureAwait(false);
             _connections.TryRemove(id, out _);
+            _metrics.Closed(acceptedAt);
             LogConnectionClosed(_logger, id, connection.CloseReason ?? "closed");
             guard.Dispose();
         }

@@ -143,6 +143,7 @@ internal sealed partial class ProxyProtocolService(IService<ConnectionContext, U
     private Unit Refuse(ConnectionContext connection, ProxyProtocolRejectReason reason, string detail)
     {
         LogRefused(logger, connection.Id, reason, detail);
+        connection.Listener?.Rejected("proxy_protocol");
         connection.TrySetCloseReason($"proxy protocol: {reason}");
         return Unit.Value;
     }

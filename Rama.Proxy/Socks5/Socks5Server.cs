@@ -189,6 +189,7 @@ internal sealed partial class Socks5Service(
             // A tunnel handler that needs the target again (MITM after the origin closed) dials it as above: same connection bag, so same upstream.
             var target = request.Target;
             RelayResult moved = default;
+            var opened = ProxyMetrics.TunnelOpened(AccessKind.Socks5);
             try
             {
                 moved = await tunnel.RunAsync(connection, transport, upstream, target,
@@ -197,6 +198,7 @@ internal sealed partial class Socks5Service(
             }
             finally
             {
+                ProxyMetrics.TunnelClosed(AccessKind.Socks5, opened);
                 WriteAccess(connection, target, Socks5Reply.Succeeded, moved, started);
             }
         }
@@ -261,6 +263,7 @@ internal sealed partial class Socks5Service(
     /// <summary>One access entry: values the connection has, no formatting (the target's text is made by the writer).</summary>
     private void WriteAccess(ConnectionContext connection, HostPort target, Socks5Reply reply, RelayResult moved, long started)
     {
+        ProxyMetrics.Bytes(AccessKind.Socks5, moved.ClientToTarget, moved.TargetToClient);
         if (!accessLog.IsEnabled)
         {
             return;

@@ -6,6 +6,7 @@ using Rama.Proxy.Http;
 using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
 using Rama.Proxy.Net.Destinations;
+using Rama.Proxy.Observability;
 using Rama.Proxy.Socks5;
 
 namespace Rama.Proxy.Upstream;
@@ -142,6 +143,7 @@ public sealed partial class UpstreamConnector : ITcpConnector
                 // The upstream did its job (also when it reports that the target failed).
                 _failures.Succeeded(candidate.Id);
                 extensions.Set(new SelectedUpstream(candidate, protocol));
+                ProxyMetrics.UpstreamSelected(candidate.Id);
                 if (!result.IsSuccess)
                 {
                     LogTargetFailed(_logger, target.ToString(), candidate.Id, result.Error, result.Detail ?? "");
@@ -151,6 +153,7 @@ public sealed partial class UpstreamConnector : ITcpConnector
             }
 
             var backoff = _failures.Failed(candidate.Id);
+            ProxyMetrics.UpstreamFailed(candidate.Id, backoff);
             LogUpstreamFailed(_logger, candidate.Id, candidate.Address.ToString(), target.ToString(), result.Detail ?? "", backoff.TotalSeconds);
             failures.Add($"{candidate.Id}: {result.Detail}");
             lastError = result.Error == ConnectError.TimedOut ? ConnectError.TimedOut : ConnectError.Failed;
