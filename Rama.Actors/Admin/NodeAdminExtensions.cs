@@ -18,6 +18,8 @@ public static class NodeAdminExtensions
         ArgumentNullException.ThrowIfNull(services);
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdminPalette, NodePalette>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdminPalette, FleetPalette>());
+        // /readyz on a proxy node: its listeners are bound and not draining.
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IReadinessCheck, ListenersReadiness>());
         return services;
     }
 }

@@ -1,3 +1,5 @@
+using Akka;
+using Akka.Actor;
 using Akka.Cluster.Hosting;
 using Akka.DistributedData;
 using Akka.Hosting;
@@ -51,6 +53,13 @@ public static class FleetHostingExtensions
                 _ = DistributedData.Get(system);
                 var listeners = await registry.GetAsync<ProxyListeners>().ConfigureAwait(false);
                 system.ActorOf(FleetMemberActor.Props(listeners, logger), FleetMemberActor.Name);
+                // Rama.Fleet's sharding gauges (shards and entities per type on this node), stopped with the actor system.
+                var sharding = new Admin.ShardingMetrics(system);
+                CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate, "stop-rama-sharding-metrics", () =>
+                {
+                    sharding.Dispose();
+                    return Task.FromResult(Done.Instance);
+                });
             })
             .WithSingleton<FleetShutdown>(
                 FleetCoordinator.Name,

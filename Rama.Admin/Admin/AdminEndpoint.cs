@@ -6,17 +6,18 @@ namespace Rama.Admin.Admin;
 
 /// <summary>
 /// The admin endpoint of this process (a DI singleton): a TCP listener that answers <c>pbm</c> with the registered
-/// palettes. Bound when the actor system starts (<c>akka.AddRamaAdmin()</c>), closed in coordinated shutdown's
+/// palettes and, on the same port, HTTP <c>GET /healthz</c>, <c>/readyz</c> and <c>/metrics</c> (<see cref="AdminHttp"/>). Bound when the actor system starts (<c>akka.AddRamaAdmin()</c>), closed in coordinated shutdown's
 /// <c>before-actor-system-terminate</c> phase, so it keeps answering while the listeners drain.
 /// </summary>
 public sealed partial class AdminEndpoint : IAsyncDisposable
 {
     private readonly AdminServer _server;
 
-    internal AdminEndpoint(AdminOptions options, IEnumerable<IAdminPalette> palettes, ILogger logger, TimeProvider time)
+    internal AdminEndpoint(AdminOptions options, IEnumerable<IAdminPalette> palettes, ILogger logger, TimeProvider time,
+        IEnumerable<IReadinessCheck>? readiness = null, Microsoft.AspNetCore.Http.RequestDelegate? metrics = null, IServiceProvider? services = null)
     {
         Options = options;
-        _server = new AdminServer(options, palettes, logger, time);
+        _server = new AdminServer(options, palettes, logger, time, readiness, metrics, services);
     }
 
     public AdminOptions Options { get; }

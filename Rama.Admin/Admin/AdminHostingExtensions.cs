@@ -28,9 +28,16 @@ public static class AdminHostingExtensions
             sp.GetRequiredService<AdminOptions>(),
             sp.GetServices<IAdminPalette>(),
             sp.GetService<ILoggerFactory>()?.CreateLogger("Rama.Admin.Admin") ?? NullLogger.Instance,
-            sp.GetService<TimeProvider>() ?? TimeProvider.System));
+            sp.GetService<TimeProvider>() ?? TimeProvider.System,
+            sp.GetServices<IReadinessCheck>(),
+            AdminMetrics.BuildScrape(sp),
+            sp));
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdminPalette, ClusterPalette>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IAdminPalette, ActorPalette>());
+        // /readyz: the actor system runs, is not shutting down and, in a fleet, this member is Up (first: its reason wins).
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IReadinessCheck, SystemReadiness>());
+        // /metrics: meters Rama.Proxy and Rama.Fleet through OpenTelemetry's Prometheus exporter.
+        AdminMetrics.Register(services);
         return services;
     }
 
@@ -51,10 +58,12 @@ public static class AdminHostingExtensions
                 return;
             }
 
+            var fleetMetrics = new FleetMetrics(system);
             endpoint.Start();
             CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeActorSystemTerminate, ShutdownTaskName, async () =>
             {
                 await endpoint.StopAsync().ConfigureAwait(false);
+                fleetMetrics.Dispose();
                 return Done.Instance;
             });
         });

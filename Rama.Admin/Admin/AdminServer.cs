@@ -29,7 +29,13 @@ internal sealed partial class AdminServer : IAsyncDisposable
     private Task? _acceptLoop;
     private int _stopped;
 
-    public AdminServer(AdminOptions options, IEnumerable<IAdminPalette> palettes, ILogger logger, TimeProvider time)
+    private readonly AdminHttp _http;
+
+    /// <param name="readiness">The conditions of <c>GET /readyz</c> (none: ready while the endpoint serves).</param>
+    /// <param name="metrics">Serves <c>GET /metrics</c> (the Prometheus exporter's middleware); null: 404.</param>
+    /// <param name="services">The services the metrics middleware's context sees.</param>
+    public AdminServer(AdminOptions options, IEnumerable<IAdminPalette> palettes, ILogger logger, TimeProvider time,
+        IEnumerable<IReadinessCheck>? readiness = null, Microsoft.AspNetCore.Http.RequestDelegate? metrics = null, IServiceProvider? services = null)
     {
         _options = options;
         _logger = logger;
@@ -45,6 +51,7 @@ internal sealed partial class AdminServer : IAsyncDisposable
 
         _palettes = byName;
         _tokenHash = options.Token is null ? null : SHA256.HashData(Encoding.UTF8.GetBytes(options.Token));
+        _http = new AdminHttp([.. readiness ?? []], metrics, services, TokenMatches, logger);
     }
 
     public IPEndPoint? BoundEndpoint { get; private set; }
@@ -144,7 +151,22 @@ internal sealed partial class AdminServer : IAsyncDisposable
     private async Task ServeAsync(Socket socket)
     {
         await Task.Yield(); // off the accept loop
+        // One port, two protocols: a pbm request line is JSON ('{'), an HTTP request line starts with its method.
+        var first = await PeekFirstByteAsync(socket).ConfigureAwait(false);
+        if (first >= 0 && AdminHttp.IsHttp((byte)first))
+        {
+            await ServeHttpAsync(socket).ConfigureAwait(false);
+            return;
+        }
+
         await using var connection = new AdminConnection(socket);
+        if (first == TimedOut)
+        {
+            LogBadRequest(_logger, connection.Peer, "no request within the timeout");
+            await FinishQuietlyAsync(connection, $"no request line within {AdminProtocol.RequestTimeout.TotalSeconds:0} s").ConfigureAwait(false);
+            return;
+        }
+
         var peer = connection.Peer;
         try
         {
@@ -172,6 +194,67 @@ internal sealed partial class AdminServer : IAsyncDisposable
         catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException || (ex is OperationCanceledException && (connection.Gone.IsCancellationRequested || _stopping.IsCancellationRequested)))
         {
             LogClientGone(_logger, peer, ex.Message); // a peer reset is normal
+        }
+    }
+
+    private const int TimedOut = -2;
+
+    /// <summary>The connection's first byte without consuming it; -1 when the client closed (or reset) first, <see cref="TimedOut"/> after the request timeout.</summary>
+    private async Task<int> PeekFirstByteAsync(Socket socket)
+    {
+        var one = new byte[1];
+        using var timeout = new CancellationTokenSource(AdminProtocol.RequestTimeout, _time);
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
+        try
+        {
+            var read = await socket.ReceiveAsync(one, SocketFlags.Peek, linked.Token).ConfigureAwait(false);
+            return read == 1 ? one[0] : -1;
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested)
+        {
+            return TimedOut;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            return -1;
+        }
+    }
+
+    private async Task FinishQuietlyAsync(AdminConnection connection, string message)
+    {
+        try
+        {
+            await connection.FinishAsync(AdminExitCodes.Usage, message, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+        {
+            LogClientGone(_logger, connection.Peer, ex.Message);
+        }
+    }
+
+    /// <summary>One HTTP request (<see cref="AdminHttp"/>), then our FIN and a short linger so the client reads the answer before the close.</summary>
+    private async Task ServeHttpAsync(Socket socket)
+    {
+        var peer = socket.RemoteEndPoint?.ToString() ?? "?";
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        await using (stream.ConfigureAwait(false))
+        {
+            using var timeout = new CancellationTokenSource(AdminProtocol.RequestTimeout, _time);
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _stopping.Token);
+            try
+            {
+                await _http.ServeAsync(stream, peer, linked.Token, _stopping.Token).ConfigureAwait(false);
+                socket.Shutdown(SocketShutdown.Send);
+                using var linger = new CancellationTokenSource(TimeSpan.FromSeconds(1), _time);
+                var sink = new byte[512];
+                while (await stream.ReadAsync(sink, linger.Token).ConfigureAwait(false) > 0)
+                {
+                }
+            }
+            catch (Exception ex) when (ex is IOException or SocketException or ObjectDisposedException or OperationCanceledException)
+            {
+                LogClientGone(_logger, peer, ex.Message); // a peer reset is normal; a client that keeps its side open is closed after the linger
+            }
         }
     }
 
