@@ -74,6 +74,7 @@ internal sealed partial class Socks5Service(
     public async ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
     {
         var started = time.GetTimestamp();
+        using var activity = ProxyTracing.StartSocks5(connection); // null unless traced; lasts as long as the tunnel
         var transport = connection.Transport;
         SocketConnection? upstream = null;
         Socks5Request request;
@@ -261,6 +262,7 @@ internal sealed partial class Socks5Service(
     /// <summary>One access entry: values the connection has, no formatting (the target's text is made by the writer).</summary>
     private void WriteAccess(ConnectionContext connection, HostPort target, Socks5Reply reply, RelayResult moved, long started)
     {
+        ProxyTracing.SetSocks5Reply(ProxyTracing.Current, connection, target, (int)reply);
         if (!accessLog.IsEnabled)
         {
             return;
