@@ -53,17 +53,26 @@ public static class ProxyTracing
         ArgumentException.ThrowIfNullOrEmpty(listener);
         ArgumentNullException.ThrowIfNull(stack);
         var name = new ListenerName(listener);
-        var named = Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
+        // The epoll transport is chosen by the stack's type (ISocketTransportService): the wrapper keeps it.
+        return stack is ISocketTransportService ? new NamedSocketStack(name, stack) : new NamedStack(name, stack);
+    }
+
+    private class NamedStack(ListenerName name, IService<ConnectionContext, Unit> inner) : IService<ConnectionContext, Unit>, IAsyncDisposable
+    {
+        public ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
         {
             if (IsEnabled)
             {
                 connection.Extensions.Set(name);
             }
 
-            return stack.ServeAsync(connection, token);
-        });
-        return stack is IAsyncDisposable owned ? Service.Owning(named, owned) : named;
+            return inner.ServeAsync(connection, cancellationToken);
+        }
+
+        public ValueTask DisposeAsync() => inner is IAsyncDisposable owned ? owned.DisposeAsync() : ValueTask.CompletedTask;
     }
+
+    private sealed class NamedSocketStack(ListenerName name, IService<ConnectionContext, Unit> inner) : NamedStack(name, inner), ISocketTransportService;
 
     /// <summary>
     /// Starts the server span of <paramref name="request"/> (null when nobody listens, when the sampler drops it, or for a
