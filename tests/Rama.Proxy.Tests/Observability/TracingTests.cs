@@ -2,10 +2,13 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using Rama.Proxy.Core;
+using System.Text.Json;
 using Rama.Proxy.Http;
+using Rama.Proxy.Mitm;
 using Rama.Proxy.Net;
 using Rama.Proxy.Observability;
 using Rama.Proxy.Stacks;
+using Rama.Proxy.Tls;
 using Rama.Proxy.Tests.Support;
 using Rama.Proxy.Upstream;
 using Rama.Testing;
@@ -267,6 +270,39 @@ public sealed class TracingTests
         Assert.Equal("502", failed.Text);
         var error = await spans.SingleAsync(a => Equals(Tag(a, "server.port"), refused) && Equals(Tag(a, "rama.kind"), "forward"));
         Assert.Equal((502, "502", ActivityStatusCode.Error), (Tag(error, "http.response.status_code"), Tag(error, "error.type"), error.Status));
+    }
+
+    [Fact]
+    public async Task A_mitm_decrypted_request_is_its_own_span_inside_the_tunnels_and_the_origin_sees_rama_as_the_parent()
+    {
+        using var pki = new TestPki();
+        var (cert, key) = pki.Issue("localhost", false, "localhost", "127.0.0.1");
+        using var spans = new SpanRecorder();
+        await using var origin = new ProxyHarness(TlsStacks.Echo(new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(cert, key) }));
+        using var authority = MitmAuthority.Create();
+        var caFile = Path.Combine(pki.Directory, "mitm-ca.pem");
+        File.WriteAllText(caFile, authority.ExportCertificatePem());
+        var mitm = new MitmTunnel(new MitmOptions { Authority = authority, Upstream = new TlsClientOptions { ExtraTrustedRoots = TlsFiles.LoadAuthorities(pki.CaFile) } });
+        await using var proxy = new ProxyHarness(ForwardProxyStack.Create(Options, StaticProxyAuthenticator.None, extras: new ForwardProxyExtras { Tunnel = mitm }));
+        var url = $"https://localhost:{origin.Port}/decrypted?x=1";
+
+        var result = await Cli.CurlAsync("--proxy", proxy.Url, "--cacert", caFile, "--http1.1", "-H", "traceparent: " + ClientTraceParent, url);
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        await proxy.AssertNoOpenConnectionsAsync();
+        var decrypted = await spans.SingleAsync(a => Equals(Tag(a, "rama.kind"), "mitm"));
+        Assert.Equal((ActivityKind.Server, "GET", url), (decrypted.Kind, decrypted.DisplayName, Tag(decrypted, "url.full")));
+        Assert.Equal(("/decrypted", "https", 200), (Tag(decrypted, "url.path"), Tag(decrypted, "url.scheme"), Tag(decrypted, "http.response.status_code")));
+        Assert.Matches("^t1[23]d", (string)Tag(decrypted, "rama.fingerprint.ja4")!); // curl's ClientHello, captured by the MITM's TLS server
+        Assert.Equal((ClientTraceId, ClientSpanId), (decrypted.TraceId.ToHexString(), decrypted.ParentSpanId.ToHexString()));
+        var tunnel = Assert.Single(spans.Stopped, a => Equals(Tag(a, "rama.kind"), "connect"));
+        Assert.Equal(("localhost", origin.Port), (Tag(tunnel, "server.address"), Tag(tunnel, "server.port")));
+        Assert.True(tunnel.StartTimeUtc <= decrypted.StartTimeUtc && tunnel.StartTimeUtc + tunnel.Duration >= decrypted.StartTimeUtc + decrypted.Duration,
+            "the tunnel's span covers the request decrypted in it");
+
+        using var echoed = JsonDocument.Parse(result.Text);
+        var traceparent = echoed.RootElement.GetProperty("headers").EnumerateArray().Single(h => h[0].GetString() == "traceparent")[1].GetString();
+        Assert.Equal($"00-{ClientTraceId}-{decrypted.SpanId.ToHexString()}-01", traceparent);
     }
 
     [Fact]
