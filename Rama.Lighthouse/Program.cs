@@ -12,7 +12,7 @@ using Rama.Admin.Options;
 // The Lighthouse seed node: an Akka.NET cluster member with the role "lighthouse" and no proxy code. Configured like
 // Petabridge's Lighthouse (CLUSTER_IP, CLUSTER_PORT, CLUSTER_SEEDS, plus CLUSTER_SECRET) or with the options every Rama
 // executable shares (--cluster, --seeds, --cluster-secret, --admin, --config, ...). Without seeds it seeds itself.
-var declared = CommonOptions.All.Concat(ClusterOptionDeclarations.All).Concat(AdminOptions.Declarations).ToList();
+var declared = CommonOptions.All.Concat(ClusterOptionDeclarations.All).Concat(AdminOptions.Declarations).Concat(TelemetryOptions.Declarations).ToList();
 var commandLine = new RamaCommandLine("rama-lighthouse", "Rama lighthouse: the seed node of a Rama fleet (no proxy code)", declared);
 var startup = await RamaStartup.RunAsync(commandLine, args, Assembly.GetExecutingAssembly(), Console.Out, Console.Error).ConfigureAwait(false);
 if (startup.ExitCode is { } done)
@@ -24,6 +24,7 @@ var reader = new OptionsReader(startup.Configuration!, declared);
 var system = SystemOptions.Read(reader);
 var cluster = ClusterOptions.Read(reader, ClusterMemberKind.Lighthouse);
 var admin = AdminOptions.Read(reader);
+var telemetry = TelemetryOptions.Read(reader);
 if (await startup.FinishReadingAsync(reader, Console.Out, Console.Error).ConfigureAwait(false) is { } finished)
 {
     return finished;
@@ -40,6 +41,8 @@ builder.Logging.AddSimpleConsole(o =>
 });
 builder.Services.AddRamaClusterOptions(cluster);
 builder.Services.AddRamaAdmin(admin);
+// --otlp: the fleet's metrics (no proxy, no spans); without it no OpenTelemetry SDK at all.
+builder.Services.AddRamaTelemetry(telemetry, "rama-lighthouse", [], ["Rama.Fleet"]);
 builder.Services.AddRamaActorSystem(system, (akka, _) => akka.WithRamaCluster(system.Name, cluster, certificates).AddRamaAdmin());
 using var host = builder.Build();
 var logger = host.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Rama.Lighthouse");

@@ -46,6 +46,7 @@ public static class Program
 
         var reader = new OptionsReader(startup.Configuration!, NodeOptionDeclarations.All);
         var options = NodeOptions.Read(reader);
+        var telemetry = TelemetryOptions.Read(reader);
         if (startup.Parsed.Command == commandLine.CaExport)
         {
             return await ExportCaAsync(options, reader.Problems).ConfigureAwait(false);
@@ -124,6 +125,8 @@ public static class Program
         // The access log is its own Akka.Streams stream (batched writes, drops counted, never blocking a connection).
         builder.Services.AddRamaAccessLog(options.AccessLog);
         builder.Services.AddRamaClusterOptions(options.Cluster);
+        // --otlp: traces of Rama.Proxy, metrics of Rama.Proxy and Rama.Fleet, by OTLP; without it no OpenTelemetry SDK at all.
+        builder.Services.AddRamaTelemetry(telemetry, "rama-node", [Rama.Proxy.Observability.ProxyTracing.SourceName], ["Rama.Proxy", "Rama.Fleet"]);
         builder.Services.AddRamaAdmin(options.Admin);
         builder.Services.AddRamaNodeAdmin();
         builder.Services.AddRamaActorSystem(options.System, (akka, _) => akka

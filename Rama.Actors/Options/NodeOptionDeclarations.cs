@@ -590,6 +590,7 @@ public static class NodeOptionDeclarations
         .. CommonOptions.All,
         .. ClusterOptionDeclarations.All,
         .. AdminOptions.Declarations,
+        .. TelemetryOptions.Declarations,
         Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb, FleetData,
         UpstreamMode, UpstreamFallback, UpstreamAttempts, UpstreamBackoff, UpstreamProxyCa,
         UpstreamMaxConnections, UpstreamRate, UserMaxConnections, UserLimit,

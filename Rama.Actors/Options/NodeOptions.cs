@@ -67,7 +67,7 @@ public sealed record NodeOptions
 
     /// <summary>The keys directly under <c>Rama</c>; anything else is refused.</summary>
     public static IReadOnlyList<string> TopLevelKeys { get; } =
-        ["System", "Cluster", "Admin", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Fleet", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog", "Destinations"];
+        ["System", "Cluster", "Admin", "Listeners", "Listen", "Reverse", "EchoListen", "Auth", "AllowOpenProxy", "DrainTimeout", "ProxyDb", "Fleet", "Proxy", "Tls", "Mitm", "ProxyProtocol", "AccessLog", "Destinations", "Telemetry"];
 
     /// <summary>Reads and validates every option; the problems are in <paramref name="reader"/>.</summary>
     public static NodeOptions Read(OptionsReader reader)

@@ -74,9 +74,10 @@ internal sealed partial class EpollReverseProxy : ISocketTransportService, IAsyn
 
     public async ValueTask<Unit> ServeAsync(ConnectionContext context, CancellationToken cancellationToken)
     {
-        if (context.TransportKind != ConnectionTransport.EventLoop || Volatile.Read(ref _disposed) != 0)
+        if (context.TransportKind != ConnectionTransport.EventLoop || Volatile.Read(ref _disposed) != 0 || ProxyTracing.IsEnabled)
         {
-            // A listener on the pipes, a layer over the socket, or shutting down: the pipe-based stack.
+            // A listener on the pipes, a layer over the socket, shutting down, or traced (spans and traceparent are the pipe
+            // stack's): the pipe-based stack.
             context.StartPipes();
             return await _classic.ServeAsync(context, cancellationToken).ConfigureAwait(false);
         }

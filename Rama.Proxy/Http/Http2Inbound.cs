@@ -60,24 +60,32 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
         }
 
         var info = request.Extensions.Get<Http2RequestInfo>();
+        var activity = ProxyTracing.StartRequest(request, request.Connection, _kind); // null unless traced; stopped with the access entry
         HttpResponse response;
-        if (request.IsConnect && info?.Protocol is { } protocol && webSocketsToHttp1)
+        try
         {
-            response = await UpgradeAsync(request, info, protocol, cancellationToken).ConfigureAwait(false);
+            if (request.IsConnect && info?.Protocol is { } protocol && webSocketsToHttp1)
+            {
+                response = await UpgradeAsync(request, info, protocol, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                response = await inner.ServeAsync(request, cancellationToken).ConfigureAwait(false);
+            }
         }
-        else
+        catch (Exception ex) when (ProxyTracing.Fail(activity, ex))
         {
-            response = await inner.ServeAsync(request, cancellationToken).ConfigureAwait(false);
+            throw; // never reached: Fail stops the span and returns false
         }
 
-        if (!logged)
+        if (!logged && activity is null)
         {
             return response;
         }
 
         // The status the client sees: an origin's 101 to an extended CONNECT is a 200 on the stream (RFC 8441 §5).
         var status = response.Status == 101 && request.IsConnect ? 200 : response.Status;
-        var entry = new Pending(this, request, status, startedAt, upload);
+        var entry = new Pending(this, request, status, startedAt, upload, activity);
         if (response.OnUpgrade is { } run)
         {
             // One entry per tunnel, when it ends, with what the relay moved.
@@ -153,13 +161,25 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
     }
 
     /// <summary>An access entry waiting for the end of its response body.</summary>
-    private sealed class Pending(Http2InboundApplication owner, HttpRequest request, int status, long startedAt, CountingReader? upload)
+    private sealed class Pending(Http2InboundApplication owner, HttpRequest request, int status, long startedAt, CountingReader? upload,
+        System.Diagnostics.Activity? activity)
     {
         private int _written;
 
         public void Write(long tunnelUp, long bytesDown)
         {
             if (Interlocked.Exchange(ref _written, 1) != 0)
+            {
+                return;
+            }
+
+            if (activity is not null)
+            {
+                ProxyTracing.SetResponse(activity, request, status);
+                activity.Stop();
+            }
+
+            if (!owner._accessLog.IsEnabled)
             {
                 return;
             }

@@ -1,0 +1,339 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text;
+using Rama.Proxy.Core;
+using Rama.Proxy.Http;
+using Rama.Proxy.Net;
+
+namespace Rama.Proxy.Observability;
+
+/// <summary>
+/// Rama's traces: the <see cref="ActivitySource"/> <c>Rama.Proxy</c>, one server span per proxied request (forward, reverse,
+/// TLS termination in HTTP mode, MITM-decrypted; HTTP/1.1 and HTTP/2 streams) and per tunnel (HTTP CONNECT, SOCKS5
+/// CONNECT, a WebSocket upgrade: its request's span lasts as long as the tunnel). Attributes follow the OpenTelemetry
+/// semantic conventions for HTTP servers where one exists (<c>http.request.method</c>, <c>url.full</c> / <c>url.path</c>,
+/// <c>server.address</c>, <c>server.port</c>, <c>http.response.status_code</c>, <c>network.protocol.version</c>,
+/// <c>client.address</c>, <c>error.type</c>) and are Rama's own otherwise (<c>rama.upstream</c>, <c>rama.user</c>,
+/// <c>rama.fingerprint.ja4</c>, <c>rama.fingerprint.ja4h</c>, <c>rama.fingerprint.akamai</c>, <c>rama.listener</c>,
+/// <c>rama.kind</c>).
+/// <para>
+/// Propagation (W3C Trace Context): an incoming <c>traceparent</c> / <c>tracestate</c> is the parent of the server span,
+/// and the request goes on to the origin with <c>traceparent</c> rewritten to the span (same trace id, Rama's span id as
+/// the parent id; <c>tracestate</c> passed on as received). Without a span (no listener, or not sampled) the request's
+/// fields are forwarded untouched, as any proxy forwards fields it does not own.
+/// </para>
+/// <para>
+/// Cost when nobody listens: one <see cref="ActivitySource.HasListeners"/> check per request or tunnel, no allocation.
+/// </para>
+/// </summary>
+public static class ProxyTracing
+{
+    /// <summary>The name of the source (and of the OpenTelemetry tracer) of Rama's spans.</summary>
+    public const string SourceName = "Rama.Proxy";
+
+    /// <summary>The source of Rama's spans.</summary>
+    public static ActivitySource Source { get; } = new(SourceName, typeof(ProxyTracing).Assembly.GetName().Version?.ToString());
+
+    /// <summary>True when some listener (an OpenTelemetry tracer provider, a test's <see cref="ActivityListener"/>) listens to <see cref="Source"/>.</summary>
+    public static bool IsEnabled => Source.HasListeners();
+
+    /// <summary>The current span when it is one of Rama's (for a hook that has no handle on it); null when nobody listens.</summary>
+    internal static Activity? Current => Source.HasListeners() && Activity.Current is { } current && ReferenceEquals(current.Source, Source) ? current : null;
+
+    internal static ReadOnlySpan<byte> TraceParent => "traceparent"u8;
+
+    internal static ReadOnlySpan<byte> TraceState => "tracestate"u8;
+
+    /// <summary>
+    /// Names the connections of <paramref name="stack"/> after their listener (<c>rama.listener</c> on their spans). The
+    /// name is set on the connection only while tracing is on: nothing is done per connection otherwise.
+    /// </summary>
+    public static IService<ConnectionContext, Unit> ForListener(string listener, IService<ConnectionContext, Unit> stack)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(listener);
+        ArgumentNullException.ThrowIfNull(stack);
+        var name = new ListenerName(listener);
+        // The epoll transport is chosen by the stack's type (ISocketTransportService): the wrapper keeps it.
+        return stack is ISocketTransportService ? new NamedSocketStack(name, stack) : new NamedStack(name, stack);
+    }
+
+    private class NamedStack(ListenerName name, IService<ConnectionContext, Unit> inner) : IService<ConnectionContext, Unit>, IAsyncDisposable
+    {
+        public ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
+        {
+            if (IsEnabled)
+            {
+                connection.Extensions.Set(name);
+            }
+
+            return inner.ServeAsync(connection, cancellationToken);
+        }
+
+        public ValueTask DisposeAsync() => inner is IAsyncDisposable owned ? owned.DisposeAsync() : ValueTask.CompletedTask;
+    }
+
+    private sealed class NamedSocketStack(ListenerName name, IService<ConnectionContext, Unit> inner) : NamedStack(name, inner), ISocketTransportService;
+
+    /// <summary>
+    /// Starts the server span of <paramref name="request"/> (null when nobody listens, when the sampler drops it, or for a
+    /// server that is not a proxy) and makes it current, so the forwarder and nested tunnels see it. The outgoing
+    /// <c>traceparent</c> is rewritten to the span. Stop it (dispose) when the request or its tunnel ends, after
+    /// <see cref="SetResponse"/>.
+    /// </summary>
+    internal static Activity? StartRequest(HttpRequest request, ConnectionContext? connection, AccessKind kind)
+    {
+        if (!Source.HasListeners() || kind is AccessKind.Http or AccessKind.Echo)
+        {
+            return null;
+        }
+
+        return StartRequestCore(request, connection, kind);
+    }
+
+    private static Activity? StartRequestCore(HttpRequest request, ConnectionContext? connection, AccessKind kind)
+    {
+        var parent = ParentOf(request.Headers);
+        var activity = parent is { } remote
+            ? Source.StartActivity(request.Method, ActivityKind.Server, remote)
+            : Source.StartActivity(request.Method, ActivityKind.Server);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        // W3C Trace Context §3.2: the origin's parent is our span; the trace id (and tracestate) are the client's.
+        if (activity.IdFormat == ActivityIdFormat.W3C && activity.Id is { } id)
+        {
+            SetTraceParent(request.Headers, id);
+        }
+
+        if (activity.IsAllDataRequested)
+        {
+            TagRequest(activity, request, connection, request.IsConnect ? AccessKind.Connect : kind);
+        }
+
+        return activity;
+    }
+
+    /// <summary>Records the answer on <paramref name="activity"/>: status, selected upstream, user (known only after the request was served).</summary>
+    internal static void SetResponse(Activity? activity, HttpRequest request, int status)
+    {
+        if (activity is null || !activity.IsAllDataRequested)
+        {
+            return;
+        }
+
+        activity.SetTag("http.response.status_code", status);
+        TagOutcome(activity, request.Extensions);
+        if (status >= 500)
+        {
+            // OpenTelemetry HTTP server spans: 5xx is an error of the server; 4xx is the client's.
+            activity.SetTag("error.type", StatusText(status));
+            activity.SetStatus(ActivityStatusCode.Error);
+        }
+    }
+
+    /// <summary>
+    /// Marks <paramref name="activity"/> failed by <paramref name="exception"/> and stops it. Returns false: for exception
+    /// filters (<c>catch (Exception ex) when (ProxyTracing.Fail(activity, ex))</c> catches nothing).
+    /// </summary>
+    internal static bool Fail(Activity? activity, Exception exception)
+    {
+        if (activity is null)
+        {
+            return false;
+        }
+
+        if (activity.IsAllDataRequested)
+        {
+            activity.SetTag("error.type", exception.GetType().FullName);
+            activity.SetStatus(ActivityStatusCode.Error, exception.Message);
+        }
+
+        activity.Stop();
+        return false;
+    }
+
+    /// <summary>Starts the server span of a SOCKS5 connection (its tunnel); null when nobody listens.</summary>
+    internal static Activity? StartSocks5(ConnectionContext connection)
+    {
+        if (!Source.HasListeners())
+        {
+            return null;
+        }
+
+        var activity = Source.StartActivity("SOCKS5 CONNECT", ActivityKind.Server);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("rama.kind", "socks5");
+            TagConnection(activity, connection);
+        }
+
+        return activity;
+    }
+
+    /// <summary>Records a SOCKS5 request's target and reply on <paramref name="activity"/> (the reply code as <c>rama.socks5.reply</c>; not 0 is an error).</summary>
+    internal static void SetSocks5Reply(Activity? activity, ConnectionContext connection, HostPort target, int reply)
+    {
+        if (activity is null || !activity.IsAllDataRequested)
+        {
+            return;
+        }
+
+        if (target.Host is not null)
+        {
+            activity.SetTag("server.address", target.Host);
+            activity.SetTag("server.port", target.Port);
+        }
+
+        activity.SetTag("rama.socks5.reply", reply);
+        TagOutcome(activity, connection.Extensions);
+        if (reply != 0)
+        {
+            activity.SetTag("error.type", "socks5_reply_" + reply.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            activity.SetStatus(ActivityStatusCode.Error);
+        }
+    }
+
+    // ---- attributes ---------------------------------------------------------------------------
+
+    private static void TagRequest(Activity activity, HttpRequest request, ConnectionContext? connection, AccessKind kind)
+    {
+        activity.SetTag("http.request.method", request.Method);
+        activity.SetTag("rama.kind", KindText(kind));
+        activity.SetTag("network.protocol.name", "http");
+        activity.SetTag("network.protocol.version", request.Version switch
+        {
+            HttpProtocolVersion.Http10 => "1.0",
+            HttpProtocolVersion.Http2 => "2",
+            _ => "1.1",
+        });
+        switch (request.TargetForm)
+        {
+            case RequestTargetForm.Authority when HostPort.TryParse(request.Target, 0, out var authority):
+                activity.SetTag("server.address", authority.Value.Host);
+                activity.SetTag("server.port", authority.Value.Port);
+                break;
+            case RequestTargetForm.Absolute:
+                activity.SetTag("url.full", request.Target);
+                if (Uri.TryCreate(request.Target, UriKind.Absolute, out var uri))
+                {
+                    activity.SetTag("url.scheme", uri.Scheme);
+                    activity.SetTag("server.address", uri.IdnHost);
+                    activity.SetTag("server.port", uri.Port);
+                }
+
+                break;
+            default:
+                var target = request.Target;
+                var query = target.IndexOf('?', StringComparison.Ordinal);
+                activity.SetTag("url.path", query < 0 ? target : target[..query]);
+                if (query >= 0)
+                {
+                    activity.SetTag("url.query", target[(query + 1)..]);
+                }
+
+                var scheme = kind == AccessKind.Mitm || connection?.Extensions.Contains<Tls.TlsConnectionInfo>() == true ? "https" : "http";
+                activity.SetTag("url.scheme", scheme);
+                if (request.Headers.GetText("Host") is { } host && HostPort.TryParse(host, scheme == "https" ? 443 : 80, out var hostPort))
+                {
+                    activity.SetTag("server.address", hostPort.Value.Host);
+                    activity.SetTag("server.port", hostPort.Value.Port);
+                    if (kind == AccessKind.Mitm)
+                    {
+                        activity.SetTag("url.full", "https://" + host + target);
+                    }
+                }
+
+                break;
+        }
+
+        if (request.Headers.GetText("User-Agent") is { } agent)
+        {
+            activity.SetTag("user_agent.original", agent);
+        }
+
+        activity.SetTag("rama.fingerprint.ja4h", Fingerprint.Ja4H.From(request).Fingerprint);
+        if (request.Extensions.Get<Http.Http2.Http2Fingerprint>() is { } http2)
+        {
+            activity.SetTag("rama.fingerprint.akamai", http2.Akamai);
+        }
+
+        if (connection is not null)
+        {
+            TagConnection(activity, connection);
+        }
+    }
+
+    private static void TagConnection(Activity activity, ConnectionContext connection)
+    {
+        if (connection.RemoteEndPoint is { } client)
+        {
+            activity.SetTag("client.address", client.Address.ToString());
+            activity.SetTag("client.port", client.Port);
+        }
+
+        if (connection.Extensions.Get<ListenerName>() is { } listener)
+        {
+            activity.SetTag("rama.listener", listener.Name);
+        }
+
+        if (connection.Extensions.Get<Fingerprint.TlsFingerprints>() is { } tls)
+        {
+            activity.SetTag("rama.fingerprint.ja4", tls.Ja4.Fingerprint);
+        }
+    }
+
+    private static void TagOutcome(Activity activity, Extensions extensions)
+    {
+        if (extensions.Get<Upstream.SelectedUpstream>() is { } upstream)
+        {
+            activity.SetTag("rama.upstream", upstream.Id);
+        }
+
+        // The base user: without the routing labels a username may carry (user-country-de-session-x -> user).
+        var user = extensions.Get<Upstream.ProxyUsername>()?.BaseUser ?? extensions.Get<ProxyUser>()?.Name;
+        if (user is not null)
+        {
+            activity.SetTag("rama.user", user);
+        }
+    }
+
+    private static string KindText(AccessKind kind) => kind switch
+    {
+        AccessKind.Forward => "forward",
+        AccessKind.Connect => "connect",
+        AccessKind.Socks5 => "socks5",
+        AccessKind.Reverse => "reverse",
+        AccessKind.Tls => "tls",
+        AccessKind.Mitm => "mitm",
+        AccessKind.Echo => "echo",
+        _ => "http",
+    };
+
+    private static string StatusText(int status) => status.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    // ---- W3C Trace Context ----------------------------------------------------------------------
+
+    /// <summary>The remote parent from <c>traceparent</c> (and <c>tracestate</c>); null when absent or invalid (W3C §3.2.2.1: then ignored).</summary>
+    internal static ActivityContext? ParentOf(HttpHeaders headers)
+    {
+        if (!headers.TryGetValue(TraceParent, out var value) || value.Length is < 55 or > 512)
+        {
+            return null;
+        }
+
+        var traceState = headers.TryGetValue(TraceState, out var state) ? Encoding.Latin1.GetString(state.Span) : null;
+        return ActivityContext.TryParse(Encoding.Latin1.GetString(value.Span), traceState, isRemote: true, out var context) ? context : null;
+    }
+
+    /// <summary>Replaces every <c>traceparent</c> of <paramref name="headers"/> with <paramref name="id"/> (W3C §3.2: exactly one).</summary>
+    internal static void SetTraceParent(HttpHeaders headers, string id)
+    {
+        headers.Remove(TraceParent);
+        headers.Add("traceparent"u8.ToArray(), Encoding.ASCII.GetBytes(id));
+    }
+}
+
+/// <summary>The name of the listener a connection came in on (for <c>rama.listener</c>); set by <see cref="ProxyTracing.ForListener"/>.</summary>
+public sealed record ListenerName(string Name);
