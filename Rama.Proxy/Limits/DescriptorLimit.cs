@@ -54,6 +54,40 @@ public static partial class DescriptorLimit
     public static int DefaultMaxConnections() =>
         Current() is { } limit ? (int)Math.Clamp(limit / 2, 1, int.MaxValue) : FallbackMaxConnections;
 
+    /// <summary>
+    /// Descriptors kept free for the runtime and for the connections already open: a listener stops accepting when an
+    /// accepted descriptor's number comes within this many of the limit. At the limit itself the .NET runtime cannot start
+    /// a thread (the thread pool adding a worker aborts the process with "Out of memory."), load an assembly, or dial an
+    /// upstream. 64: a burst of thread starts; nothing next to a limit of 20,000.
+    /// </summary>
+    public const int Headroom = 64;
+
+    /// <summary>
+    /// The lowest free descriptor number (POSIX hands out the lowest free one, so every number below it is in use), or
+    /// null where it cannot be told: when it is at or past <c>limit - Headroom</c> the process is short of descriptors.
+    /// </summary>
+    public static long? LowestFree()
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS())
+        {
+            return null;
+        }
+
+        try
+        {
+            using var probe = File.OpenHandle("/dev/null", FileMode.Open, FileAccess.Read);
+            return probe.DangerousGetHandle();
+        }
+        catch (IOException)
+        {
+            return long.MaxValue; // EMFILE / ENFILE: none free
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
     [LibraryImport("libc", EntryPoint = "getrlimit", SetLastError = true)]
     private static unsafe partial int GetRlimit(int resource, ulong* limit);
 }

@@ -17,6 +17,7 @@ public sealed partial class TcpServer
     private int _refusing;
     private long _refused;
     private long _outOfDescriptors;
+    private readonly long? _descriptorLimit = DescriptorLimit.Current() is { } limit && limit > 2 * DescriptorLimit.Headroom ? limit : null;
 
     /// <summary>Connections refused by <see cref="TcpServerOptions.MaxConnections"/> or <see cref="TcpServerOptions.MaxConnectionsPerIp"/>.</summary>
     public long RefusedConnections => Interlocked.Read(ref _refused);
@@ -27,11 +28,16 @@ public sealed partial class TcpServer
     private string ListenerName => _options.Name ?? LocalEndPoint.ToString();
 
     // On the accept loop: true when the socket was handed to a refusal (or closed); else it holds its client's slot.
-    private bool OverLimit(Socket socket, out IPAddress? client)
+    private bool OverLimit(Socket socket, out IPAddress? client, out bool shortOfDescriptors)
     {
         client = null;
         string? reason = null;
-        if (_options.MaxConnections is { } max && OpenConnections >= max)
+        shortOfDescriptors = ShortOfDescriptors(socket);
+        if (shortOfDescriptors)
+        {
+            reason = "the node is short of file descriptors";
+        }
+        else if (_options.MaxConnections is { } max && OpenConnections >= max)
         {
             reason = string.Create(CultureInfo.InvariantCulture, $"listener '{ListenerName}' is at its limit of {max} connections");
         }
@@ -91,6 +97,14 @@ public sealed partial class TcpServer
 
     private void WakeAcceptLoop() => Volatile.Read(ref _freed)?.TrySetResult();
 
+    // The accepted descriptor's number says how many are in use (POSIX gives the lowest free one): within the headroom of
+    // the limit, this connection is refused and the accept loop pauses as on EMFILE.
+    private bool ShortOfDescriptors(Socket socket) =>
+        _descriptorLimit is { } limit && socket.SafeHandle.DangerousGetHandle() >= limit - DescriptorLimit.Headroom;
+
+    private static bool DescriptorsFree(long? limit) =>
+        limit is not { } max || DescriptorLimit.LowestFree() is not { } lowest || lowest < max - DescriptorLimit.Headroom;
+
     /// <summary>
     /// The accept loop's pause when out of descriptors: the client stays in the listen queue, so retrying at once would
     /// spin the CPU on the same failure. It waits 10 ms, doubling to 1 s (<see cref="TcpServerOptions.AcceptBackoffInitial"/>,
@@ -100,10 +114,11 @@ public sealed partial class TcpServer
     private sealed class AcceptPause(TcpServer server)
     {
         private static readonly TimeSpan WarnEvery = TimeSpan.FromSeconds(10);
+        private static long s_warned; // process-wide: at most one warning every 10 s, whatever the listener
         private TimeSpan _backoff;
         private long _since;
-        private long _warned;
         private long _failures;
+        private bool _logged;
 
         // EMFILE and ENFILE map to TooManyOpenSockets; ENOBUFS and ENOMEM to NoBufferSpaceAvailable.
         public static bool IsOutOfResources(SocketError error) => error is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable;
@@ -112,32 +127,37 @@ public sealed partial class TcpServer
         {
             Interlocked.Increment(ref server._outOfDescriptors);
             _failures++;
-            var now = Stopwatch.GetTimestamp();
             var local = server.LocalEndPoint.ToString();
             if (_backoff == TimeSpan.Zero)
             {
-                (_backoff, _since, _warned) = (server._options.AcceptBackoffInitial, now, now);
-                LogOutOfDescriptors(server._logger, local, error, server.OpenConnections);
-            }
-            else
-            {
-                _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, server._options.AcceptBackoffMax.Ticks));
-                if (Stopwatch.GetElapsedTime(_warned, now) >= WarnEvery)
+                (_backoff, _since) = (server._options.AcceptBackoffInitial, Stopwatch.GetTimestamp());
+                if (Stopwatch.GetElapsedTime(Interlocked.Read(ref s_warned)) >= WarnEvery || Interlocked.Read(ref s_warned) == 0)
                 {
-                    _warned = now;
-                    LogStillOutOfDescriptors(server._logger, local, error, _failures, server.OpenConnections);
+                    Interlocked.Exchange(ref s_warned, Stopwatch.GetTimestamp());
+                    _logged = true;
+                    LogOutOfDescriptors(server._logger, local, error, server.OpenConnections);
                 }
             }
 
-            var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Volatile.Write(ref server._freed, freed);
-            if (!server.IsBound)
+            while (server.IsBound)
             {
-                return;
-            }
+                var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                Volatile.Write(ref server._freed, freed);
+                await Task.WhenAny(Task.Delay(_backoff), freed.Task).ConfigureAwait(false);
+                Volatile.Write(ref server._freed, null);
+                if (DescriptorsFree(server._descriptorLimit))
+                {
+                    return; // one free below the headroom: worth another accept
+                }
 
-            await Task.WhenAny(Task.Delay(_backoff), freed.Task).ConfigureAwait(false);
-            Volatile.Write(ref server._freed, null);
+                _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, server._options.AcceptBackoffMax.Ticks));
+                if (Stopwatch.GetElapsedTime(Interlocked.Read(ref s_warned)) >= WarnEvery)
+                {
+                    Interlocked.Exchange(ref s_warned, Stopwatch.GetTimestamp());
+                    _logged = true;
+                    LogStillOutOfDescriptors(server._logger, local, error, _failures, server.OpenConnections);
+                }
+            }
         }
 
         public void Resumed()
@@ -147,8 +167,12 @@ public sealed partial class TcpServer
                 return;
             }
 
-            LogAcceptResumed(server._logger, server.LocalEndPoint.ToString(), (long)Stopwatch.GetElapsedTime(_since).TotalMilliseconds, _failures);
-            (_backoff, _failures) = (TimeSpan.Zero, 0);
+            if (_logged)
+            {
+                LogAcceptResumed(server._logger, server.LocalEndPoint.ToString(), (long)Stopwatch.GetElapsedTime(_since).TotalMilliseconds, _failures);
+            }
+
+            (_backoff, _failures, _logged) = (TimeSpan.Zero, 0, false);
         }
     }
 

@@ -180,14 +180,20 @@ public sealed partial class TcpServer : IAsyncDisposable
                 continue;
             }
 
-            pause.Resumed();
             // Accepted as the listener was unbound: the client's handshake is done and its request may be on the way, so it
             // is served like any connection in flight (told to finish by the shutdown), not reset.
             AcceptedConnections++;
-            if (OverLimit(socket, out var client))
+            if (OverLimit(socket, out var client, out var shortOfDescriptors))
             {
+                if (shortOfDescriptors)
+                {
+                    await pause.WaitAsync(SocketError.TooManyOpenSockets).ConfigureAwait(false);
+                }
+
                 continue;
             }
+
+            pause.Resumed();
 
             socket.NoDelay = _options.NoDelay;
             var guard = _shutdown.Guard();
