@@ -45,7 +45,7 @@ public static class NodeListeners
                 ListenerKind.Tls => WithProxyProtocol(listener, TlsStacks.Termination(options.Tls.ServerOptions!, Termination(options, listener), loggers, accessLog: accessLog)),
                 _ => WithProxyProtocol(listener, TlsStacks.Echo(options.Tls.ServerOptions, options.Proxy.Http.Limits, loggers, accessLog: accessLog)),
             };
-            specs.Add(new ListenerSpec(listener.Name, listener.Bind, ProxyTracing.ForListener(listener.Name, stack))); // rama.listener on its spans
+            specs.Add(new ListenerSpec(listener.Name, listener.Bind, ProxyTracing.ForListener(listener.Name, stack)) { ServerOptions = ServerOptions(options, listener) }); // rama.listener on its spans
         }
 
         return specs;
@@ -54,13 +54,14 @@ public static class NodeListeners
         {
             // The destination rules depend on the bind (the default denials apply off loopback): part of the key.
             var destinations = options.Destinations.PolicyFor(listener.Bind, options.Admin, options.Cluster);
-            var key = string.Join('\n', listener.Auth) + "\n" + listener.ProxyProtocol + "\n" + (destinations is null ? "open" : destinations.DefaultDenials ? "defaults" : "rules");
+            var key = string.Join('\n', listener.Auth) + "\n" + listener.ProxyProtocol + "\n" + (destinations is null ? "open" : destinations.DefaultDenials ? "defaults" : "rules")
+                + "\n" + BodyLimit(listener);
             if (!forwardStacks.TryGetValue(key, out var stack))
             {
                 IProxyAuthenticator authenticator = listener.Auth.Count == 0
                     ? StaticProxyAuthenticator.None
                     : new StaticProxyAuthenticator(listener.Auth.Select(StaticProxyAuthenticator.ParseCredential));
-                var forward = ForwardProxyStack.Create(options.Proxy with { Destinations = destinations }, authenticator, loggers, proxyDatabase: proxyDatabase, extras: new ForwardProxyExtras
+                var forward = ForwardProxyStack.Create(WithBodyLimit(listener) with { Destinations = destinations }, authenticator, loggers, proxyDatabase: proxyDatabase, extras: new ForwardProxyExtras
                 {
                     Https = options.Tls.ServerOptions,
                     Tunnel = tunnel,
@@ -80,19 +81,37 @@ public static class NodeListeners
         {
             if (listener.Routing is null)
             {
-                return ReverseProxyStack.Create(options.Proxy, listener.UpstreamTarget!.Value, loggers, accessLog: accessLog, upstreamTls: HttpsOrigins(options));
+                return ReverseProxyStack.Create(WithBodyLimit(listener), listener.UpstreamTarget!.Value, loggers, accessLog: accessLog, upstreamTls: HttpsOrigins(options));
             }
 
-            var stack = ReverseProxyStack.Create(options.Proxy, listener.Routing, out var routes, loggers, accessLog: accessLog, upstreamTls: HttpsOrigins(options));
+            var stack = ReverseProxyStack.Create(WithBodyLimit(listener), listener.Routing, out var routes, loggers, accessLog: accessLog, upstreamTls: HttpsOrigins(options));
             services.GetService<ReverseRoutesReload>()?.Add(listener.Name, routes);
             return stack;
         }
+
+        long? BodyLimit(ListenerOptions listener) => listener.MaxBodySize ?? options.Proxy.Limits.MaxBodySize;
+
+        // The listener's body limit (its own, else --max-body-size) on the HTTP codec's limits.
+        ForwardProxyOptions WithBodyLimit(ListenerOptions listener) => BodyLimit(listener) is { } body
+            ? options.Proxy with { Http = options.Proxy.Http with { Limits = options.Proxy.Http.Limits with { MaxRequestBodySize = body } } }
+            : options.Proxy;
 
         IService<ConnectionContext, Unit> WithProxyProtocol(ListenerOptions listener, IService<ConnectionContext, Unit> stack) =>
             listener.ProxyProtocol
                 ? Service.Owning(new ProxyProtocolLayer(options.ProxyProtocol.Options, loggers).Layer(stack), stack as IAsyncDisposable)
                 : stack;
     }
+
+    /// <summary>
+    /// A listener's accept-side limits: its own MaxConnections and MaxConnectionsPerIp, else the node's
+    /// (<c>Rama:Proxy:Limits</c>); MaxConnections defaults to half the descriptor limit.
+    /// </summary>
+    internal static TcpServerOptions ServerOptions(NodeOptions options, ListenerOptions listener) => new()
+    {
+        Name = listener.Name,
+        MaxConnections = listener.MaxConnections ?? options.Proxy.Limits.MaxConnections ?? DescriptorLimit.DefaultMaxConnections(),
+        MaxConnectionsPerIp = listener.MaxConnectionsPerIp ?? options.Proxy.Limits.MaxConnectionsPerIp,
+    };
 
     // https:// upstreams of reverse listeners: verified against the system's roots and Rama:Tls:UpstreamCa.
     private static TlsClientOptions HttpsOrigins(NodeOptions options) =>

@@ -93,7 +93,7 @@ internal sealed class LimitEntity : ReceiveActor, IWithTimers
             {
                 _refused++;
                 var wait = (long)Math.Ceiling(Math.Max((1 - _tokens) / rate.PerSecond, 0.001) * 1000);
-                Sender.Tell(new LimitRefused(_key, ask.LeaseId, LocalConcurrencyLimiter.Describe(scope, name, $"over its rate of {rate} new connections (fleet-wide)"), wait));
+                Sender.Tell(new LimitRefused(_key, ask.LeaseId, LocalConcurrencyLimiter.Describe(scope, name, $"over its rate of {rate} new {LocalConcurrencyLimiter.RateUnit(scope)} (fleet-wide)"), wait));
                 return;
             }
 

@@ -71,13 +71,22 @@ public sealed record ListenerOptions
     /// <summary>tls: PROXY header sent upstream first; null: none.</summary>
     public ProxyProtocolVersion? UpstreamProxyProtocol { get; init; }
 
+    /// <summary>Every kind: connections open at once on this listener; null: <c>Rama:Proxy:Limits:MaxConnections</c>.</summary>
+    public int? MaxConnections { get; init; }
+
+    /// <summary>Every kind: connections open at once from one client address; null: <c>Rama:Proxy:Limits:MaxConnectionsPerIp</c>.</summary>
+    public int? MaxConnectionsPerIp { get; init; }
+
+    /// <summary>proxy, reverse: the largest request body in bytes; null: <c>Rama:Proxy:Limits:MaxBodySize</c>.</summary>
+    public long? MaxBodySize { get; init; }
+
     /// <summary>The keys an entry of each kind accepts.</summary>
     public static IReadOnlyList<string> KeysOf(ListenerKind kind) => kind switch
     {
-        ListenerKind.Proxy => ["Kind", "Bind", "Auth", "ProxyProtocol"],
-        ListenerKind.Reverse => ["Kind", "Bind", "Upstream", "Routes", "Clusters", "ForwardedHeaders"],
-        ListenerKind.Tls => ["Kind", "Bind", "Upstream", "UpstreamTls", "UpstreamMode", "UpstreamProxyProtocol", "ProxyProtocol"],
-        _ => ["Kind", "Bind", "ProxyProtocol"],
+        ListenerKind.Proxy => ["Kind", "Bind", "Auth", "ProxyProtocol", "MaxConnections", "MaxConnectionsPerIp", "MaxBodySize"],
+        ListenerKind.Reverse => ["Kind", "Bind", "Upstream", "Routes", "Clusters", "ForwardedHeaders", "MaxConnections", "MaxConnectionsPerIp", "MaxBodySize"],
+        ListenerKind.Tls => ["Kind", "Bind", "Upstream", "UpstreamTls", "UpstreamMode", "UpstreamProxyProtocol", "ProxyProtocol", "MaxConnections", "MaxConnectionsPerIp"],
+        _ => ["Kind", "Bind", "ProxyProtocol", "MaxConnections", "MaxConnectionsPerIp"],
     };
 
     /// <summary>The embedded default when no listener is configured at all: a proxy on 127.0.0.1:8080.</summary>
@@ -249,6 +258,21 @@ public sealed record ListenerOptions
             listener = listener with { UpstreamProxyProtocol = TlsNodeOptions.ParseVersion(version) };
         }
 
+        if (Get(D.ListenerMaxConnections) is { } maxConnections)
+        {
+            listener = listener with { MaxConnections = int.Parse(maxConnections, CultureInfo.InvariantCulture) };
+        }
+
+        if (Get(D.ListenerMaxConnectionsPerIp) is { } perIp)
+        {
+            listener = listener with { MaxConnectionsPerIp = int.Parse(perIp, CultureInfo.InvariantCulture) };
+        }
+
+        if (Get(D.ListenerMaxBodySize) is { } bodySize)
+        {
+            listener = listener with { MaxBodySize = long.Parse(bodySize, CultureInfo.InvariantCulture) };
+        }
+
         return listener;
     }
 
@@ -287,6 +311,21 @@ public sealed record ListenerOptions
         if (keys.Contains("ProxyProtocol"))
         {
             reader.Show(prefix + "ProxyProtocol", listener.ProxyProtocol ? "true" : "false");
+        }
+
+        if (listener.MaxConnections is { } max)
+        {
+            reader.Show(prefix + "MaxConnections", max.ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (listener.MaxConnectionsPerIp is { } perIp)
+        {
+            reader.Show(prefix + "MaxConnectionsPerIp", perIp.ToString(CultureInfo.InvariantCulture));
+        }
+
+        if (listener.MaxBodySize is { } body)
+        {
+            reader.Show(prefix + "MaxBodySize", body.ToString(CultureInfo.InvariantCulture));
         }
     }
 }

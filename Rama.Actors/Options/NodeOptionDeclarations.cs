@@ -121,6 +121,36 @@ public static class NodeOptionDeclarations
         Description = "One user's concurrency limit as user=connections, repeatable; wins over --user-max-connections",
     };
 
+    public static RamaOption UserRate { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:UserRate", Name = "--user-rate", Value = LimitRateValue.Instance,
+        Description = "Requests per proxy user, e.g. 20/s or 600/m, a token bucket (each HTTP request, CONNECT and SOCKS5 CONNECT takes a token; fleet-wide on a fleet); over it: 429 with Retry-After, SOCKS5 0x02",
+    };
+
+    public static RamaOption UserRateLimit { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:UserRates", Name = "--user-rate-limit", Arity = OptionArity.Repeatable, Value = UserRateValue.Instance,
+        Description = "One user's request rate as user=rate (john=5/s), repeatable; wins over --user-rate",
+    };
+
+    public static RamaOption MaxConnections { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:MaxConnections", Name = "--max-connections", Value = OptionValue.Integer(1, 10_000_000), Default = "half the descriptor limit",
+        Description = "Connections open at once on each listener (a listener's MaxConnections wins); past it: 503 with Retry-After, SOCKS5 0x01, a TLS internal_error alert (default: half the process's descriptor limit, 10000 under 20000)",
+    };
+
+    public static RamaOption MaxConnectionsPerIp { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:MaxConnectionsPerIp", Name = "--max-connections-per-ip", Value = OptionValue.Integer(1, 10_000_000),
+        Description = "Connections open at once from one client address on each listener (a listener's MaxConnectionsPerIp wins); past it the same answers as --max-connections (default none)",
+    };
+
+    public static RamaOption MaxBodySize { get; } = new()
+    {
+        Key = "Rama:Proxy:Limits:MaxBodySize", Name = "--max-body-size", Value = ByteSizeValue.Instance,
+        Description = "Largest request body on proxy and reverse listeners, bytes or 64KiB, 10MiB, 1GiB (a listener's MaxBodySize wins); past it: 413 (default none)",
+    };
+
     public static RamaOption Allow { get; } = new()
     {
         Key = "Rama:Destinations:Allow", Name = "--allow", Arity = OptionArity.Repeatable, Value = DestinationShorthandValue.Instance,
@@ -387,6 +417,24 @@ public static class NodeOptionDeclarations
         Description = "tls: send a PROXY header upstream, v1, v2 or none (default Rama:Tls:UpstreamProxyProtocol)",
     };
 
+    public static RamaOption ListenerMaxConnections { get; } = new()
+    {
+        Key = "Rama:Listeners:*:MaxConnections", Value = OptionValue.Integer(1, 10_000_000),
+        Description = "every kind: connections open at once on this listener (default Rama:Proxy:Limits:MaxConnections)",
+    };
+
+    public static RamaOption ListenerMaxConnectionsPerIp { get; } = new()
+    {
+        Key = "Rama:Listeners:*:MaxConnectionsPerIp", Value = OptionValue.Integer(1, 10_000_000),
+        Description = "every kind: connections open at once from one client address (default Rama:Proxy:Limits:MaxConnectionsPerIp)",
+    };
+
+    public static RamaOption ListenerMaxBodySize { get; } = new()
+    {
+        Key = "Rama:Listeners:*:MaxBodySize", Value = ByteSizeValue.Instance,
+        Description = "proxy, reverse: the largest request body, bytes or 10MiB (default Rama:Proxy:Limits:MaxBodySize)",
+    };
+
     // The keys of a routed reverse listener, Rama:Listeners:<name>:Routes|Clusters|ForwardedHeaders (YARP's shape). Their
     // keys hold two names (the listener's and the route's or cluster's): ReverseRouteOptions composes them, these
     // declarations give the value rules and the descriptions; "*" stands for any name.
@@ -593,7 +641,7 @@ public static class NodeOptionDeclarations
         .. TelemetryOptions.Declarations,
         Listen, Reverse, TlsListen, EchoListen, Auth, AllowOpenProxy, DrainTimeout, ProxyDb, FleetData,
         UpstreamMode, UpstreamFallback, UpstreamAttempts, UpstreamBackoff, UpstreamProxyCa,
-        UpstreamMaxConnections, UpstreamRate, UserMaxConnections, UserLimit,
+        UpstreamMaxConnections, UpstreamRate, UserMaxConnections, UserLimit, UserRate, UserRateLimit, MaxConnections, MaxConnectionsPerIp, MaxBodySize,
         Allow, Deny, DestinationDefaultsOption, DestinationRuleName, DestinationRuleAction, DestinationRuleCidrs, DestinationRuleHosts, DestinationRulePorts, DestinationRuleUsers,
         Cert, CertKey, CertificateNames, CertificateCert, CertificateKey, CertificatePassword,
         TlsUpstream, TlsUpstreamTls, TlsUpstreamCa, TlsUpstreamMode, TlsUpstreamProxyProtocol, UnknownSni, Alpn, ClientCa, ClientCert, HandshakeTimeout,
@@ -601,6 +649,7 @@ public static class NodeOptionDeclarations
         Mitm, MitmCaDir, MitmCaCert, MitmCaKey, MitmUpstreamCa, MitmInsecureUpstream,
         AccessLog, AccessLogFormat, AccessLogBufferSize,
         ListenerKind, ListenerBind, ListenerAuth, ListenerUpstream, ListenerProxyProtocol, ListenerUpstreamTls, ListenerUpstreamMode, ListenerUpstreamProxyProtocol,
+        ListenerMaxConnections, ListenerMaxConnectionsPerIp, ListenerMaxBodySize,
         RouteClusterId, RouteOrder, RouteTimeout, RouteHosts, RoutePath, RouteMethods, RouteHeaderName, RouteHeaderValues, RouteHeaderMode, RouteHeaderCaseSensitive,
         RouteTransformValue, DestinationAddress, DestinationHealth, ClusterLoadBalancing, ClusterHashOn, ClusterMaxAttempts,
         ActiveEnabled, ActiveInterval, ActiveTimeout, ActivePath, ActivePolicy, ActiveUnhealthyThreshold, ActiveHealthyThreshold,
@@ -692,5 +741,68 @@ internal sealed class UserLimitValue : OptionValue
 
         value = text[..eq].Trim() + "=" + max.ToString(System.Globalization.CultureInfo.InvariantCulture);
         return true;
+    }
+}
+
+/// <summary><c>user=rate</c> (<c>john=5/s</c>), the value of <c>--user-rate-limit</c>.</summary>
+internal sealed class UserRateValue : OptionValue
+{
+    public static readonly UserRateValue Instance = new();
+
+    public override string Allowed => "is user=rate (e.g. john=5/s, mary=600/m)";
+
+    public override bool TryNormalize(string text, [NotNullWhen(true)] out string? value)
+    {
+        value = null;
+        var eq = text.LastIndexOf('=');
+        if (eq > 0 && text[..eq].Trim().Length > 0 && Rama.Proxy.Limits.LimitRate.TryParse(text[(eq + 1)..], out var rate, out _))
+        {
+            value = text[..eq].Trim() + "=" + rate;
+        }
+
+        return value is not null;
+    }
+}
+
+/// <summary>A size in bytes: <c>1048576</c>, or with a unit, <c>64KiB</c>, <c>10MiB</c>, <c>1GiB</c> (K, M, G are binary too; KB, MB, GB decimal).</summary>
+internal sealed class ByteSizeValue : OptionValue
+{
+    public static readonly ByteSizeValue Instance = new();
+
+    public override string Allowed => "is a size in bytes, or with a unit: 64KiB, 10MiB, 1GiB (KB, MB, GB are powers of 1000)";
+
+    public override bool TryNormalize(string text, [NotNullWhen(true)] out string? value)
+    {
+        value = Parse(text) is { } bytes ? bytes.ToString(System.Globalization.CultureInfo.InvariantCulture) : null;
+        return value is not null;
+    }
+
+    public static long? Parse(string text)
+    {
+        text = text.Trim();
+        var digits = 0;
+        while (digits < text.Length && char.IsAsciiDigit(text[digits]))
+        {
+            digits++;
+        }
+
+        long multiplier = text[digits..].Trim().ToUpperInvariant() switch
+        {
+            "" or "B" => 1,
+            "K" or "KIB" => 1L << 10,
+            "M" or "MIB" => 1L << 20,
+            "G" or "GIB" => 1L << 30,
+            "KB" => 1000,
+            "MB" => 1000_000,
+            "GB" => 1000_000_000,
+            _ => 0,
+        };
+        if (digits == 0 || multiplier == 0 || !long.TryParse(text.AsSpan(0, digits), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var count)
+            || count > long.MaxValue / multiplier)
+        {
+            return null;
+        }
+
+        return count * multiplier;
     }
 }

@@ -164,7 +164,9 @@ internal sealed partial class EpollReverseProxy
             // uploads (re-encoded there), Expect (it sends 100 Continue on the first body read), and every target
             // other than origin-form (CONNECT's 405, absolute-form, '*'), and upgrades (RFC 9110 §7.8: the 101 and the
             // relayed tunnel are the forwarder's, ForwardProxyService.Upgrade.cs).
+            // A Content-Length over the body limit too: the pipe stack answers its 413 (Http1Server).
             if (request.Version != HttpProtocolVersion.Http11 || request.BodyFraming == BodyFraming.Chunked
+                || (request.BodyFraming == BodyFraming.ContentLength && request.ContentLength > _owner._limits.MaxRequestBodySize)
                 || request.TargetForm != RequestTargetForm.Origin || request.Headers.Contains("Expect"u8)
                 || (request.Headers.Contains(HeaderNames.Upgrade) && ForwardProxyService.UpgradeOffer(request) is not null))
             {

@@ -35,8 +35,13 @@ internal sealed class Http1BodyReader : PipeReader
     private Func<bool, ValueTask>? _onCompleted;
     private int _completed;
 
-    public Http1BodyReader(PipeReader input, BodyFraming framing, long contentLength, HttpLimits limits)
+    private readonly long? _maxBytes;
+    private long _announced;
+
+    /// <param name="maxBytes">A request's body limit (<see cref="HttpLimits.MaxRequestBodySize"/>): a chunked body announcing more is refused (413) before those bytes are shown.</param>
+    public Http1BodyReader(PipeReader input, BodyFraming framing, long contentLength, HttpLimits limits, long? maxBytes = null)
     {
+        _maxBytes = maxBytes;
         _input = input;
         _framing = framing;
         _limits = limits;
@@ -138,6 +143,14 @@ internal sealed class Http1BodyReader : PipeReader
                     }
 
                     buffer = buffer.Slice(used);
+                    _announced += size;
+                    if (_announced > _maxBytes || _announced < 0)
+                    {
+                        _input.AdvanceTo(buffer.Start);
+                        throw new HttpCodecException(HttpRejectReason.BodyTooLarge, string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                            $"Content Too Large: the chunked request body grew past the limit of {_maxBytes} bytes"));
+                    }
+
                     (_state, _remaining) = size == 0 ? (State.Trailers, 0L) : (State.Data, size);
                     continue;
 

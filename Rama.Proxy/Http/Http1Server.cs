@@ -282,7 +282,12 @@ internal sealed partial class Http1Connection : IDisposable
         Http1BodyReader? body = null;
         if (request.BodyFraming != BodyFraming.None)
         {
-            body = new Http1BodyReader(_input, request.BodyFraming, request.ContentLength, _limits);
+            if (request.BodyFraming == BodyFraming.ContentLength && request.ContentLength > _limits.MaxRequestBodySize)
+            {
+                ThrowBodyTooLarge(request.ContentLength); // before any body byte is read: no 100 Continue
+            }
+
+            body = new Http1BodyReader(_input, request.BodyFraming, request.ContentLength, _limits, _limits.MaxRequestBodySize);
             request.Body = body;
 
             // RFC 9110 §10.1.1: answer "100-continue" when the body is first read, so a request refused
@@ -559,6 +564,10 @@ internal sealed partial class Http1Connection : IDisposable
     }
 
     /// <summary>Answers a rejected request with its status, <c>Connection: close</c> and a short text, then closes cleanly.</summary>
+    [System.Diagnostics.CodeAnalysis.DoesNotReturn]
+    private void ThrowBodyTooLarge(long length) => throw new HttpCodecException(HttpRejectReason.BodyTooLarge, string.Create(
+        System.Globalization.CultureInfo.InvariantCulture, $"Content Too Large: the request body of {length} bytes is larger than the limit of {_limits.MaxRequestBodySize} bytes"));
+
     private async Task RejectAsync(HttpCodecException ex)
     {
         LogRejected(_logger, _connection.Id, ex.StatusCode, ex.Reason, ex.Message);

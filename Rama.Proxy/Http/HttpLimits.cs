@@ -54,6 +54,13 @@ public sealed record HttpLimits
     /// </summary>
     public TimeSpan LingeringCloseTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Largest request body in bytes: a larger Content-Length gets 413 before the body is read; a chunked body that grows
+    /// past it gets 413 (the exchange upstream, if started, is aborted). Null (default): no limit; bodies are streamed, never
+    /// buffered (nginx's <c>client_max_body_size</c>, Kestrel's <c>MaxRequestBodySize</c>; set by <c>--max-body-size</c>).
+    /// </summary>
+    public long? MaxRequestBodySize { get; init; }
+
     /// <summary>Throws <see cref="ArgumentException"/> naming the first bad option.</summary>
     public void Validate()
     {
@@ -64,6 +71,11 @@ public sealed record HttpLimits
         if (MaxDrainBytes < 0)
         {
             throw new ArgumentException($"{nameof(HttpLimits)}.{nameof(MaxDrainBytes)} must be 0 or more, was {MaxDrainBytes}", nameof(MaxDrainBytes));
+        }
+
+        if (MaxRequestBodySize < 0)
+        {
+            throw new ArgumentException($"{nameof(HttpLimits)}.{nameof(MaxRequestBodySize)} must be 0 or more, was {MaxRequestBodySize}", nameof(MaxRequestBodySize));
         }
 
         PositiveTime(HeaderTimeout, nameof(HeaderTimeout));

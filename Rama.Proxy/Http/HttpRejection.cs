@@ -48,6 +48,8 @@ public enum HttpRejectReason
     UnexpectedEndOfBody,
     /// <summary>RFC 9112 §4: a bad status line (upstream side). 502.</summary>
     InvalidStatusLine,
+    /// <summary>RFC 9110 §15.5.14: a request body larger than <see cref="HttpLimits.MaxRequestBodySize"/>. 413.</summary>
+    BodyTooLarge,
 }
 
 /// <summary>A protocol violation by the peer: the one exception type of the codec.</summary>
@@ -70,6 +72,7 @@ public static class HttpRejection
         HttpRejectReason.UnsupportedVersion => 505,
         HttpRejectReason.UnsupportedTransferEncoding => 501,
         HttpRejectReason.InvalidStatusLine => 502,
+        HttpRejectReason.BodyTooLarge => 413,
         _ => 400,
     };
 
@@ -105,6 +108,7 @@ public static class HttpRejection
         HttpRejectReason.InvalidChunk => "malformed chunked body",
         HttpRejectReason.UnexpectedEndOfBody => "connection closed before the end of the body",
         HttpRejectReason.InvalidStatusLine => "malformed status line",
+        HttpRejectReason.BodyTooLarge => "request body too large",
         _ => reason.ToString(),
     };
 }

@@ -128,6 +128,7 @@ public sealed record LimitOptions
 {
     // Parsed user tables by list instance, outside the record so that equality and `with` see only the options.
     private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<string>, Dictionary<string, int>> UserTables = new();
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<IReadOnlyList<string>, Dictionary<string, LimitRate>> RateTables = new();
 
     /// <summary>Default for upstream records without <c>max_connections</c>: connections open to one upstream at once (fleet-wide on a fleet).</summary>
     public int? UpstreamMaxConnections { get; init; }
@@ -141,8 +142,34 @@ public sealed record LimitOptions
     /// <summary>Per-user limits as <c>user=connections</c> (base user names, case-sensitive like the credentials); each wins over <see cref="UserMaxConnections"/>.</summary>
     public IReadOnlyList<string> Users { get; init; } = [];
 
+    /// <summary>
+    /// Default for every user: requests per second/minute/hour (a token bucket of that size, refilled evenly; fleet-wide on a
+    /// fleet), as <c>20/s</c>. Each HTTP request, CONNECT and SOCKS5 CONNECT takes a token. Over it: 429 with Retry-After
+    /// (seconds until a token), SOCKS5 0x02. Off by default.
+    /// </summary>
+    public string? UserRate { get; init; }
+
+    /// <summary>Per-user rates as <c>user=rate</c> (<c>john=5/s</c>); each wins over <see cref="UserRate"/>.</summary>
+    public IReadOnlyList<string> UserRates { get; init; } = [];
+
+    /// <summary>
+    /// Default of every listener: connections open at once before new ones are refused (503 with Retry-After, SOCKS5 0x01,
+    /// a TLS alert). Null: half the process's descriptor limit (<see cref="DescriptorLimit.DefaultMaxConnections"/>).
+    /// </summary>
+    public int? MaxConnections { get; init; }
+
+    /// <summary>Default of every listener: connections open at once from one client address. Null (default): no limit (clients behind one NAT or load balancer share an address).</summary>
+    public int? MaxConnectionsPerIp { get; init; }
+
+    /// <summary>
+    /// Default of every proxy and reverse listener: the largest request body, in bytes (<c>10MiB</c> on the command line).
+    /// A larger Content-Length gets 413 before the body is read; a chunked body growing past it gets 413 when nothing was
+    /// sent upstream yet, else the exchange is aborted. Null (default): no limit (bodies are streamed, never buffered).
+    /// </summary>
+    public long? MaxBodySize { get; init; }
+
     /// <summary>Whether any user limit is set (the per-user check is skipped otherwise).</summary>
-    public bool LimitsUsers => UserMaxConnections is not null || Users.Count > 0;
+    public bool LimitsUsers => UserMaxConnections is not null || Users.Count > 0 || UserRate is { Length: > 0 } || UserRates.Count > 0;
 
     /// <summary>The policy of one upstream record: its own columns, else the defaults.</summary>
     public LimitPolicy ForUpstream(int? recordMax, LimitRate? recordRate)
@@ -152,11 +179,43 @@ public sealed record LimitOptions
         return max is null && rate is null ? LimitPolicy.Unlimited : new LimitPolicy(max, rate);
     }
 
-    /// <summary>The policy of one user: its own entry, else the default.</summary>
-    public LimitPolicy ForUser(string user) =>
-        UserTable().TryGetValue(user, out var own) ? new LimitPolicy(own, null)
-        : UserMaxConnections is { } max ? new LimitPolicy(max, null)
-        : LimitPolicy.Unlimited;
+    /// <summary>The policy of one user: its own entries, else the defaults (concurrency and rate each on their own).</summary>
+    public LimitPolicy ForUser(string user)
+    {
+        int? max = UserTable().TryGetValue(user, out var own) ? own : UserMaxConnections;
+        var rate = RateTable().TryGetValue(user, out var ownRate) ? ownRate
+            : UserRate is { Length: > 0 } text && LimitRate.TryParse(text, out var parsed, out _) ? parsed : (LimitRate?)null;
+        return max is null && rate is null ? LimitPolicy.Unlimited : new LimitPolicy(max, rate);
+    }
+
+    private Dictionary<string, LimitRate> RateTable() => RateTables.GetValue(UserRates, static users =>
+    {
+        var table = new Dictionary<string, LimitRate>(StringComparer.Ordinal);
+        foreach (var entry in users)
+        {
+            if (TryParseUserRate(entry, out var user, out var rate, out _))
+            {
+                table[user] = rate;
+            }
+        }
+
+        return table;
+    });
+
+    private static bool TryParseUserRate(string entry, out string user, out LimitRate rate, out string error)
+    {
+        var eq = entry.LastIndexOf('=');
+        user = eq > 0 ? entry[..eq].Trim() : "";
+        rate = default;
+        if (eq <= 0 || user.Length == 0 || !LimitRate.TryParse(entry[(eq + 1)..], out rate, out _))
+        {
+            error = $"user rate '{entry}' is not user=rate (a user name and a count per s, m or h, e.g. john=5/s)";
+            return false;
+        }
+
+        error = "";
+        return true;
+    }
 
     private Dictionary<string, int> UserTable() => UserTables.GetValue(Users, static users =>
     {
@@ -212,6 +271,29 @@ public sealed record LimitOptions
             {
                 throw new ArgumentException(error, nameof(Users));
             }
+        }
+
+        if (UserRate is { Length: > 0 } userRate && !LimitRate.TryParse(userRate, out _, out var userRateError))
+        {
+            throw new ArgumentException(userRateError, nameof(UserRate));
+        }
+
+        foreach (var entry in UserRates)
+        {
+            if (!TryParseUserRate(entry, out _, out _, out var error))
+            {
+                throw new ArgumentException(error, nameof(UserRates));
+            }
+        }
+
+        if (MaxConnections is < 1 || MaxConnectionsPerIp is < 1)
+        {
+            throw new ArgumentException($"a connection limit must be at least 1, was {MaxConnections ?? MaxConnectionsPerIp}", MaxConnections is < 1 ? nameof(MaxConnections) : nameof(MaxConnectionsPerIp));
+        }
+
+        if (MaxBodySize is < 0)
+        {
+            throw new ArgumentException($"the body size limit must be 0 or more, was {MaxBodySize}", nameof(MaxBodySize));
         }
     }
 }

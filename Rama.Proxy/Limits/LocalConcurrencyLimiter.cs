@@ -47,7 +47,7 @@ public sealed class LocalConcurrencyLimiter(TimeProvider? time = null) : IConcur
 
                 if (policy.Rate is { } rate && !slot.TryTake(rate, now, _time.TimestampFrequency, out var wait))
                 {
-                    return ValueTask.FromResult(LimitLease.Refused(Describe(scope, key, $"over its rate of {rate} new connections"), wait));
+                    return ValueTask.FromResult(LimitLease.Refused(Describe(scope, key, $"over its rate of {rate} new {RateUnit(scope)}"), wait));
                 }
 
                 slot.Held++;
@@ -55,6 +55,9 @@ public sealed class LocalConcurrencyLimiter(TimeProvider? time = null) : IConcur
             }
         }
     }
+
+    /// <summary>What a rate counts: new connections to an upstream, a user's requests (each request, CONNECT and SOCKS5 CONNECT).</summary>
+    internal static string RateUnit(LimitScope scope) => scope == LimitScope.Upstream ? "connections" : "requests";
 
     internal static string Describe(LimitScope scope, string key, string what) =>
         scope == LimitScope.Upstream ? $"upstream {key} is {what}" : $"user {key} is {what}";

@@ -27,8 +27,34 @@ public sealed record TcpServerOptions
 
     public SocketConnectionOptions Connection { get; init; } = SocketConnectionOptions.Default;
 
-    /// <summary>The listener's name in metrics (<c>rama.listener</c>); default its bound address.</summary>
+    /// <summary>
+    /// The listener's name in refusals, logs and metrics (<c>rama.listener</c>). Default: its address.
+    /// </summary>
     public string? Name { get; init; }
+
+    /// <summary>
+    /// Connections open at once before new ones are refused (<see cref="Limits.ConnectionRefusal"/>: 503, SOCKS5 0x01, a TLS
+    /// alert). Null: no limit (the node's default is half the descriptor limit, <see cref="Limits.DescriptorLimit"/>).
+    /// </summary>
+    public int? MaxConnections { get; init; }
+
+    /// <summary>Connections open at once from one client address before its new ones are refused. Null (default): no limit.</summary>
+    public int? MaxConnectionsPerIp { get; init; }
+
+    /// <summary>How long a refused connection may take to say which protocol it speaks and to read the answer. Default 5 s.</summary>
+    public TimeSpan RefusalTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Refusals answered at once; past it a refused connection is closed without an answer, so a flood costs bounded
+    /// descriptors and memory. Default 64: our choice (each holds a socket for at most <see cref="RefusalTimeout"/>).
+    /// </summary>
+    public int MaxPendingRefusals { get; init; } = 64;
+
+    /// <summary>First pause of the accept loop when the process is out of descriptors (EMFILE/ENFILE); doubles per failure. Default 10 ms.</summary>
+    public TimeSpan AcceptBackoffInitial { get; init; } = TimeSpan.FromMilliseconds(10);
+
+    /// <summary>Longest pause of the accept loop when out of descriptors (a connection closing ends it sooner). Default 1 s.</summary>
+    public TimeSpan AcceptBackoffMax { get; init; } = TimeSpan.FromSeconds(1);
 }
 
 /// <summary>
@@ -127,6 +153,7 @@ public sealed partial class TcpServer : IAsyncDisposable
 
     private async Task AcceptLoopAsync(IService<ConnectionContext, Unit> service)
     {
+        var pause = new AcceptPause(this);
         while (true)
         {
             Socket socket;
@@ -142,6 +169,12 @@ public sealed partial class TcpServer : IAsyncDisposable
             {
                 return;
             }
+            catch (SocketException ex) when (AcceptPause.IsOutOfResources(ex.SocketErrorCode))
+            {
+                // EMFILE/ENFILE (or out of buffers): the client stays queued; pause instead of spinning on it.
+                await pause.WaitAsync(ex.SocketErrorCode).ConfigureAwait(false);
+                continue;
+            }
             catch (SocketException ex)
             {
                 // ECONNABORTED and friends: a client gave up while queued; keep accepting.
@@ -152,9 +185,21 @@ public sealed partial class TcpServer : IAsyncDisposable
             // Accepted as the listener was unbound: the client's handshake is done and its request may be on the way, so it
             // is served like any connection in flight (told to finish by the shutdown), not reset.
             AcceptedConnections++;
+            if (OverLimit(socket, out var client, out var shortOfDescriptors))
+            {
+                if (shortOfDescriptors)
+                {
+                    await pause.WaitAsync(SocketError.TooManyOpenSockets).ConfigureAwait(false);
+                }
+
+                continue;
+            }
+
+            pause.Resumed();
+
             socket.NoDelay = _options.NoDelay;
             var guard = _shutdown.Guard();
-            _ = RunConnectionAsync(socket, service, guard);
+            _ = RunConnectionAsync(socket, service, guard, client);
             if (!IsBound)
             {
                 return;
@@ -162,7 +207,7 @@ public sealed partial class TcpServer : IAsyncDisposable
         }
     }
 
-    private async Task RunConnectionAsync(Socket socket, IService<ConnectionContext, Unit> service, ShutdownGuard guard)
+    private async Task RunConnectionAsync(Socket socket, IService<ConnectionContext, Unit> service, ShutdownGuard guard, IPAddress? client)
     {
         await Task.Yield(); // keep the accept loop accepting
         var id = Interlocked.Increment(ref s_nextConnectionId);
@@ -201,6 +246,7 @@ public sealed partial class TcpServer : IAsyncDisposable
             _metrics.Closed(acceptedAt);
             LogConnectionClosed(_logger, id, connection.CloseReason ?? "closed");
             guard.Dispose();
+            ConnectionEnded(client);
         }
     }
 
@@ -214,6 +260,7 @@ public sealed partial class TcpServer : IAsyncDisposable
 
         _listenSocket.Dispose();
         _shutdown.RequestShutdown();
+        WakeAcceptLoop();
         await _acceptLoop.ConfigureAwait(false);
         LogUnbound(_logger, LocalEndPoint.ToString(), OpenConnections);
     }

@@ -88,6 +88,26 @@ public sealed class LimitEntityTests : Akka.TestKit.Xunit2.TestKit
     }
 
     [Fact]
+    public void A_users_request_rate_holds_fleet_wide_across_holders_and_names_requests()
+    {
+        // Two nodes take john's tokens from one bucket: 2/s in all, not per node.
+        var key = LimitKeys.Of(LimitScope.User, "john");
+        var entity = Entity(key);
+        entity.Tell(Acquire(key, "a1", max: null, rateCount: 2, ratePerMs: 1000, holder: "node-a"));
+        ExpectMsg<LimitGranted>();
+        entity.Tell(Acquire(key, "b1", max: null, rateCount: 2, ratePerMs: 1000, holder: "node-b"));
+        ExpectMsg<LimitGranted>();
+        entity.Tell(Acquire(key, "b2", max: null, rateCount: 2, ratePerMs: 1000, holder: "node-b"));
+        var refused = ExpectMsg<LimitRefused>();
+        Assert.Equal("user john is over its rate of 2/s new requests (fleet-wide)", refused.Reason);
+        Assert.InRange(refused.RetryAfterMs, 1, 500);
+
+        _time.Advance(TimeSpan.FromMilliseconds(500));
+        entity.Tell(Acquire(key, "b2", max: null, rateCount: 2, ratePerMs: 1000, holder: "node-b"));
+        ExpectMsg<LimitGranted>();
+    }
+
+    [Fact]
     public void A_restarted_entity_learns_the_leases_from_the_holders_renewals_and_counts_them_against_the_limit()
     {
         var key = LimitKeys.Of(LimitScope.User, "john");

@@ -1,0 +1,193 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Rama.Proxy.Limits;
+
+namespace Rama.Proxy.Net;
+
+// The listener's own limits: connections per listener and per client address (refused with a protocol-correct answer,
+// Limits/ConnectionRefusal), and the accept loop's pause when the process is out of descriptors.
+public sealed partial class TcpServer
+{
+    private readonly ConcurrentDictionary<IPAddress, int> _perClient = new();
+    private TaskCompletionSource? _freed;
+    private int _refusing;
+    private long _refused;
+    private long _outOfDescriptors;
+    private readonly long? _descriptorLimit = DescriptorLimit.Current() is { } limit && limit > 2 * DescriptorLimit.Headroom ? limit : null;
+
+    /// <summary>Connections refused by <see cref="TcpServerOptions.MaxConnections"/> or <see cref="TcpServerOptions.MaxConnectionsPerIp"/>.</summary>
+    public long RefusedConnections => Interlocked.Read(ref _refused);
+
+    /// <summary>Accepts that failed because the process or system was out of descriptors (EMFILE, ENFILE) or buffers.</summary>
+    public long OutOfDescriptorAccepts => Interlocked.Read(ref _outOfDescriptors);
+
+    private string ListenerName => _options.Name ?? LocalEndPoint.ToString();
+
+    // On the accept loop: true when the socket was handed to a refusal (or closed); else it holds its client's slot.
+    private bool OverLimit(Socket socket, out IPAddress? client, out bool shortOfDescriptors)
+    {
+        client = null;
+        string? reason = null;
+        shortOfDescriptors = ShortOfDescriptors(socket);
+        if (shortOfDescriptors)
+        {
+            reason = "the node is short of file descriptors";
+        }
+        else if (_options.MaxConnections is { } max && OpenConnections >= max)
+        {
+            reason = string.Create(CultureInfo.InvariantCulture, $"listener '{ListenerName}' is at its limit of {max} connections");
+        }
+        else if (_options.MaxConnectionsPerIp is { } perIp && (socket.RemoteEndPoint as IPEndPoint)?.Address is { } remote)
+        {
+            client = remote.IsIPv4MappedToIPv6 ? remote.MapToIPv4() : remote;
+            if (_perClient.AddOrUpdate(client, 1, static (_, n) => n + 1) > perIp)
+            {
+                ConnectionEnded(client);
+                reason = string.Create(CultureInfo.InvariantCulture, $"client {client} is at its limit of {perIp} connections on listener '{ListenerName}'");
+                client = null;
+            }
+        }
+
+        if (reason is null)
+        {
+            return false;
+        }
+
+        Interlocked.Increment(ref _refused);
+        var remoteText = socket.RemoteEndPoint?.ToString() ?? "?";
+        if (Interlocked.Increment(ref _refusing) > _options.MaxPendingRefusals)
+        {
+            Interlocked.Decrement(ref _refusing);
+            socket.Dispose();
+            LogRefusedUnanswered(_logger, remoteText, LocalEndPoint.ToString(), _options.MaxPendingRefusals, reason);
+            return true;
+        }
+
+        _ = RefuseAsync(socket, remoteText, reason);
+        return true;
+    }
+
+    private async Task RefuseAsync(Socket socket, string remote, string reason)
+    {
+        try
+        {
+            var answer = await ConnectionRefusal.RefuseAsync(socket, reason, TimeSpan.FromSeconds(1), _options.RefusalTimeout, _shutdown.ShutdownRequested).ConfigureAwait(false);
+            LogRefused(_logger, remote, LocalEndPoint.ToString(), answer, reason);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _refusing);
+        }
+    }
+
+    // A connection closed: its client's slot goes, and a paused accept loop tries again at once.
+    private void ConnectionEnded(IPAddress? client)
+    {
+        if (client is not null && _perClient.AddOrUpdate(client, 0, static (_, n) => n - 1) <= 0)
+        {
+            _perClient.TryRemove(new KeyValuePair<IPAddress, int>(client, 0));
+        }
+
+        Volatile.Read(ref _freed)?.TrySetResult();
+    }
+
+    private void WakeAcceptLoop() => Volatile.Read(ref _freed)?.TrySetResult();
+
+    // The accepted descriptor's number says how many are in use (POSIX gives the lowest free one): within the headroom of
+    // the limit, this connection is refused and the accept loop pauses as on EMFILE.
+    private bool ShortOfDescriptors(Socket socket) =>
+        _descriptorLimit is { } limit && socket.SafeHandle.DangerousGetHandle() >= limit - DescriptorLimit.Headroom;
+
+    private static bool DescriptorsFree(long? limit) =>
+        limit is not { } max || DescriptorLimit.LowestFree() is not { } lowest || lowest < max - DescriptorLimit.Headroom;
+
+    /// <summary>
+    /// The accept loop's pause when out of descriptors: the client stays in the listen queue, so retrying at once would
+    /// spin the CPU on the same failure. It waits 10 ms, doubling to 1 s (<see cref="TcpServerOptions.AcceptBackoffInitial"/>,
+    /// <see cref="TcpServerOptions.AcceptBackoffMax"/>), or until one of this listener's connections closes (a descriptor
+    /// came free), and warns at most every 10 s. Established connections are not touched.
+    /// </summary>
+    private sealed class AcceptPause(TcpServer server)
+    {
+        private static readonly TimeSpan WarnEvery = TimeSpan.FromSeconds(10);
+        private static long s_warned; // process-wide: at most one warning every 10 s, whatever the listener
+        private TimeSpan _backoff;
+        private long _since;
+        private long _failures;
+        private bool _logged;
+
+        // EMFILE and ENFILE map to TooManyOpenSockets; ENOBUFS and ENOMEM to NoBufferSpaceAvailable.
+        public static bool IsOutOfResources(SocketError error) => error is SocketError.TooManyOpenSockets or SocketError.NoBufferSpaceAvailable;
+
+        public async Task WaitAsync(SocketError error)
+        {
+            Interlocked.Increment(ref server._outOfDescriptors);
+            _failures++;
+            var local = server.LocalEndPoint.ToString();
+            if (_backoff == TimeSpan.Zero)
+            {
+                (_backoff, _since) = (server._options.AcceptBackoffInitial, Stopwatch.GetTimestamp());
+                if (Stopwatch.GetElapsedTime(Interlocked.Read(ref s_warned)) >= WarnEvery || Interlocked.Read(ref s_warned) == 0)
+                {
+                    Interlocked.Exchange(ref s_warned, Stopwatch.GetTimestamp());
+                    _logged = true;
+                    LogOutOfDescriptors(server._logger, local, error, server.OpenConnections);
+                }
+            }
+
+            while (server.IsBound)
+            {
+                var freed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                Volatile.Write(ref server._freed, freed);
+                await Task.WhenAny(Task.Delay(_backoff), freed.Task).ConfigureAwait(false);
+                Volatile.Write(ref server._freed, null);
+                if (DescriptorsFree(server._descriptorLimit))
+                {
+                    return; // one free below the headroom: worth another accept
+                }
+
+                _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, server._options.AcceptBackoffMax.Ticks));
+                if (Stopwatch.GetElapsedTime(Interlocked.Read(ref s_warned)) >= WarnEvery)
+                {
+                    Interlocked.Exchange(ref s_warned, Stopwatch.GetTimestamp());
+                    _logged = true;
+                    LogStillOutOfDescriptors(server._logger, local, error, _failures, server.OpenConnections);
+                }
+            }
+        }
+
+        public void Resumed()
+        {
+            if (_backoff == TimeSpan.Zero)
+            {
+                return;
+            }
+
+            if (_logged)
+            {
+                LogAcceptResumed(server._logger, server.LocalEndPoint.ToString(), (long)Stopwatch.GetElapsedTime(_since).TotalMilliseconds, _failures);
+            }
+
+            (_backoff, _failures, _logged) = (TimeSpan.Zero, 0, false);
+        }
+    }
+
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "Accept on {Local} failed: out of descriptors ({Error}); accepting pauses (10 ms doubling to 1 s, or until a connection closes) and the {Open} open connections are kept")]
+    private static partial void LogOutOfDescriptors(ILogger logger, string local, SocketError error, int open);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Accept on {Local} still out of descriptors ({Error}): {Failures} failed accepts so far, {Open} connections open")]
+    private static partial void LogStillOutOfDescriptors(ILogger logger, string local, SocketError error, long failures, int open);
+
+    [LoggerMessage(EventId = 1012, Level = LogLevel.Information, Message = "Accept on {Local} resumed after {Millis} ms out of descriptors ({Failures} failed accepts)")]
+    private static partial void LogAcceptResumed(ILogger logger, string local, long millis, long failures);
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Debug, Message = "Connection from {Remote} on {Local} refused ({Answer}): {Reason}")]
+    private static partial void LogRefused(ILogger logger, string remote, string local, RefusalAnswer answer, string reason);
+
+    [LoggerMessage(EventId = 1014, Level = LogLevel.Debug, Message = "Connection from {Remote} on {Local} closed unanswered ({Pending} refusals in flight): {Reason}")]
+    private static partial void LogRefusedUnanswered(ILogger logger, string remote, string local, int pending, string reason);
+}
