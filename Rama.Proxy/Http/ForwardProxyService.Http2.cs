@@ -127,13 +127,8 @@ internal sealed partial class ForwardProxyService
     }
 
     /// <summary>Starts the client role over <paramref name="origin"/>; the origin connection is closed when the HTTP/2 connection ends.</summary>
-    private Http2ClientConnection StartHttp2(IOriginConnection origin, string scheme)
-    {
-        var connection = Http2ClientConnection.Start(origin, new Http2ClientOptions { Scheme = scheme }, _logger, _time);
-        _ = connection.Completion.ContinueWith(static (_, state) => ((IOriginConnection)state!).DisposeAsync().AsTask(), origin,
-            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).Unwrap();
-        return connection;
-    }
+    private Http2ClientConnection StartHttp2(IOriginConnection origin, string scheme) =>
+        Http2ClientConnection.StartOwning(origin, new Http2ClientOptions { Scheme = scheme }, _logger, _time);
 
     /// <summary>
     /// The request for the origin (RFC 9113 §8.2.2, §8.3.1): connection-specific fields removed by the shared rule (Connection and
