@@ -72,6 +72,13 @@ internal sealed partial class ForwardProxyService
                 // RFC 9110 §7.6.1 / RFC 9113 §8.2.2: nothing connection-specific goes back; Via added (§7.6.3).
                 RemoveHopByHop(response.Headers);
                 AddVia(response.Headers);
+                if (request.Version == HttpProtocolVersion.Http11 && !request.IsHead && request.Headers.ContainsToken(HeaderNames.TE, "trailers"u8))
+                {
+                    // RFC 9110 §10.1.4: this HTTP/1.1 client accepts trailers, which only a chunked body carries (RFC 9112 §7.1.2):
+                    // the origin's length is dropped so its trailers (HEADERS after DATA) reach the client.
+                    response.BodyLength = null;
+                }
+
                 return (response, ForwardError.None, "", upload?.BytesRead > 0);
             }
 

@@ -430,6 +430,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 Body = body,
                 BodyLength = head.KnownBodyLength,
             };
+            body.OnTrailers(trailers => response.Trailers = trailers); // a chunked origin's trailers go on (RFC 9110 §6.5)
             return (response, ForwardError.None, "");
         }
 
@@ -441,7 +442,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var counting = new CountingReader(request.Body, this);
             try
             {
-                return await Http1Writer.CopyBodyAsync(counting, upstream.Output, chunked, length, linked.Token).ConfigureAwait(false);
+                return await Http1Writer.CopyBodyAsync(counting, upstream.Output, chunked, length, linked.Token, () => request.Trailers).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is HttpCodecException or IOException && !_uploadCancel.IsCancellationRequested)
             {

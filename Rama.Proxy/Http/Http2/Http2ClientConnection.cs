@@ -184,7 +184,7 @@ internal sealed class Http2ClientSession(IDuplexPipe transport, Http2ClientOptio
     {
         try
         {
-            await SendBodyAsync(stream, request.Body, () => request.Trailers, stream.Aborted.Token).ConfigureAwait(false);
+            await SendBodyAsync(stream, request.Body, () => HttpForwardRules.TrailersToSend(request.Trailers), stream.Aborted.Token).ConfigureAwait(false);
             await request.Body.CompleteAsync().ConfigureAwait(false);
         }
         catch (Exception error)
