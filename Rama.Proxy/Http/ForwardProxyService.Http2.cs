@@ -72,6 +72,13 @@ internal sealed partial class ForwardProxyService
                 // RFC 9110 §7.6.1 / RFC 9113 §8.2.2: nothing connection-specific goes back; Via added (§7.6.3).
                 RemoveHopByHop(response.Headers);
                 AddVia(response.Headers);
+                if (request.Version == HttpProtocolVersion.Http11 && !request.IsHead && request.Headers.ContainsToken(HeaderNames.TE, "trailers"u8))
+                {
+                    // RFC 9110 §10.1.4: this HTTP/1.1 client accepts trailers, which only a chunked body carries (RFC 9112 §7.1.2):
+                    // the origin's length is dropped so its trailers (HEADERS after DATA) reach the client.
+                    response.BodyLength = null;
+                }
+
                 return (response, ForwardError.None, "", upload?.BytesRead > 0);
             }
 
@@ -127,13 +134,8 @@ internal sealed partial class ForwardProxyService
     }
 
     /// <summary>Starts the client role over <paramref name="origin"/>; the origin connection is closed when the HTTP/2 connection ends.</summary>
-    private Http2ClientConnection StartHttp2(IOriginConnection origin, string scheme)
-    {
-        var connection = Http2ClientConnection.Start(origin, new Http2ClientOptions { Scheme = scheme }, _logger, _time);
-        _ = connection.Completion.ContinueWith(static (_, state) => ((IOriginConnection)state!).DisposeAsync().AsTask(), origin,
-            CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default).Unwrap();
-        return connection;
-    }
+    private Http2ClientConnection StartHttp2(IOriginConnection origin, string scheme) =>
+        Http2ClientConnection.StartOwning(origin, new Http2ClientOptions { Scheme = scheme }, _logger, _time);
 
     /// <summary>
     /// The request for the origin (RFC 9113 §8.2.2, §8.3.1): connection-specific fields removed by the shared rule (Connection and

@@ -160,8 +160,28 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         var target = upstreamTarget.Target;
         var key = Http1ConnectionPool.Key(target, request.Extensions.Get<ConnectionPoolPartition>());
         var protocol = upstreamTarget.Protocol;
-        if (protocol != OriginProtocol.Http1 && !request.Headers.Contains(HeaderNames.Upgrade) && !request.IsConnect)
+        var upgrade = request.Headers.Contains(HeaderNames.Upgrade) ? UpgradeOffer(request) : null; // RFC 9110 §7.8
+        if (protocol != OriginProtocol.Http1 && upgrade is not null && !request.IsConnect)
         {
+            // A WebSocket to an HTTP/2 origin: extended CONNECT (RFC 8441). An https origin not yet known to choose h2 is dialled below.
+            if (protocol == OriginProtocol.H2c)
+            {
+                return await ForwardWebSocketHttp2Async(request, upgrade, key, target, authority, pathAndQuery, tls: false, cancellationToken).ConfigureAwait(false);
+            }
+
+            if (_http2?.TryTake(key) is { } pooledHttp2)
+            {
+                return await ForwardWebSocketHttp2Async(request, upgrade, key, target, authority, pathAndQuery, tls: true, cancellationToken, pooledHttp2).ConfigureAwait(false);
+            }
+
+            if (_http2?.ChoseHttp2(key) == true)
+            {
+                return await ForwardWebSocketHttp2Async(request, upgrade, key, target, authority, pathAndQuery, tls: true, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        else if (protocol != OriginProtocol.Http1 && !request.IsConnect)
+        {
+            // No upgrade this proxy passes on (none asked, or only h2c, or Upgrade without the connection option): a plain request.
             if (protocol == OriginProtocol.H2c)
             {
                 return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: false, cancellationToken).ConfigureAwait(false);
@@ -180,7 +200,6 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         }
 
         var retried = false;
-        var upgrade = request.Headers.Contains(HeaderNames.Upgrade) ? UpgradeOffer(request) : null; // RFC 9110 §7.8
         while (true)
         {
             var upstream = retried ? null : _pool.TryTake(key); // a retry goes on a fresh connection
@@ -189,7 +208,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             {
                 if (protocol == OriginProtocol.H2c)
                 {
-                    return (null, ForwardError.UpstreamProtocolError, "an h2c origin takes no HTTP/1.1 upgrade", false);
+                    return (null, ForwardError.UpstreamProtocolError, "an h2c origin takes no CONNECT", false);
                 }
 
                 var dial = await connector.ConnectAsync(target, request.Extensions, cancellationToken).ConfigureAwait(false);
@@ -219,7 +238,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                     {
                         // ALPN chose h2 (RFC 9113 §3.2): the connection joins the HTTP/2 pool and carries this request as a stream.
                         var h2 = StartHttp2(secured.Connection, "https");
-                        if (_http2 is null || upgrade is not null)
+                        if (_http2 is null)
                         {
                             await h2.DisposeAsync().ConfigureAwait(false);
                             return (null, ForwardError.UpstreamProtocolError, "the origin chose h2 where HTTP/1.1 was needed", false);
@@ -227,7 +246,9 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
 
                         _http2.RememberHttp2(key);
                         _http2.Add(key, h2);
-                        return await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken, h2).ConfigureAwait(false);
+                        return upgrade is not null
+                            ? await ForwardWebSocketHttp2Async(request, upgrade, key, target, authority, pathAndQuery, tls: true, cancellationToken, h2).ConfigureAwait(false)
+                            : await ForwardHttp2Async(request, key, target, authority, pathAndQuery, tls: true, cancellationToken, h2).ConfigureAwait(false);
                     }
 
                     upstream = secured.Connection;
@@ -433,6 +454,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
                 Body = body,
                 BodyLength = head.KnownBodyLength,
             };
+            body.OnTrailers(trailers => response.Trailers = trailers); // a chunked origin's trailers go on (RFC 9110 §6.5)
             return (response, ForwardError.None, "");
         }
 
@@ -444,7 +466,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
             var counting = new CountingReader(request.Body, this);
             try
             {
-                return await Http1Writer.CopyBodyAsync(counting, upstream.Output, chunked, length, linked.Token).ConfigureAwait(false);
+                return await Http1Writer.CopyBodyAsync(counting, upstream.Output, chunked, length, linked.Token, () => request.Trailers).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is HttpCodecException or IOException && !_uploadCancel.IsCancellationRequested)
             {

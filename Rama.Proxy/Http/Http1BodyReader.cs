@@ -7,7 +7,7 @@ namespace Rama.Proxy.Http;
 /// A message body read from a connection's input, delimited per RFC 9112 §6.3, exposed as a
 /// <see cref="PipeReader"/> without copying: a Content-Length body is the input sliced to what is
 /// left; a chunked body (§7.1) is the data of the current chunk (chunk-size lines, CRLFs and the
-/// trailer section are consumed here and never shown). Positions are the input's own, so
+/// trailer section are consumed here and never shown; the trailer fields go to <see cref="OnTrailers"/>). Positions are the input's own, so
 /// <see cref="AdvanceTo(SequencePosition, SequencePosition)"/> passes straight through.
 /// A consumer sees at most one chunk at a time: it must consume to make progress (every copy
 /// loop does). Completing this reader does not complete the connection's input.
@@ -33,6 +33,7 @@ internal sealed class Http1BodyReader : PipeReader
     private bool _shownIsLast;
     private Func<ValueTask>? _beforeFirstRead;
     private Func<bool, ValueTask>? _onCompleted;
+    private Action<HttpHeaders>? _onTrailers;
     private int _completed;
 
     private readonly long? _maxBytes;
@@ -73,6 +74,12 @@ internal sealed class Http1BodyReader : PipeReader
 
     /// <summary>Runs once when the consumer completes the reader, with whether the body was read to its end.</summary>
     public void OnCompleted(Func<bool, ValueTask> callback) => _onCompleted = callback;
+
+    /// <summary>
+    /// Receives the trailer fields of a chunked body (RFC 9112 §7.1.2) when there are any, before the read that reports the
+    /// body's end returns, so a consumer that read the body to its end sees them.
+    /// </summary>
+    public void OnTrailers(Action<HttpHeaders> callback) => _onTrailers = callback;
 
     /// <summary>Disarms the first-read callback; true if it had not run yet.</summary>
     public bool CancelFirstRead() => Interlocked.Exchange(ref _beforeFirstRead, null) is not null;
@@ -171,12 +178,17 @@ internal sealed class Http1BodyReader : PipeReader
                     continue;
 
                 case State.Trailers:
-                    if (!Http1Parser.TryParseTrailers(buffer, _limits, out var trailerBytes))
+                    if (!Http1Parser.TryParseTrailers(buffer, _limits, out var trailerBytes, out var trailers))
                     {
                         return NeedMore(inner.IsCompleted, buffer);
                     }
 
                     _input.AdvanceTo(buffer.GetPosition(trailerBytes));
+                    if (trailers is not null)
+                    {
+                        _onTrailers?.Invoke(trailers);
+                    }
+
                     _state = State.Done;
                     result = new ReadResult(default, false, true);
                     return true;

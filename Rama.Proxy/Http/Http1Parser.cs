@@ -787,12 +787,12 @@ internal static class Http1Parser
 
     /// <summary>
     /// Parses the trailer section after the last chunk (RFC 9112 §7.1.2), bounded like a header
-    /// section. Trailer fields are validated and then discarded (RFC 9110 §6.5.1 lets a recipient
-    /// that removes the chunked coding discard them).
+    /// section; <paramref name="trailers"/> holds its fields (null when the section is empty).
     /// </summary>
-    internal static bool TryParseTrailers(in ReadOnlySequence<byte> buffer, HttpLimits limits, out long consumed)
+    internal static bool TryParseTrailers(in ReadOnlySequence<byte> buffer, HttpLimits limits, out long consumed, out HttpHeaders? trailers)
     {
         consumed = 0;
+        trailers = null;
         long next = 0;
         var lines = 0;
         if (!TryScanFieldLines(buffer, 0, limits, ref next, ref lines, out var end))
@@ -802,7 +802,7 @@ internal static class Http1Parser
 
         if (end > 2)
         {
-            ParseFieldLines(buffer.Slice(0, end).ToArray(), 0, out _);
+            trailers = ParseFieldLines(buffer.Slice(0, end).ToArray(), 0, out _);
         }
         else if (end != 2 || buffer.FirstSpan[0] != '\r')
         {

@@ -288,6 +288,7 @@ internal sealed partial class Http1Connection : IDisposable
             }
 
             body = new Http1BodyReader(_input, request.BodyFraming, request.ContentLength, _limits, _limits.MaxRequestBodySize);
+            body.OnTrailers(trailers => request.Trailers = trailers); // RFC 9112 §7.1.2: a chunked request's trailer section
             request.Body = body;
 
             // RFC 9110 §10.1.1: answer "100-continue" when the body is first read, so a request refused
@@ -532,7 +533,8 @@ internal sealed partial class Http1Connection : IDisposable
         {
             if (bodyAllowed)
             {
-                bytes = await Http1Writer.CopyBodyAsync(response.Body, _output, chunked, length, cancellationToken).ConfigureAwait(false);
+                // A chunked response carries the trailers (RFC 9112 §7.1.2); a Content-Length one cannot, and they are dropped.
+                bytes = await Http1Writer.CopyBodyAsync(response.Body, _output, chunked, length, cancellationToken, () => response.Trailers).ConfigureAwait(false);
             }
             else
             {

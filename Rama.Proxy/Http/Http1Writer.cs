@@ -79,16 +79,36 @@ internal static class Http1Writer
         output.Write("\r\n"u8);
     }
 
-    /// <summary>The last chunk and an empty trailer section (RFC 9112 §7.1).</summary>
-    public static void WriteLastChunk(PipeWriter output) => output.Write("0\r\n\r\n"u8);
+    /// <summary>
+    /// The last chunk and the trailer section (RFC 9112 §7.1, §7.1.2): the fields of <paramref name="trailers"/> that may be
+    /// trailers (<see cref="HttpForwardRules.MayBeTrailer"/>; RFC 9110 §6.5.1), or none.
+    /// </summary>
+    public static void WriteLastChunk(PipeWriter output, HttpHeaders? trailers = null)
+    {
+        output.Write("0\r\n"u8);
+        if (trailers is not null)
+        {
+            foreach (var field in trailers)
+            {
+                if (HttpForwardRules.MayBeTrailer(field))
+                {
+                    WriteField(output, field.Name.Span, field.Value.Span);
+                }
+            }
+        }
+
+        output.Write("\r\n"u8);
+    }
 
     /// <summary>
     /// Streams <paramref name="body"/> to <paramref name="output"/>, one read at a time, flushing each
     /// (back-pressure: memory stays within the pipes' limits). Chunked re-encodes each read as one
-    /// chunk; a known length stops there and fails if the body ends early. Returns body bytes written.
+    /// chunk, and its last chunk carries the fields <paramref name="trailers"/> gives once the body has ended (RFC 9112 §7.1.2); a
+    /// known length stops there and fails if the body ends early (trailers cannot go there). Returns body bytes written.
     /// </summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))]
-    public static async ValueTask<long> CopyBodyAsync(PipeReader body, PipeWriter output, bool chunked, long length, CancellationToken cancellationToken)
+    public static async ValueTask<long> CopyBodyAsync(PipeReader body, PipeWriter output, bool chunked, long length, CancellationToken cancellationToken,
+        Func<HttpHeaders?>? trailers = null)
     {
         long total = 0;
         while (true)
@@ -117,7 +137,7 @@ internal static class Http1Writer
             var done = result.IsCompleted || (length >= 0 && total == length);
             if (done && chunked)
             {
-                WriteLastChunk(output);
+                WriteLastChunk(output, trailers?.Invoke());
             }
 
             if (result.IsCanceled)

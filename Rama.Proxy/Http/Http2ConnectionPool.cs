@@ -183,7 +183,10 @@ internal sealed class Http2ConnectionPool : IAsyncDisposable
     }
 
     // Closes connections with no open stream for the idle timeout, and drained ones (GOAWAY received) with none left.
-    private void Sweep()
+    private void Sweep() => _ = SweepAsync();
+
+    // The closes of the sweep: each sends GOAWAY (its write bounded in time) and closes the socket, whatever the origin does.
+    private Task SweepAsync()
     {
         var closing = new List<Http2ClientConnection>();
         lock (_partitions)
@@ -216,12 +219,13 @@ internal sealed class Http2ConnectionPool : IAsyncDisposable
             }
         }
 
-        foreach (var connection in closing)
-        {
-            _ = connection.DisposeAsync().AsTask();
-        }
+        return closing.Count == 0 ? Task.CompletedTask : Task.WhenAll(closing.Select(c => c.DisposeAsync().AsTask()));
     }
 
+    /// <summary>
+    /// Closes every connection, busy or not (GOAWAY(NO_ERROR), then the socket), and completes when all are closed: an origin
+    /// that keeps its connections open does not hold the pool (RFC 9113 §6.8: the GOAWAY write is bounded, then the close).
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         lock (_partitions)
@@ -230,7 +234,7 @@ internal sealed class Http2ConnectionPool : IAsyncDisposable
         }
 
         await _sweeper.DisposeAsync().ConfigureAwait(false);
-        Sweep();
+        await SweepAsync().ConfigureAwait(false);
     }
 
     private sealed class Partition

@@ -60,6 +60,14 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
         }
 
         var info = request.Extensions.Get<Http2RequestInfo>();
+        if (_kind == AccessKind.Forward && !request.IsConnect && info is { Scheme: { } scheme, Authority: { } authority })
+        {
+            // A forward proxy's h2 request (RFC 9113 §8.3.1): :scheme, :authority and :path name the target as the
+            // absolute form does in HTTP/1.1 (RFC 9112 §3.2.2), which the forwarder expects.
+            request.Target = $"{scheme}://{authority}{request.Target}";
+            request.TargetForm = RequestTargetForm.Absolute;
+        }
+
         var activity = ProxyTracing.StartRequest(request, request.Connection, _kind); // null unless traced; stopped with the access entry
         HttpResponse response;
         try

@@ -157,6 +157,63 @@ internal static class HttpForwardRules
         }
     }
 
+    /// <summary>
+    /// Whether a field may be sent as a trailer (RFC 9110 §6.5.1): not one that frames, routes, authenticates, controls the request
+    /// or the response, or describes the content (those must be in the header section), nor a connection-specific one (RFC 9113
+    /// §8.2.2), nor a pseudo-header. A sender drops the rest; gRPC's grpc-status and grpc-message pass.
+    /// </summary>
+    internal static bool MayBeTrailer(HttpHeaderField field)
+    {
+        var name = field.Name.Span;
+        if (name.IsEmpty || name[0] == (byte)':' || IsHopByHop(field) || field.NameIs(HeaderNames.Host) || field.NameIs(HeaderNames.ContentLength)
+            || field.NameIs(HeaderNames.Expect))
+        {
+            return false;
+        }
+
+        foreach (var forbidden in ForbiddenTrailers)
+        {
+            if (System.Text.Ascii.EqualsIgnoreCase(name, forbidden))
+            {
+                return false;
+            }
+        }
+
+        return name.Length < 3 || !System.Text.Ascii.EqualsIgnoreCase(name[..3], "If-"u8); // conditionals (§13.1)
+    }
+
+    // RFC 9110 §6.5.1's kinds, by name: controls (§7.6.2 Max-Forwards, §14.2 Range, Cache-Control, Pragma), authentication (§11),
+    // response control data (§10.2), content description (§8.3-§8.8: Content-Digest, RFC 9530, stays allowed), cookies (RFC 6265).
+    private static readonly byte[][] ForbiddenTrailers =
+    [
+        "Authorization"u8.ToArray(), "WWW-Authenticate"u8.ToArray(), "Authentication-Info"u8.ToArray(), "Proxy-Authentication-Info"u8.ToArray(),
+        "Cache-Control"u8.ToArray(), "Pragma"u8.ToArray(), "Max-Forwards"u8.ToArray(), "Range"u8.ToArray(), "Age"u8.ToArray(),
+        "Expires"u8.ToArray(), "Date"u8.ToArray(), "Location"u8.ToArray(), "Retry-After"u8.ToArray(), "Vary"u8.ToArray(),
+        "Warning"u8.ToArray(), "Set-Cookie"u8.ToArray(), "Cookie"u8.ToArray(), "Accept-Ranges"u8.ToArray(), "Allow"u8.ToArray(),
+        "Server"u8.ToArray(), "Last-Modified"u8.ToArray(), "ETag"u8.ToArray(), "Content-Type"u8.ToArray(), "Content-Encoding"u8.ToArray(),
+        "Content-Range"u8.ToArray(), "Content-Language"u8.ToArray(), "Content-Location"u8.ToArray(),
+    ];
+
+    /// <summary>The fields of <paramref name="trailers"/> that may be sent (<see cref="MayBeTrailer"/>); null when none may.</summary>
+    internal static HttpHeaders? TrailersToSend(HttpHeaders? trailers)
+    {
+        if (trailers is null || trailers.Count == 0)
+        {
+            return null;
+        }
+
+        var kept = new HttpHeaders(trailers.Count);
+        foreach (var field in trailers)
+        {
+            if (MayBeTrailer(field))
+            {
+                kept.Add(field.Name, field.Value);
+            }
+        }
+
+        return kept.Count == 0 ? null : kept;
+    }
+
     // The one rule of all three: a known connection-specific field, or one that Connection / Proxy-Connection names.
     internal static bool IsDropped(HttpHeaders source, bool namesOtherFields, HttpHeaderField field) =>
         IsHopByHop(field) || (namesOtherFields && IsNamedByConnection(source, field.Name.Span));

@@ -87,7 +87,7 @@ public static class HttpProxy
         ArgumentNullException.ThrowIfNull(authenticator);
         return Build(options, connector, "Rama.Proxy.Http.ForwardProxy",
             forwarder => Service.Stack(forwarder, new ProxyAuthLayer(authenticator, options.Realm), requestLayer ?? Service.Identity<HttpRequest, HttpResponse>()),
-            loggerFactory, time, tunnel, accessLog, AccessKind.Forward);
+            loggerFactory, time, tunnel, accessLog, AccessKind.Forward, http2AfterTls: true);
     }
 
     /// <summary>
@@ -104,10 +104,12 @@ public static class HttpProxy
             loggerFactory, time, tunnel: null, accessLog, AccessKind.Reverse);
     }
 
-    // The shared shape: validated options, one origin pool, the forwarder, an application over it, the HTTP/1.1 server.
+    // The shared shape: validated options, one origin pool, the forwarder, an application over it, the HTTP/1.1 server. With
+    // http2AfterTls, a connection whose TLS chose ALPN h2 (the HTTPS proxy port) is served by an HTTP/2 server over the same
+    // application instead (RFC 9113 §3.2); plain connections stay HTTP/1.1.
     private static IService<ConnectionContext, Unit> Build(HttpProxyOptions options, ITcpConnector connector, string loggerName,
         Func<ForwardProxyService, IService<HttpRequest, HttpResponse>> application, ILoggerFactory? loggerFactory, TimeProvider? time, ITunnelHandler? tunnel,
-        IAccessLog? accessLog, AccessKind kind)
+        IAccessLog? accessLog, AccessKind kind, bool http2AfterTls = false)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(connector);
@@ -116,8 +118,17 @@ public static class HttpProxy
         time ??= TimeProvider.System;
         var pool = new Http1ConnectionPool(options.MaxIdleConnectionsPerTarget, options.PooledConnectionIdleTimeout, time);
         var forwarder = new ForwardProxyService(options, connector, pool, loggerFactory.CreateLogger(loggerName), time, tunnel);
-        var server = new Http1Server(application(forwarder), options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"),
-            accessLog ?? AccessLogs.ToLogger(loggerFactory), kind, time);
-        return Service.Owning<ConnectionContext, Unit>(server, pool);
+        var app = application(forwarder);
+        accessLog ??= AccessLogs.ToLogger(loggerFactory);
+        var server = new Http1Server(app, options.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"), accessLog, kind, time);
+        if (!http2AfterTls)
+        {
+            return Service.Owning<ConnectionContext, Unit>(server, pool);
+        }
+
+        var http2 = Http2Inbound.Create(app, loggerFactory, accessLog, kind, time, webSocketsToHttp1: false);
+        var byAlpn = Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
+            connection.Extensions.Get<Tls.TlsConnectionInfo>()?.ApplicationProtocol == "h2" ? http2.ServeAsync(connection, token) : server.ServeAsync(connection, token));
+        return Service.Owning(byAlpn, pool);
     }
 }

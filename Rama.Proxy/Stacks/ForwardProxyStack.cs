@@ -178,8 +178,8 @@ public static class ForwardProxyStack
         ];
         if (extras?.Https is { } https)
         {
-            // The HTTPS proxy: a TLS record first (RFC 8446 §5.1), then the same HTTP forward proxy inside.
-            routes.Add(PeekRoute.FirstByte("https", b => b == TlsStacks.TlsRecordByte, new Tls.TlsServerLayer(https, loggerFactory, time).Layer(http)));
+            // The HTTPS proxy: a TLS record first (RFC 8446 §5.1), then the same HTTP forward proxy inside (ALPN h2 or http/1.1).
+            routes.Add(PeekRoute.FirstByte("https", b => b == TlsStacks.TlsRecordByte, new Tls.TlsServerLayer(https.ForHttp(), loggerFactory, time).Layer(http)));
         }
 
         var router = new PeekRouter(

@@ -54,10 +54,10 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     private readonly Http2ClientSession _session;
     private readonly Task _running;
 
-    private Http2ClientConnection(Http2ClientSession session)
+    private Http2ClientConnection(Http2ClientSession session, IAsyncDisposable? ownedTransport)
     {
         _session = session;
-        _running = session.RunAsync(CancellationToken.None);
+        _running = RunAsync(session, ownedTransport);
     }
 
     /// <summary>Starts the connection: writes the preface and our SETTINGS, and reads the server's frames in the background.</summary>
@@ -65,7 +65,34 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(transport);
         options ??= new Http2ClientOptions();
-        return new Http2ClientConnection(new Http2ClientSession(transport, options, logger ?? NullLogger.Instance, time ?? TimeProvider.System, connectionId));
+        return new Http2ClientConnection(new Http2ClientSession(transport, options, logger ?? NullLogger.Instance, time ?? TimeProvider.System, connectionId), null);
+    }
+
+    /// <summary>
+    /// As <see cref="Start"/>, and the connection owns <paramref name="transport"/>: it is disposed (the socket closed) when the
+    /// connection ends, before <see cref="Completion"/> and <see cref="DisposeAsync"/> complete.
+    /// </summary>
+    internal static Http2ClientConnection StartOwning<T>(T transport, Http2ClientOptions options, ILogger logger, TimeProvider time)
+        where T : IDuplexPipe, IAsyncDisposable
+    {
+        ArgumentNullException.ThrowIfNull(transport);
+        return new Http2ClientConnection(new Http2ClientSession(transport, options, logger, time, 0), transport);
+    }
+
+    private static async Task RunAsync(Http2ClientSession session, IAsyncDisposable? ownedTransport)
+    {
+        await session.RunAsync(CancellationToken.None).ConfigureAwait(false);
+        if (ownedTransport is not null)
+        {
+            try
+            {
+                await ownedTransport.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception error) when (error is IOException or ObjectDisposedException or System.Net.Sockets.SocketException)
+            {
+                Http2Log.TransportGone(session.Logger, session.ConnectionId, error.Message); // the socket was gone already
+            }
+        }
     }
 
     /// <summary>False once the connection can take no new request (GOAWAY either way, closed, identifiers used up).</summary>
@@ -77,8 +104,8 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     /// <summary>Requests in flight.</summary>
     public int ActiveStreams => _session.ActiveLocalStreams;
 
-    /// <summary>Completes when the connection has ended.</summary>
-    public Task Completion => _session.Closed;
+    /// <summary>Completes when the connection has ended (and its owned transport is closed).</summary>
+    public Task Completion => _running;
 
     /// <summary>
     /// Sends a request: head from <paramref name="request"/> (Method; Target in origin form with Host, or absolute
@@ -89,7 +116,10 @@ public sealed class Http2ClientConnection : IAsyncDisposable
     /// </summary>
     public Task<Http2ClientResult> SendAsync(HttpRequest request, CancellationToken cancellationToken = default) => _session.SendAsync(request, cancellationToken);
 
-    /// <summary>Sends GOAWAY(NO_ERROR) and closes at once; requests in flight end with <see cref="Http2ClientError.ConnectionClosed"/>.</summary>
+    /// <summary>
+    /// Sends GOAWAY(NO_ERROR) and closes at once, also when the server keeps the connection open (the GOAWAY write is bounded
+    /// in time); requests in flight end with <see cref="Http2ClientError.ConnectionClosed"/>.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         _session.Abort(Http2ErrorCode.NoError, "client connection disposed");
@@ -154,7 +184,7 @@ internal sealed class Http2ClientSession(IDuplexPipe transport, Http2ClientOptio
     {
         try
         {
-            await SendBodyAsync(stream, request.Body, () => request.Trailers, stream.Aborted.Token).ConfigureAwait(false);
+            await SendBodyAsync(stream, request.Body, () => HttpForwardRules.TrailersToSend(request.Trailers), stream.Aborted.Token).ConfigureAwait(false);
             await request.Body.CompleteAsync().ConfigureAwait(false);
         }
         catch (Exception error)

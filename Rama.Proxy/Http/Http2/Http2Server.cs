@@ -267,7 +267,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         await SendHeadersAsync(stream, fields, endStream: empty, token).ConfigureAwait(false);
         if (!empty)
         {
-            await SendBodyAsync(stream, response.Body, () => response.Trailers, token).ConfigureAwait(false);
+            await SendBodyAsync(stream, response.Body, () => HttpForwardRules.TrailersToSend(response.Trailers), token).ConfigureAwait(false);
         }
     }
 

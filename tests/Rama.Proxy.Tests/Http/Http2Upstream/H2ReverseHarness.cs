@@ -15,6 +15,7 @@ namespace Rama.Proxy.Tests.Http.Http2Upstream;
 internal sealed class H2ReverseHarness : IAsyncDisposable
 {
     private readonly IService<ConnectionContext, Unit> _service;
+    private bool _disposed;
 
     private H2ReverseHarness(IService<ConnectionContext, Unit> service)
     {
@@ -37,8 +38,15 @@ internal sealed class H2ReverseHarness : IAsyncDisposable
             Http = http ?? new HttpProxyOptions(),
         }, upstream, upstreamTls: upstreamTls));
 
+    /// <summary>Waits (10 s at most) for the client connections to end, then closes the listener and the stack; once.</summary>
     public async ValueTask DisposeAsync()
     {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
         var deadline = Stopwatch.StartNew();
         while (Server.OpenConnections != 0 && deadline.Elapsed < TimeSpan.FromSeconds(10))
         {

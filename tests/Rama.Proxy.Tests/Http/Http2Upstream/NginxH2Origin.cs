@@ -9,7 +9,9 @@ namespace Rama.Proxy.Tests.Http.Http2Upstream;
 /// <summary>
 /// A real nginx speaking HTTP/2 only on 127.0.0.1:<see cref="Port"/>: h2c (<c>listen ... http2</c>, prior knowledge) or TLS with
 /// ALPN h2 and a self-signed certificate made by openssl for 127.0.0.1 (<see cref="Certificate"/>). Every path answers
-/// "<c>$server_protocol $request_method $uri $http_host $http_via</c>"; <c>/conn</c> the serial number of the connection; a PUT to <c>/upload/&lt;name&gt;</c> stores the body (WebDAV, 201) in <see cref="Root"/>.
+/// "<c>$server_protocol $request_method $uri $http_host $http_via</c>"; <c>/conn</c> the serial number of the connection; a PUT to <c>/upload/&lt;name&gt;</c> stores the body (WebDAV, 201) in <see cref="Root"/>;
+/// <c>/trailers</c> answers "trailer body" with the trailers <c>X-Checksum: abc123</c> and <c>Set-Cookie: x=1</c> (the latter one a
+/// trailer may not carry). <c>http2: false</c> makes it a plain HTTP/1.1 origin (trailers then need a chunked body, which nginx chooses).
 /// </summary>
 internal sealed class NginxH2Origin : IAsyncDisposable
 {
@@ -32,12 +34,12 @@ internal sealed class NginxH2Origin : IAsyncDisposable
     /// <summary>The TLS origin's self-signed certificate (trust it as a root); null for h2c.</summary>
     public X509Certificate2? Certificate { get; }
 
-    public static async Task<NginxH2Origin> StartAsync(bool tls)
+    public static async Task<NginxH2Origin> StartAsync(bool tls, bool http2 = true)
     {
         var root = Directory.CreateTempSubdirectory("rama-nginx-h2-").FullName;
         var port = Rama.Testing.Ports.Refused();
         X509Certificate2? certificate = null;
-        var listen = $"listen 127.0.0.1:{port} http2;";
+        var listen = http2 ? $"listen 127.0.0.1:{port} http2;" : $"listen 127.0.0.1:{port};";
         if (tls)
         {
             await RunAsync("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
@@ -53,6 +55,7 @@ internal sealed class NginxH2Origin : IAsyncDisposable
               server {
                 {{listen}}
                 location = /conn { default_type text/plain; return 200 "$connection\n"; }
+                location = /trailers { default_type text/plain; add_trailer X-Checksum abc123; add_trailer Set-Cookie x=1; return 200 "trailer body\n"; }
                 location /upload/ { root {{root}}; dav_methods PUT; create_full_put_path on; }
                 location / { default_type text/plain; return 200 "$server_protocol $request_method $uri $http_host $http_via"; }
               }
