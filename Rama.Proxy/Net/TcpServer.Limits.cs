@@ -4,7 +4,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using Rama.Proxy.Limits;
 
 namespace Rama.Proxy.Net;
 
