@@ -154,7 +154,7 @@ public sealed record LimitOptions
 
     /// <summary>
     /// Default of every listener: connections open at once before new ones are refused (503 with Retry-After, SOCKS5 0x01,
-    /// a TLS alert). Null: half the process's descriptor limit (<see cref="DescriptorLimit.DefaultMaxConnections"/>).
+    /// a TLS alert). Null: half the process's descriptor limit (<c>Rama.Proxy.Net.DescriptorLimit.DefaultMaxConnections</c>).
     /// </summary>
     public int? MaxConnections { get; init; }
 

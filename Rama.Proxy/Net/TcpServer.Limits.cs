@@ -4,7 +4,6 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
-using Rama.Proxy.Limits;
 
 namespace Rama.Proxy.Net;
 
@@ -17,7 +16,8 @@ public sealed partial class TcpServer
     private int _refusing;
     private long _refused;
     private long _outOfDescriptors;
-    private readonly long? _descriptorLimit = DescriptorLimit.Current() is { } limit && limit > 2 * DescriptorLimit.Headroom ? limit : null;
+    private long? _descriptorLimit = ReadDescriptorLimit();
+    private long _descriptorLimitReadAt = Environment.TickCount64;
 
     /// <summary>Connections refused by <see cref="TcpServerOptions.MaxConnections"/> or <see cref="TcpServerOptions.MaxConnectionsPerIp"/>.</summary>
     public long RefusedConnections => Interlocked.Read(ref _refused);
@@ -100,10 +100,25 @@ public sealed partial class TcpServer
     // The accepted descriptor's number says how many are in use (POSIX gives the lowest free one): within the headroom of
     // the limit, this connection is refused and the accept loop pauses as on EMFILE.
     private bool ShortOfDescriptors(Socket socket) =>
-        _descriptorLimit is { } limit && socket.SafeHandle.DangerousGetHandle() >= limit - DescriptorLimit.Headroom;
+        DescriptorLimitNow() is { } limit && socket.SafeHandle.DangerousGetHandle() >= limit - DescriptorLimit.Headroom;
 
-    private static bool DescriptorsFree(long? limit) =>
-        limit is not { } max || DescriptorLimit.LowestFree() is not { } lowest || lowest < max - DescriptorLimit.Headroom;
+    private bool DescriptorsFree() =>
+        DescriptorLimitNow() is not { } max || DescriptorLimit.LowestFree() is not { } lowest || lowest < max - DescriptorLimit.Headroom;
+
+    // The limit may be changed on a running process (prlimit --pid): read again at most once a second (accept loop only).
+    private long? DescriptorLimitNow()
+    {
+        var now = Environment.TickCount64;
+        if (now - _descriptorLimitReadAt >= 1000)
+        {
+            (_descriptorLimit, _descriptorLimitReadAt) = (ReadDescriptorLimit(), now);
+        }
+
+        return _descriptorLimit;
+    }
+
+    // Too low a limit to keep headroom (a test's, a container's): no gauge, EMFILE alone pauses accepting.
+    private static long? ReadDescriptorLimit() => DescriptorLimit.Current() is { } limit && limit > 2 * DescriptorLimit.Headroom ? limit : null;
 
     /// <summary>
     /// The accept loop's pause when out of descriptors: the client stays in the listen queue, so retrying at once would
@@ -145,7 +160,7 @@ public sealed partial class TcpServer
                 Volatile.Write(ref server._freed, freed);
                 await Task.WhenAny(Task.Delay(_backoff), freed.Task).ConfigureAwait(false);
                 Volatile.Write(ref server._freed, null);
-                if (DescriptorsFree(server._descriptorLimit))
+                if (server.DescriptorsFree())
                 {
                     return; // one free below the headroom: worth another accept
                 }

@@ -33,8 +33,8 @@ public sealed record TcpServerOptions
     public string? Name { get; init; }
 
     /// <summary>
-    /// Connections open at once before new ones are refused (<see cref="Limits.ConnectionRefusal"/>: 503, SOCKS5 0x01, a TLS
-    /// alert). Null: no limit (the node's default is half the descriptor limit, <see cref="Limits.DescriptorLimit"/>).
+    /// Connections open at once before new ones are refused (<see cref="ConnectionRefusal"/>: 503, SOCKS5 0x01, a TLS
+    /// alert). Null: no limit (the node's default is half the descriptor limit, <see cref="DescriptorLimit"/>).
     /// </summary>
     public int? MaxConnections { get; init; }
 

@@ -3,6 +3,7 @@ using Rama.Actors.Hosting;
 using Rama.Actors.Options;
 using Rama.Admin.Options;
 using Rama.Proxy.Limits;
+using Rama.Proxy.Net;
 
 namespace Rama.Actors.Tests.Limits;
 

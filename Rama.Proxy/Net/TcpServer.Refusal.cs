@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Rama.Proxy.Limits;
+namespace Rama.Proxy.Net;
 
 /// <summary>What a refused connection was told, from its first byte.</summary>
 public enum RefusalAnswer

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace Rama.Proxy.Limits;
+namespace Rama.Proxy.Net;
 
 /// <summary>
 /// The process's descriptor limit (RLIMIT_NOFILE, as the .NET runtime left it: it raises the soft limit to the hard
