@@ -35,7 +35,7 @@ internal sealed partial class EpollTunnel
     private readonly Direction _down;
     private readonly long _idleMs;
     private readonly LoopClock _clock;
-    private readonly TaskCompletionSource<RelayResult> _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<RelayResult> _done;
     private readonly CancellationToken _cancel;
     private readonly CancellationToken _clientClosed;
     private readonly CancellationToken _targetClosed;
@@ -46,10 +46,11 @@ internal sealed partial class EpollTunnel
     private bool _finished;
     private bool _pumping;
 
-    private EpollTunnel(EpollLoop loop, int clientFd, int targetFd, TimeSpan idleTimeout, LoopClock clock,
+    private EpollTunnel(EpollLoop loop, int clientFd, int targetFd, TimeSpan idleTimeout, LoopClock clock, TaskCompletionSource<RelayResult> done,
         CancellationToken cancel, CancellationToken clientClosed, CancellationToken targetClosed)
     {
         _loop = loop;
+        _done = done;
         _clock = clock;
         _client = new Side(this, clientFd);
         _target = new Side(this, targetFd);
@@ -70,31 +71,43 @@ internal sealed partial class EpollTunnel
     /// </summary>
     /// <param name="time">The stack's clock, on which the idle timeout runs (null: the system's).</param>
     public static Task<RelayResult> RunAsync(SocketConnection client, SocketConnection target, TimeSpan idleTimeout, CancellationToken cancellationToken,
-        TimeProvider? time = null) =>
-        HandOverAsync(client, target, idleTimeout, cancellationToken, time).Unwrap();
-
-    // The hand-over: its frame ends once the tunnel is posted to its loop, so an idle tunnel keeps none of it.
-    private static async Task<Task<RelayResult>> HandOverAsync(SocketConnection client, SocketConnection target, TimeSpan idleTimeout,
-        CancellationToken cancellationToken, TimeProvider? time)
+        TimeProvider? time = null)
     {
-        var fromClient = await client.DetachAsync().ConfigureAwait(false);
-        var fromTarget = await target.DetachAsync().ConfigureAwait(false);
-        var clientFd = TakeOver(client);
-        var targetFd = TakeOver(target);
-        if (clientFd < 0 || targetFd < 0)
-        {
-            // A socket closed before the tunnel got it (an abort racing the hand-over): nothing can be relayed.
-            CloseDescriptor(clientFd, reset: true);
-            CloseDescriptor(targetFd, reset: true);
-            return Task.FromResult(new RelayResult(0, 0));
-        }
+        var done = new TaskCompletionSource<RelayResult>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = HandOverAsync(client, target, idleTimeout, cancellationToken, time, done);
+        return done.Task;
+    }
 
-        var tunnel = new EpollTunnel(EpollLoop.Next(), clientFd, targetFd, idleTimeout, LoopClock.For(time),
-            cancellationToken, client.ConnectionClosed, target.ConnectionClosed);
-        tunnel._up.Prime(fromClient);
-        tunnel._down.Prime(fromTarget);
-        tunnel._loop.Post(static s => ((EpollTunnel)s!).Start(), tunnel, tunnel._client);
-        return tunnel._done.Task;
+    // The hand-over: its frame ends once the tunnel is posted to its loop, so an idle tunnel keeps none of it (the caller
+    // awaits only the tunnel's own task).
+    private static async Task HandOverAsync(SocketConnection client, SocketConnection target, TimeSpan idleTimeout,
+        CancellationToken cancellationToken, TimeProvider? time, TaskCompletionSource<RelayResult> done)
+    {
+        try
+        {
+            var fromClient = await client.DetachAsync().ConfigureAwait(false);
+            var fromTarget = await target.DetachAsync().ConfigureAwait(false);
+            var clientFd = TakeOver(client);
+            var targetFd = TakeOver(target);
+            if (clientFd < 0 || targetFd < 0)
+            {
+                // A socket closed before the tunnel got it (an abort racing the hand-over): nothing can be relayed.
+                CloseDescriptor(clientFd, reset: true);
+                CloseDescriptor(targetFd, reset: true);
+                done.TrySetResult(new RelayResult(0, 0));
+                return;
+            }
+
+            var tunnel = new EpollTunnel(EpollLoop.Next(), clientFd, targetFd, idleTimeout, LoopClock.For(time), done,
+                cancellationToken, client.ConnectionClosed, target.ConnectionClosed);
+            tunnel._up.Prime(fromClient);
+            tunnel._down.Prime(fromTarget);
+            tunnel._loop.Post(static s => ((EpollTunnel)s!).Start(), tunnel, tunnel._client);
+        }
+        catch (Exception ex)
+        {
+            done.TrySetException(ex); // as the awaited hand-over would have thrown it
+        }
     }
 
     /// <summary>
@@ -169,7 +182,11 @@ internal sealed partial class EpollTunnel
         // here, on the loop, so that Finish (also here) disposes exactly what was registered; a token already cancelled
         // runs its callback at once, which only posts the stop.
         static void OnStop(object? state) => ((EpollTunnel)state!).PostStop();
-        _onCancel = _cancel.UnsafeRegister(OnStop, this);
+        if (_cancel != _clientClosed && _cancel != _targetClosed) // often the client connection's own token: once is enough
+        {
+            _onCancel = _cancel.UnsafeRegister(OnStop, this);
+        }
+
         _onClientClosed = _clientClosed.UnsafeRegister(OnStop, this);
         _onTargetClosed = _targetClosed.UnsafeRegister(OnStop, this);
         tunnels.Add(this);
