@@ -359,6 +359,8 @@ internal sealed partial class Http1Connection : IDisposable
         {
             _connection.TrySetCloseReason("upgraded");
             DisposeTimers(); // no request head is read on this connection again: a long-lived tunnel holds no timer
+            _input = null!; // nor the pipes: a tunnel that takes the socket over (the epoll tunnel) lets them go
+            _output = null!;
             // One access entry per tunnel, when it ends: a tunnel that reports its bytes (Task<RelayResult>) adds them.
             var run = response.OnUpgrade!(_connection.Transport, cancellationToken);
             try

@@ -39,6 +39,15 @@ public sealed partial class PeekRouter(
 
     public async ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
     {
+        // The peek runs in a frame of its own: a connection that lives long after it (a tunnel) keeps none of its state
+        // (the input pipe, the timeout sources).
+        var chosen = await ChooseAsync(connection, cancellationToken).ConfigureAwait(false);
+        return chosen is null ? Unit.Value : await chosen.ServeAsync(connection, cancellationToken).ConfigureAwait(false);
+    }
+
+    // The service whose route matched the first bytes (or the fallback); null when the connection is closed, with its reason.
+    private async ValueTask<IService<ConnectionContext, Unit>?> ChooseAsync(ConnectionContext connection, CancellationToken cancellationToken)
+    {
         var input = connection.Transport.Input;
         IService<ConnectionContext, Unit>? chosen = null;
         using (var timeout = new CancellationTokenSource(firstBytesTimeout, _time))
@@ -71,7 +80,7 @@ public sealed partial class PeekRouter(
                             input.AdvanceTo(buffer.Start, buffer.End);
                             LogNoRoute(_logger, connection.Id, buffer.IsEmpty ? "closed before sending anything" : "no protocol matched");
                             connection.TrySetCloseReason(buffer.IsEmpty ? "closed before sending anything" : "unknown protocol");
-                            return Unit.Value;
+                            return null;
                         }
                     }
 
@@ -91,11 +100,11 @@ public sealed partial class PeekRouter(
                 var reason = timeout.IsCancellationRequested ? "no data within the first-bytes timeout" : "shutting down";
                 LogNoRoute(_logger, connection.Id, reason);
                 connection.TrySetCloseReason(reason);
-                return Unit.Value;
+                return null;
             }
         }
 
-        return await chosen.ServeAsync(connection, cancellationToken).ConfigureAwait(false);
+        return chosen;
     }
 
     [LoggerMessage(EventId = 1200, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: closing, {Reason}")]

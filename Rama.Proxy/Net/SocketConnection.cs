@@ -12,9 +12,11 @@ namespace Rama.Proxy.Net;
 /// </summary>
 public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginConnection
 {
-    private readonly Socket _socket;
-    private readonly Pipe _input;
-    private readonly Pipe _output;
+    // Not readonly: a tunnel that takes the socket over (ReleaseDetached) leaves these pointing at closed placeholders,
+    // so that a long-lived tunnel keeps neither the socket engine's objects nor the pipes.
+    private Socket _socket;
+    private Pipe _input;
+    private Pipe _output;
     private readonly CancellationTokenSource _closed = new();
     private readonly SocketConnectionOptions _options;
     private List<ArraySegment<byte>>? _gather;
@@ -25,6 +27,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginCon
     // Detach (another transport takes the socket over): both loops stop without closing it or sending FIN.
     private readonly CancellationTokenSource _stopReceiving = new();
     private volatile bool _detaching;
+    private bool _started;
     private bool _peerClosed;
     private string? _closeReason;
     private int _disposed;
@@ -84,6 +87,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginCon
             flush.GetAwaiter().GetResult();
         }
 
+        _started = true;
         _receiving = ReceiveLoopAsync();
         _sending = SendLoopAsync();
     }
@@ -92,7 +96,7 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginCon
     internal Socket Socket => _socket;
 
     /// <summary>Whether <see cref="Start()"/> ran (the pipes own the socket).</summary>
-    internal bool IsStarted => _receiving is not null;
+    internal bool IsStarted => _started;
 
     private async Task ReceiveLoopAsync()
     {
@@ -420,6 +424,42 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginCon
 
         return new DetachedSocket(pending.WrittenSpan.ToArray(), _peerClosed, reset);
     }
+
+    /// <summary>
+    /// After <see cref="DetachAsync"/>, once the transport that took the socket over holds its own descriptor for it
+    /// (a <c>dup</c>): closes this connection's descriptor (no FIN or RST: the socket lives on in the other one) and drops
+    /// the <see cref="System.Net.Sockets.Socket"/> (with the socket engine's context and cached event args), both pipes
+    /// and the finished loops, so that a long-lived tunnel holds none of them. <see cref="ConnectionClosed"/>,
+    /// <see cref="Abort"/> (which then only cancels it: the new transport resets the socket) and <see cref="DisposeAsync"/>
+    /// keep working; <see cref="Input"/> and <see cref="Output"/> are completed.
+    /// </summary>
+    internal void ReleaseDetached()
+    {
+        var socket = _socket;
+        _socket = ReleasedSocket.Value;
+        _input = _output = ReleasedPipe.Value;
+        _receiving = _sending = null;
+        _gather = null;
+        _relaySend = null;
+        socket.Dispose(); // the descriptor only: no async operation is pending after the detach, so close(2) sends nothing
+    }
+
+    // What a released connection points at: a closed socket (its calls throw ObjectDisposedException, which Abort and
+    // DisposeAsync expect) and a pipe completed at both ends (nothing to read or write, completing again does nothing).
+    private static readonly Lazy<Socket> ReleasedSocket = new(static () =>
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Dispose();
+        return socket;
+    });
+
+    private static readonly Lazy<Pipe> ReleasedPipe = new(static () =>
+    {
+        var pipe = new Pipe(new PipeOptions(useSynchronizationContext: false));
+        pipe.Writer.Complete();
+        pipe.Reader.Complete();
+        return pipe;
+    });
 
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAllAsync(ReadOnlyMemory<byte> remaining, CancellationToken cancellationToken = default)

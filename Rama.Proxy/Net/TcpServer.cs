@@ -212,6 +212,7 @@ public sealed partial class TcpServer : IAsyncDisposable
         await Task.Yield(); // keep the accept loop accepting
         var id = Interlocked.Increment(ref s_nextConnectionId);
         var connection = new SocketConnection(socket, _options.Connection);
+        socket = null!; // the connection owns it (and may hand it over): this frame, which lasts as long, keeps no reference
         _connections[id] = connection;
         var acceptedAt = _metrics.Accepted();
         try

@@ -41,7 +41,7 @@ internal static class Program
     {
         Console.Error.WriteLine("""
             rama-loaddriver --mode rps|bulk|idle --via direct|connect|socks5 [--proxy ip:port] --target ip:port
-                            [--path /1k] [--connections 50] [--duration 10] [--warmup 2] [--count 8000] [--pid <proxy pid>]
+                            [--path /1k] [--connections 50] [--duration 10] [--warmup 2] [--count 8000] [--pid <proxy pid>] [--settle 3] [--warm 0]
             rama-loaddriver --mode ws --via direct|forward [--proxy ip:port] --target ip:port [--path /ws] [--size 64] [--connections 50] ...
             rama-loaddriver --mode wsecho --target ip:port     (a WebSocket echo origin; runs until killed)
             """);
@@ -165,12 +165,43 @@ internal static class Program
     {
         var request = Encoding.ASCII.GetBytes($"GET {o.Path} HTTP/1.1\r\nHost: {o.Target}\r\n\r\n");
         await Task.Delay(500);
+        var cold = Rss.OfTree(o.Pid);
+        if (o.WarmTunnels > 0)
+        {
+            // Warm-up (--warm N): N tunnels opened, used and closed first, so the baseline already holds what any proxy
+            // grows once and keeps (JIT code, a runtime's heap budgets, pools) and the delta is what idle tunnels add.
+            var (warm, _) = await OpenAsync(o, request, o.WarmTunnels);
+            foreach (var s in warm)
+            {
+                s.Dispose();
+            }
+
+            await Task.Delay(TimeSpan.FromSeconds(o.Settle));
+        }
+
         var before = Rss.OfTree(o.Pid);
-        var sockets = new List<Socket>(o.Count);
+        var (sockets, failed) = await OpenAsync(o, request, o.Count);
+        await Task.Delay(TimeSpan.FromSeconds(o.Settle));
+        var after = Rss.OfTree(o.Pid);
+        var open = sockets.Count;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"tunnels={open} failed={failed} rss_cold_kib={cold / 1024} rss_before_kib={before / 1024} rss_after_kib={after / 1024} bytes_per_tunnel={(open == 0 ? 0 : (after - before) / open)} bytes_per_tunnel_cold={(open == 0 ? 0 : (after - cold) / open)}"));
+        foreach (var s in sockets)
+        {
+            s.Dispose();
+        }
+
+        return 0;
+    }
+
+    // Opens count tunnels (64 handshakes at a time), each used for one request: the open ones and how many failed.
+    private static async Task<(List<Socket> Sockets, int Failed)> OpenAsync(Options o, byte[] request, int count)
+    {
+        var sockets = new List<Socket>(count);
         var failed = 0;
         using var gate = new SemaphoreSlim(64);
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        var opening = Enumerable.Range(0, o.Count).Select(async _ =>
+        var opening = Enumerable.Range(0, count).Select(async _ =>
         {
             await gate.WaitAsync(cts.Token);
             try
@@ -194,22 +225,15 @@ internal static class Program
             }
         });
         await Task.WhenAll(opening);
-        await Task.Delay(TimeSpan.FromSeconds(o.Settle));
-        var after = Rss.OfTree(o.Pid);
-        var open = sockets.Count;
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"tunnels={open} failed={failed} rss_before_kib={before / 1024} rss_after_kib={after / 1024} bytes_per_tunnel={(open == 0 ? 0 : (after - before) / open)}"));
-        foreach (var s in sockets)
-        {
-            s.Dispose();
-        }
-
-        return 0;
+        return (sockets, failed);
     }
 }
 
 internal sealed record Options(string Mode, string Via, IPEndPoint? Proxy, IPEndPoint Target, string Path, int Connections, double Duration, double Warmup, int Count, int Pid, double Settle, int Size)
 {
+    /// <summary>Idle mode: tunnels opened and closed before the baseline (--warm, default 0).</summary>
+    public int WarmTunnels { get; init; }
+
     public static Options Parse(string[] args)
     {
         string Get(string name, string fallback)
@@ -223,7 +247,10 @@ internal sealed record Options(string Mode, string Via, IPEndPoint? Proxy, IPEnd
             Get("--path", "/1k"), int.Parse(Get("--connections", "50"), CultureInfo.InvariantCulture), double.Parse(Get("--duration", "10"), CultureInfo.InvariantCulture),
             double.Parse(Get("--warmup", "2"), CultureInfo.InvariantCulture), int.Parse(Get("--count", "8000"), CultureInfo.InvariantCulture),
             int.Parse(Get("--pid", "0"), CultureInfo.InvariantCulture), double.Parse(Get("--settle", "3"), CultureInfo.InvariantCulture),
-            int.Parse(Get("--size", "64"), CultureInfo.InvariantCulture));
+            int.Parse(Get("--size", "64"), CultureInfo.InvariantCulture))
+        {
+            WarmTunnels = int.Parse(Get("--warm", "0"), CultureInfo.InvariantCulture),
+        };
     }
 }
 

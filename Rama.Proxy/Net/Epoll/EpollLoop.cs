@@ -119,9 +119,16 @@ internal sealed unsafe class EpollLoop
     /// descriptor); its number may then be reused by a socket registered later, so <see cref="Unregister"/> removes
     /// a descriptor only while it still belongs to that registration.
     /// </summary>
-    public Registration Register(Socket socket, IEpollHandler handler)
+    public Registration Register(Socket socket, IEpollHandler handler) => Register((int)socket.SafeHandle.DangerousGetHandle(), socket, handler);
+
+    /// <summary>
+    /// Registers a bare descriptor (already non-blocking) that the caller owns and closes on this loop's thread, after
+    /// <see cref="Unregister"/> (the epoll tunnel, which keeps no <see cref="Socket"/> per side).
+    /// </summary>
+    public Registration Register(int fd, IEpollHandler handler) => Register(fd, null, handler);
+
+    private Registration Register(int fd, Socket? socket, IEpollHandler handler)
     {
-        var handle = socket.SafeHandle;
         int slot;
         if (_freeSlots.Count > 0)
         {
@@ -136,7 +143,6 @@ internal sealed unsafe class EpollLoop
         }
 
         var generation = ++CollectionsMarshal.AsSpan(_generations)[slot];
-        var fd = (int)handle.DangerousGetHandle();
         var ev = new EpollEvent { Events = EpollIn | EpollOut | EpollRdHup | EpollEt, Data = ((ulong)generation << 32) | (uint)slot };
         if (EpollCtl(_epfd, EpollCtlAdd, fd, &ev) != 0)
         {
@@ -211,7 +217,7 @@ internal sealed unsafe class EpollLoop
         if (_slotByFd.TryGetValue(registration.Fd, out var current) && current == registration.Slot)
         {
             _slotByFd.Remove(registration.Fd);
-            if (!registration.Socket.SafeHandle.IsClosed)
+            if (registration.Socket is not { SafeHandle.IsClosed: true })
             {
                 var ev = default(EpollEvent);
                 _ = EpollCtl(_epfd, EpollCtlDel, registration.Fd, &ev);
@@ -317,5 +323,5 @@ internal sealed unsafe class EpollLoop
     }
 
     /// <summary>A socket's place in a loop's epoll set.</summary>
-    internal readonly record struct Registration(Socket Socket, int Fd, int Slot);
+    internal readonly record struct Registration(Socket? Socket, int Fd, int Slot);
 }

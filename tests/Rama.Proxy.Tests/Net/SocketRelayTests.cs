@@ -246,4 +246,66 @@ public sealed class SocketRelayTests
         Assert.Empty(await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token));
         Assert.Empty(await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token));
     }
+
+    /// <summary>
+    /// Issue 15 item 6 (idle tunnels at haproxy's cost): once a tunnel runs on its loop it keeps no object of the hand-over.
+    /// The accepted and dialled <see cref="Socket"/>s (with the socket engine's context and event args) and the connections'
+    /// pipes become garbage while the tunnel goes on relaying on its own descriptors; before, each idle tunnel kept them
+    /// (about 4 KB of the 10.5 KB of objects an idle tunnel held, benchmarks/results/2026-12-07-idle-tunnels.md).
+    /// </summary>
+    [Fact]
+    public async Task An_epoll_tunnel_keeps_neither_the_sockets_objects_nor_the_pipes_and_still_relays()
+    {
+        if (!EpollTunnel.IsSupported)
+        {
+            return;
+        }
+
+        await using var client = await Leg.OpenAsync();
+        await using var target = await Leg.OpenAsync();
+        var handedOver = WeakReferences(client.Proxied, target.Proxied);
+        var relay = Run("epoll", client, target, CancellationToken.None);
+
+        // A byte each way: the tunnel is on its loop.
+        await client.Peer.SendAsync("u"u8.ToArray(), SocketFlags.None);
+        Assert.Equal((byte)'u', (await Sockets.ReceiveExactlyAsync(target.Peer, 1))[0]);
+        await target.Peer.SendAsync("d"u8.ToArray(), SocketFlags.None);
+        Assert.Equal((byte)'d', (await Sockets.ReceiveExactlyAsync(client.Peer, 1))[0]);
+
+        // Collected: waited on (a thread-pool thread's stale stack slot can keep an object a little longer), bounded.
+        await Eventually.TrueAsync(() =>
+        {
+            GC.Collect(2, GCCollectionMode.Forced, blocking: true);
+            GC.WaitForPendingFinalizers();
+            return handedOver.All(w => !w.Reference.IsAlive);
+        }, TimeSpan.FromSeconds(10), "the hand-over's Socket objects or pipes stay reachable from the tunnel's connections");
+
+        // Collected, and the tunnel still relays both ways and ends as a relay does (FIN each way).
+        var up = RandomNumberGenerator.GetBytes(256 * 1024);
+        var sendUp = Task.Run(async () =>
+        {
+            await client.Peer.SendAsync(up, SocketFlags.None);
+            client.Peer.Shutdown(SocketShutdown.Send);
+        });
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        var atTarget = await ProxyHarness.ReadToCloseAsync(target.Peer, timeout.Token);
+        await sendUp;
+        Assert.Equal(SHA256.HashData(up), SHA256.HashData(Encoding.Latin1.GetBytes(atTarget)));
+        target.Peer.Shutdown(SocketShutdown.Send);
+        Assert.Empty(await ProxyHarness.ReadToCloseAsync(client.Peer, timeout.Token));
+        var moved = await relay.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal((1L + up.Length, 1L), (moved.ClientToTarget, moved.TargetToClient));
+    }
+
+    // Weak references to what the pipes transport held per connection, taken in a frame of their own (no local keeps them).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static (string Name, WeakReference Reference)[] WeakReferences(SocketConnection client, SocketConnection target) =>
+    [
+        ("the client's Socket", new WeakReference(client.Socket)),
+        ("the target's Socket", new WeakReference(target.Socket)),
+        ("the client's input pipe", new WeakReference(client.Input)),
+        ("the client's output pipe", new WeakReference(client.Output)),
+        ("the target's input pipe", new WeakReference(target.Input)),
+        ("the target's output pipe", new WeakReference(target.Output)),
+    ];
 }
