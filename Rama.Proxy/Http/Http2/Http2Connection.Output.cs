@@ -706,7 +706,7 @@ internal abstract partial class Http2Connection
         var fields = new List<HpackHeaderField>(headers.Count + 1 + extra);
         if (status is { } s)
         {
-            fields.Add(new HpackHeaderField(":status"u8.ToArray(), System.Text.Encoding.ASCII.GetBytes(s.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+            fields.Add(new HpackHeaderField(StatusName, StatusValue(s)));
         }
 
         if (pseudo is not null)
@@ -734,6 +734,32 @@ internal abstract partial class Http2Connection
         || System.Text.Ascii.EqualsIgnoreCase(name, "proxy-connection"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "transfer-encoding"u8)
         || System.Text.Ascii.EqualsIgnoreCase(name, "upgrade"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "host"u8);
 
+    private static readonly byte[] StatusName = ":status"u8.ToArray();
+
+    // Per-response allocations avoided: the common statuses' values, and the lowercase names of the fields origins send most
+    // (nginx, Apache and most frameworks capitalise them: "Content-Type"), shared read-only arrays.
+    private static readonly byte[][] CommonStatuses = [.. new[] { 200, 204, 206, 301, 302, 304, 400, 401, 403, 404, 500, 502, 503, 504 }
+        .Select(status => System.Text.Encoding.ASCII.GetBytes(status.ToString(System.Globalization.CultureInfo.InvariantCulture)))];
+
+    private static readonly byte[][] CommonNames = [.. new[]
+    {
+        "content-type", "content-length", "date", "server", "last-modified", "etag", "accept-ranges", "via", "cache-control",
+        "expires", "vary", "content-encoding", "location", "set-cookie", "age", "x-content-type-options", "strict-transport-security",
+    }.Select(System.Text.Encoding.ASCII.GetBytes)];
+
+    private static ReadOnlyMemory<byte> StatusValue(int status)
+    {
+        foreach (var common in CommonStatuses)
+        {
+            if (status == (common[0] - '0') * 100 + (common[1] - '0') * 10 + (common[2] - '0'))
+            {
+                return common;
+            }
+        }
+
+        return System.Text.Encoding.ASCII.GetBytes(status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     private static ReadOnlyMemory<byte> Lower(ReadOnlyMemory<byte> name)
     {
         var span = name.Span;
@@ -746,6 +772,14 @@ internal abstract partial class Http2Connection
         if (i == span.Length)
         {
             return name;
+        }
+
+        foreach (var common in CommonNames)
+        {
+            if (common.Length == span.Length && System.Text.Ascii.EqualsIgnoreCase(span, common))
+            {
+                return common;
+            }
         }
 
         var copy = span.ToArray();
