@@ -135,6 +135,28 @@ internal abstract partial class Http2Connection
         }
     }
 
+    /// <summary>Takes up to <paramref name="wanted"/> bytes (and at most one frame) of both send windows without waiting; 0 when either is shut.</summary>
+    private int TryReserveSendWindow(Http2Stream stream, long wanted)
+    {
+        lock (_sync)
+        {
+            if (stream.Reset || _closed_)
+            {
+                return 0;
+            }
+
+            var size = (int)Math.Min(Math.Min(wanted, _peerMaxFrameSize), Math.Min(stream.SendWindow, _connectionSendWindow));
+            if (size <= 0)
+            {
+                return 0;
+            }
+
+            stream.SendWindow -= size;
+            _connectionSendWindow -= size;
+            return size;
+        }
+    }
+
     /// <summary>The application consumed <paramref name="bytes"/> of a stream's body: reopen both windows by half-window steps (§6.9).</summary>
     internal void OnBodyConsumed(Http2Stream stream, int bytes)
     {
@@ -236,11 +258,11 @@ internal abstract partial class Http2Connection
                     Http2FrameWriter.WriteWindowUpdate(_output, streamId, streamIncrement);
                 }
 
-                await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+                await EndWriteLockedAsync(_writesAborted.Token).ConfigureAwait(false);
             }
             finally
             {
-                _writeLock.Release();
+                ExitWriter();
             }
         }
         catch (Exception error) when (error is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException)

@@ -7,7 +7,9 @@ namespace Rama.Proxy.Http.Http2;
 /// <summary>
 /// The write side: every frame goes through one lock (<see cref="_writeLock"/>) into the transport's writer and is
 /// flushed there, so a peer that stops reading holds writers back (the pipe's pause threshold) instead of growing a
-/// queue. Send windows (§6.9) are reserved before DATA is written; a window the peer keeps shut past
+/// queue. Writes coalesce: a writer that sees another one queued behind it leaves its frames unflushed and the last
+/// writer of the burst flushes them all (one send, one TLS record, instead of one per frame); the queue is bounded by the
+/// writers themselves (one frame each), and a writer that gives up waiting flushes what it was expected to. Send windows (§6.9) are reserved before DATA is written; a window the peer keeps shut past
 /// <see cref="Http2Limits.SendWindowTimeout"/> ends the stream (or the connection, for the connection window).
 /// </summary>
 internal abstract partial class Http2Connection
@@ -25,6 +27,11 @@ internal abstract partial class Http2Connection
     private readonly TaskCompletionSource _peerSettingsSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private bool _outputDone;
     private bool _closed_;
+
+    // Write coalescing: counted writers queued for or holding the write lock; the holder flushes only when it is the last.
+    private int _queuedWriters;
+    private bool _holderCounted; // under the write lock: the holder came through EnterWriterAsync and has not ended its write
+    private volatile bool _unflushed; // frames in the writer that no flush has taken yet
 
     private int _lastPeerStreamId;
     private int _nextLocalStreamId;
@@ -160,6 +167,7 @@ internal abstract partial class Http2Connection
     /// <summary>Flushes under the write lock; false when the transport's reader is gone.</summary>
     private async ValueTask<bool> FlushLockedAsync(CancellationToken cancellationToken)
     {
+        _unflushed = false;
         var flush = await _output.FlushAsync(cancellationToken).ConfigureAwait(false);
         if (flush.IsCompleted)
         {
@@ -170,17 +178,98 @@ internal abstract partial class Http2Connection
         return true;
     }
 
-    /// <summary>Takes the write lock; false when output is done (the caller must not write, and holds no lock).</summary>
+    /// <summary>
+    /// Takes the write lock as a counted writer; false when output is done (the caller must not write, and holds no lock).
+    /// A true return is paired with <see cref="EndWriteLockedAsync"/> (optional) and then <see cref="ExitWriter"/> (always).
+    /// </summary>
     private async ValueTask<bool> EnterWriterAsync(CancellationToken cancellationToken)
     {
-        await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        Interlocked.Increment(ref _queuedWriters);
+        try
+        {
+            await _writeLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            LeaveWriterQueue(); // gave up waiting: the holder before us may have counted on us to flush
+            throw;
+        }
+
         if (!_outputDone)
         {
+            _holderCounted = true;
             return true;
         }
 
+        Interlocked.Decrement(ref _queuedWriters);
         _writeLock.Release();
         return false;
+    }
+
+    /// <summary>
+    /// Ends a counted write under the lock: flushes, unless another writer is queued (it flushes our frames with its
+    /// own). False when the transport's reader is gone.
+    /// </summary>
+    private ValueTask<bool> EndWriteLockedAsync(CancellationToken cancellationToken)
+    {
+        _holderCounted = false;
+        _unflushed = true; // before the decrement: a queued writer that gives up after it sees this
+        if (Interlocked.Decrement(ref _queuedWriters) > 0)
+        {
+            return ValueTask.FromResult(true);
+        }
+
+        return FlushLockedAsync(cancellationToken);
+    }
+
+    /// <summary>Releases the write lock of a counted writer (in a finally); one that failed before ending its write flushes if it was the last.</summary>
+    private void ExitWriter()
+    {
+        if (_holderCounted)
+        {
+            _holderCounted = false;
+            _writeLock.Release();
+            LeaveWriterQueue();
+            return;
+        }
+
+        _writeLock.Release();
+    }
+
+    private void LeaveWriterQueue()
+    {
+        if (Interlocked.Decrement(ref _queuedWriters) == 0 && _unflushed)
+        {
+            _ = FlushDeferredAsync();
+        }
+    }
+
+    /// <summary>Flushes frames whose writer left them to a writer that then gave up (cancelled while queued, or failed).</summary>
+    private async Task FlushDeferredAsync()
+    {
+        try
+        {
+            if (!await EnterWriterAsync(_writesAborted.Token).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            try
+            {
+                if (_unflushed)
+                {
+                    await EndWriteLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                ExitWriter();
+            }
+        }
+        catch (Exception error) when (error is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            Http2Log.TransportGone(Logger, ConnectionId, "deferred flush: " + error.Message);
+        }
     }
 
     private CancellationTokenSource? Link(CancellationToken cancellationToken, out CancellationToken token)
@@ -206,11 +295,11 @@ internal abstract partial class Http2Connection
         try
         {
             Http2FrameWriter.WritePing(_output, data, ack: true); // §6.7
-            await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+            await EndWriteLockedAsync(_writesAborted.Token).ConfigureAwait(false);
         }
         finally
         {
-            _writeLock.Release();
+            ExitWriter();
         }
     }
 
@@ -224,11 +313,11 @@ internal abstract partial class Http2Connection
         try
         {
             Http2FrameWriter.WriteRstStream(_output, streamId, code);
-            await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+            await EndWriteLockedAsync(_writesAborted.Token).ConfigureAwait(false);
         }
         finally
         {
-            _writeLock.Release();
+            ExitWriter();
         }
     }
 
@@ -258,11 +347,11 @@ internal abstract partial class Http2Connection
             {
                 var text = code == Http2ErrorCode.NoError || debug is null ? [] : System.Text.Encoding.ASCII.GetBytes(debug.Length > 128 ? debug[..128] : debug);
                 Http2FrameWriter.WriteGoAway(_output, last, code, text);
-                await FlushLockedAsync(linked.Token).ConfigureAwait(false);
+                await EndWriteLockedAsync(linked.Token).ConfigureAwait(false);
             }
             finally
             {
-                _writeLock.Release();
+                ExitWriter();
             }
         }
         catch (Exception error) when (error is OperationCanceledException or IOException or InvalidOperationException or ObjectDisposedException)
@@ -391,12 +480,12 @@ internal abstract partial class Http2Connection
             }
 
             WriteHeaderBlockLocked(stream.Id, fields, endStream);
-            await FlushLockedAsync(token).ConfigureAwait(false);
+            await EndWriteLockedAsync(token).ConfigureAwait(false);
             return stream;
         }
         finally
         {
-            _writeLock.Release();
+            ExitWriter();
         }
     }
 
@@ -436,11 +525,11 @@ internal abstract partial class Http2Connection
                 MarkLocalClosed(stream); // before the frame can reach the peer: its next frame on this stream meets a closed stream
             }
 
-            await FlushLockedAsync(token).ConfigureAwait(false);
+            await EndWriteLockedAsync(token).ConfigureAwait(false);
         }
         finally
         {
-            _writeLock.Release();
+            ExitWriter();
         }
     }
 
@@ -494,6 +583,90 @@ internal abstract partial class Http2Connection
         }
     }
 
+    /// <summary>
+    /// A head followed by a body (<see cref="SendBodyAsync"/>'s rules): the HEADERS and what the body already holds, as
+    /// far as the send windows allow, go out in one write (one flush, one send, one TLS record for a small response);
+    /// the rest follows as <see cref="SendBodyAsync"/> sends it.
+    /// </summary>
+    protected async Task SendHeadAndBodyAsync(Http2Stream stream, HpackHeaderField[] fields, PipeReader body, Func<HttpHeaders?> trailers, CancellationToken cancellationToken)
+    {
+        bool ended;
+        using (Link(cancellationToken, out var token))
+        {
+            if (!await EnterWriterAsync(token).ConfigureAwait(false))
+            {
+                throw new IOException("HTTP/2 connection closed");
+            }
+
+            try
+            {
+                if (stream.Reset)
+                {
+                    throw new IOException($"stream {stream.Id} was reset");
+                }
+
+                WriteHeaderBlockLocked(stream.Id, fields, endStream: false);
+                stream.HeadSent = true;
+                ended = WriteReadyDataLocked(stream, body, trailers);
+                await EndWriteLockedAsync(token).ConfigureAwait(false);
+            }
+            finally
+            {
+                ExitWriter();
+            }
+        }
+
+        if (!ended)
+        {
+            await SendBodyAsync(stream, body, trailers, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// Under the write lock: DATA for what <paramref name="body"/> holds now, within the send windows (no waiting). True
+    /// when that ended the stream; otherwise the body's reader is left at the first byte not sent.
+    /// </summary>
+    private bool WriteReadyDataLocked(Http2Stream stream, PipeReader body, Func<HttpHeaders?> trailers)
+    {
+        if (!body.TryRead(out var result))
+        {
+            return false;
+        }
+
+        var buffer = result.Buffer;
+        var endWithData = result.IsCompleted && trailers() is not { Count: > 0 };
+        while (!buffer.IsEmpty)
+        {
+            var size = TryReserveSendWindow(stream, buffer.Length);
+            if (size == 0)
+            {
+                break;
+            }
+
+            var chunk = buffer.Slice(0, size);
+            buffer = buffer.Slice(size);
+            var end = endWithData && buffer.IsEmpty;
+            Http2FrameWriter.WriteData(_output, stream.Id, chunk, end);
+            if (end)
+            {
+                MarkLocalClosed(stream);
+                body.AdvanceTo(result.Buffer.End);
+                return true;
+            }
+        }
+
+        if (endWithData && result.Buffer.IsEmpty)
+        {
+            Http2FrameWriter.WriteData(_output, stream.Id, ReadOnlySequence<byte>.Empty, endStream: true);
+            MarkLocalClosed(stream);
+            body.AdvanceTo(result.Buffer.End);
+            return true;
+        }
+
+        body.AdvanceTo(buffer.Start); // consumed what went out; the rest (or the end of the body) is read again by SendBodyAsync
+        return false;
+    }
+
     /// <summary>One DATA frame (the caller reserved its window).</summary>
     protected async ValueTask SendDataAsync(Http2Stream stream, ReadOnlySequence<byte> data, bool endStream, CancellationToken cancellationToken)
     {
@@ -516,11 +689,11 @@ internal abstract partial class Http2Connection
                 MarkLocalClosed(stream);
             }
 
-            await FlushLockedAsync(token).ConfigureAwait(false);
+            await EndWriteLockedAsync(token).ConfigureAwait(false);
         }
         finally
         {
-            _writeLock.Release();
+            ExitWriter();
         }
     }
 
@@ -533,7 +706,7 @@ internal abstract partial class Http2Connection
         var fields = new List<HpackHeaderField>(headers.Count + 1 + extra);
         if (status is { } s)
         {
-            fields.Add(new HpackHeaderField(":status"u8.ToArray(), System.Text.Encoding.ASCII.GetBytes(s.ToString(System.Globalization.CultureInfo.InvariantCulture))));
+            fields.Add(new HpackHeaderField(StatusName, StatusValue(s)));
         }
 
         if (pseudo is not null)
@@ -561,6 +734,32 @@ internal abstract partial class Http2Connection
         || System.Text.Ascii.EqualsIgnoreCase(name, "proxy-connection"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "transfer-encoding"u8)
         || System.Text.Ascii.EqualsIgnoreCase(name, "upgrade"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "host"u8);
 
+    private static readonly byte[] StatusName = ":status"u8.ToArray();
+
+    // Per-response allocations avoided: the common statuses' values, and the lowercase names of the fields origins send most
+    // (nginx, Apache and most frameworks capitalise them: "Content-Type"), shared read-only arrays.
+    private static readonly byte[][] CommonStatuses = [.. new[] { 200, 204, 206, 301, 302, 304, 400, 401, 403, 404, 500, 502, 503, 504 }
+        .Select(status => System.Text.Encoding.ASCII.GetBytes(status.ToString(System.Globalization.CultureInfo.InvariantCulture)))];
+
+    private static readonly byte[][] CommonNames = [.. new[]
+    {
+        "content-type", "content-length", "date", "server", "last-modified", "etag", "accept-ranges", "via", "cache-control",
+        "expires", "vary", "content-encoding", "location", "set-cookie", "age", "x-content-type-options", "strict-transport-security",
+    }.Select(System.Text.Encoding.ASCII.GetBytes)];
+
+    private static ReadOnlyMemory<byte> StatusValue(int status)
+    {
+        foreach (var common in CommonStatuses)
+        {
+            if (status == (common[0] - '0') * 100 + (common[1] - '0') * 10 + (common[2] - '0'))
+            {
+                return common;
+            }
+        }
+
+        return System.Text.Encoding.ASCII.GetBytes(status.ToString(System.Globalization.CultureInfo.InvariantCulture));
+    }
+
     private static ReadOnlyMemory<byte> Lower(ReadOnlyMemory<byte> name)
     {
         var span = name.Span;
@@ -573,6 +772,14 @@ internal abstract partial class Http2Connection
         if (i == span.Length)
         {
             return name;
+        }
+
+        foreach (var common in CommonNames)
+        {
+            if (common.Length == span.Length && System.Text.Ascii.EqualsIgnoreCase(span, common))
+            {
+                return common;
+            }
         }
 
         var copy = span.ToArray();

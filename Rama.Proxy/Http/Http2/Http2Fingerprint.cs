@@ -25,25 +25,27 @@ public sealed record Http2Fingerprint(IReadOnlyList<Http2Setting> Settings, int 
     /// increment (0 when none), PRIORITY frames joined by ',' (0 when none), pseudo-header letters joined by ','
     /// (m, a, s, p). Example (Chrome): <c>1:65536;2:0;4:6291456;6:262144|15663105|0|m,a,s,p</c>.
     /// </summary>
-    public string Akamai
-    {
-        get
-        {
-            var text = new StringBuilder(96);
-            text.AppendJoin(';', Settings).Append('|').Append(WindowUpdate.ToString(CultureInfo.InvariantCulture)).Append('|');
-            var frames = Priorities.Where(p => !p.InHeaders).ToList();
-            if (frames.Count == 0)
-            {
-                text.Append('0');
-            }
-            else
-            {
-                text.AppendJoin(',', frames);
-            }
+    public string Akamai => s_akamai.GetValue(this, static f => f.BuildAkamai()); // built once per connection: its every request logs it
 
-            text.Append('|').AppendJoin(',', PseudoHeaderOrder.Where(c => c != 't').Select(c => c.ToString()));
-            return text.ToString();
+    // Beside the record, not a field of it: record equality and `with` copies stay as they were (a copy gets its own string).
+    private static readonly System.Runtime.CompilerServices.ConditionalWeakTable<Http2Fingerprint, string> s_akamai = [];
+
+    private string BuildAkamai()
+    {
+        var text = new StringBuilder(96);
+        text.AppendJoin(';', Settings).Append('|').Append(WindowUpdate.ToString(CultureInfo.InvariantCulture)).Append('|');
+        var frames = Priorities.Where(p => !p.InHeaders).ToList();
+        if (frames.Count == 0)
+        {
+            text.Append('0');
         }
+        else
+        {
+            text.AppendJoin(',', frames);
+        }
+
+        text.Append('|').AppendJoin(',', PseudoHeaderOrder.Where(c => c != 't').Select(c => c.ToString()));
+        return text.ToString();
     }
 
     public override string ToString() => Akamai;

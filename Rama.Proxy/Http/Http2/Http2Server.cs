@@ -264,10 +264,13 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         }
 
         var empty = noBody || (ReferenceEquals(response.Body, EmptyBody.Instance) && (response.Trailers is null || response.Trailers.Count == 0));
-        await SendHeadersAsync(stream, fields, endStream: empty, token).ConfigureAwait(false);
-        if (!empty)
+        if (empty)
         {
-            await SendBodyAsync(stream, response.Body, () => HttpForwardRules.TrailersToSend(response.Trailers), token).ConfigureAwait(false);
+            await SendHeadersAsync(stream, fields, endStream: true, token).ConfigureAwait(false);
+        }
+        else
+        {
+            await SendHeadAndBodyAsync(stream, fields, response.Body, () => HttpForwardRules.TrailersToSend(response.Trailers), token).ConfigureAwait(false);
         }
     }
 
