@@ -31,12 +31,16 @@ internal sealed class FleetHandshakeException(HandshakeFailure failure, string m
 /// sides, each checked against the fleet CA (<see cref="FleetCertificates.Check"/>). Then the accepting side sends one byte,
 /// <see cref="Accepted"/>, and the dialler waits for it: under TLS 1.3 the server checks the client's certificate after
 /// the client's handshake has already completed, so only that byte (or the server's alert instead of it) tells the
-/// dialler whether it was admitted. Without TLS (loopback fleets) the dialler opens with <see cref="PlainHello"/> first,
+/// dialler whether it was admitted: the accepting side checks the dialler's certificate during the handshake and answers
+/// <see cref="Refused"/> instead when it is not from the fleet CA. Without TLS (loopback fleets) the dialler opens with <see cref="PlainHello"/> first,
 /// so a TLS member refuses a plain one at once (it is not a ClientHello) and the other way round.
 /// </summary>
 internal static class FleetHandshake
 {
     public const byte Accepted = 0x01;
+
+    /// <summary>The accepting side's answer to a dialler whose certificate is not from its fleet CA (sent over the finished TLS session).</summary>
+    public const byte Refused = 0x02;
 
     // Longer than a TLS record header (5 bytes) and not one (0x52 is no TLS content type): a TLS member refuses it at once.
     public static ReadOnlySpan<byte> PlainHello => "RAMA/1\r\n"u8;
@@ -75,6 +79,11 @@ internal static class FleetHandshake
                 throw new FleetHandshakeException(HandshakeFailure.Transport, "the peer closed the connection before admitting this member");
             }
 
+            if (answer[0] == Refused)
+            {
+                throw new FleetHandshakeException(HandshakeFailure.RejectedByPeer, "the peer refused this member's certificate: it is not from the peer's fleet CA (another --cluster-secret or CA?)");
+            }
+
             if (answer[0] != Accepted)
             {
                 throw new FleetHandshakeException(HandshakeFailure.NotAPeer, $"the peer answered 0x{answer[0]:x2}, not a fleet transport's acceptance");
@@ -106,8 +115,20 @@ internal static class FleetHandshake
                     ClientCertificateRequired = true,
                     EnabledSslProtocols = Protocols,
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                    RemoteCertificateValidationCallback = (_, certificate, _, _) => (untrusted = certificates.Check(certificate as X509Certificate2)) is null,
+                    // Checked here, answered after the handshake: over the finished session the refusal reaches the dialler for
+                    // sure (Refused), where a failed handshake would leave it a bare close under TLS 1.3. No certificate at all:
+                    // not a fleet member's client, refused in the handshake.
+                    RemoteCertificateValidationCallback = (_, certificate, _, _) =>
+                    {
+                        untrusted = certificates.Check(certificate as X509Certificate2);
+                        return certificate is not null;
+                    },
                 }, cancellationToken).ConfigureAwait(false);
+                if (untrusted is not null)
+                {
+                    await stream.WriteAsync(new[] { Refused }, cancellationToken).ConfigureAwait(false);
+                    throw new FleetHandshakeException(HandshakeFailure.Untrusted, untrusted);
+                }
             }
             else
             {

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Security.Cryptography.X509Certificates;
 using Akka.Actor;
 using Akka.Remote;
 using Microsoft.Extensions.Logging;
@@ -148,6 +149,71 @@ public sealed class FleetTransportTests : IDisposable
         Assert.True(await TransportSystems.EventuallyAsync(() => log.Has(LogLevel.Warning, "Rejected incoming connection") || log.Has(LogLevel.Warning, "Refused cluster peer"), Wait),
             string.Join("\n", log.Entries));
         Assert.Null(CoordinatedShutdown.Get(seed).ShutdownReason);
+    }
+
+    [Fact]
+    public async Task A_member_whose_certificate_the_peer_refuses_learns_it_from_the_peer_and_shuts_down_before_it_is_a_member()
+    {
+        // The dialler trusts the seed's CA but holds a certificate from another CA (operator's files mixed up): only the
+        // seed can tell, and it answers so over the finished TLS session.
+        var log = new CapturedLog();
+        var seedCertificates = Certificates(Secret, "seed");
+        var foreign = Certificates("another-fleet-secret-0000000", "joining");
+        var directory = Directory.CreateTempSubdirectory("rama-transport-");
+        try
+        {
+            var pfx = Path.Combine(directory.FullName, "member.pfx");
+            var ca = Path.Combine(directory.FullName, "ca.pem");
+            await File.WriteAllBytesAsync(pfx, foreign.Member.Export(X509ContentType.Pkcs12));
+            await File.WriteAllTextAsync(ca, seedCertificates.Authority.ExportCertificatePem());
+            var mixed = FleetCertificates.FromFiles(pfx, null, ca);
+            _owned.Add(mixed);
+
+            var seed = System("rama", seedCertificates, log, member: true);
+            var joining = System("rama", mixed, log, member: false);
+            joining.ActorSelection($"{TransportSystems.AddressOf(seed)}/user/anything").Tell("join me");
+
+            await joining.WhenTerminated.WaitAsync(Wait);
+            Assert.IsType<FleetTrustFailureReason>(CoordinatedShutdown.Get(joining).ShutdownReason);
+            Assert.Equal(ExitCodes.BadOptions, MemberExit.Of(joining).Code);
+            Assert.True(log.Has(LogLevel.Error, "the peer refused this member's certificate"), string.Join("\n", log.Entries));
+            Assert.True(log.Has(LogLevel.Warning, "Refused cluster peer 127.0.0.1:"), string.Join("\n", log.Entries));
+            Assert.Null(CoordinatedShutdown.Get(seed).ShutdownReason);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task A_member_already_in_the_fleet_logs_a_refusal_by_its_peer_and_stays()
+    {
+        var log = new CapturedLog();
+        var seedCertificates = Certificates(Secret, "seed");
+        var foreign = Certificates("another-fleet-secret-0000000", "member");
+        var directory = Directory.CreateTempSubdirectory("rama-transport-");
+        try
+        {
+            var pfx = Path.Combine(directory.FullName, "member.pfx");
+            var ca = Path.Combine(directory.FullName, "ca.pem");
+            await File.WriteAllBytesAsync(pfx, foreign.Member.Export(X509ContentType.Pkcs12));
+            await File.WriteAllTextAsync(ca, seedCertificates.Authority.ExportCertificatePem());
+            var mixed = FleetCertificates.FromFiles(pfx, null, ca);
+            _owned.Add(mixed);
+
+            var seed = System("rama", seedCertificates, log, member: true);
+            var member = System("rama", mixed, log, member: true);
+            member.ActorSelection($"{TransportSystems.AddressOf(seed)}/user/anything").Tell("hello");
+            Assert.True(await TransportSystems.EventuallyAsync(() => log.Has(LogLevel.Error, "This member is in the fleet: the association fails, the member stays"), Wait),
+                string.Join("\n", log.Entries));
+            Assert.Null(CoordinatedShutdown.Get(member).ShutdownReason);
+            Assert.False(member.WhenTerminated.IsCompleted);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
     }
 
     [Theory]
