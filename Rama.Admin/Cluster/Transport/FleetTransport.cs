@@ -284,7 +284,15 @@ internal sealed class FleetTransport : AkkaTransport, IDisposable
             }
         }
 
-        await _acceptLoop.ConfigureAwait(false);
+        try
+        {
+            await _acceptLoop.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // Akka never registered its listener: the accept loop never started.
+        }
+
         return true;
     }
 
