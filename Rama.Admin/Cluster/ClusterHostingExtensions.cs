@@ -6,6 +6,7 @@ using Akka.Hosting;
 using Akka.Remote.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Rama.Admin.Admin;
+using Rama.Admin.Cluster.Transport;
 using AkkaClusterOptions = Akka.Cluster.Hosting.ClusterOptions;
 
 namespace Rama.Admin.Cluster;
@@ -17,7 +18,7 @@ public static class ClusterHostingExtensions
     /// Makes this actor system a fleet member when <paramref name="options"/> is <see cref="ClusterOptions.Enabled"/>
     /// (otherwise nothing: the process runs alone): remoting on <see cref="ClusterOptions.Bind"/> (TLS with mutual
     /// authentication unless the fleet is on loopback without a secret), the cluster with its roles and seeds (itself
-    /// when it has none), Akka's split-brain resolver, and graceful leave in coordinated shutdown (Akka.Cluster's own
+    /// when it has none) over Rama's fleet transport (<see cref="FleetTransport"/>), Akka's split-brain resolver, and graceful leave in coordinated shutdown (Akka.Cluster's own
     /// <c>cluster-leave</c> phase, after Rama's listeners have unbound and drained).
     /// </summary>
     /// <param name="certificates">The member's certificates (<see cref="FleetCertificates"/>), required unless the fleet runs without TLS.</param>
@@ -41,6 +42,8 @@ public static class ClusterHostingExtensions
             throw new ArgumentException("a fleet with TLS needs the member's certificates", nameof(certificates));
         }
 
+        // Akka.Remote.Hosting writes Akka's own settings (the provider, the dot-netty section); the fleet's transport replaces
+        // DotNetty through enabled-transports (Hocon below) and takes the member's certificates from the actor system's setup.
         var remote = new RemoteOptions
         {
             HostName = options.Bind.Address.ToString(),
@@ -48,19 +51,7 @@ public static class ClusterHostingExtensions
             PublicHostName = options.Public?.Host,
             PublicPort = options.Public?.Port,
         };
-        if (certificates is not null)
-        {
-            remote.EnableSsl = true;
-            remote.Ssl = new SslOptions
-            {
-                X509Certificate = certificates.Member,
-                SuppressValidation = false,
-                RequireMutualAuthentication = true,
-                // Members are dialled by IP, container name or public name alike: the CA, not the name, says who belongs.
-                ValidateCertificateHostname = false,
-                CustomValidator = certificates.Validator(),
-            };
-        }
+        builder.AddSetup(new FleetTransportSetup(certificates));
 
         var seeds = options.Seeds.Count > 0 ? options.Seeds : [options.Advertised];
         SplitBrainResolverOption strategy = options.Strategy switch
@@ -102,12 +93,23 @@ public static class ClusterHostingExtensions
         // DistributedData's gossip: at Akka's 2 s a record added just after a node joined took over a second to reach
         // it (CI, 2026-12-06). Gossip carries digests only while the replicas agree.
         lines.Add("akka.cluster.distributed-data.gossip-interval = 500ms");
+        // Rama's fleet transport instead of DotNetty (see FleetTransport: DotNetty shuts a healthy member down when a peer
+        // closes a TLS handshake), with the same scheme (akka.ssl.tcp, or akka.tcp on a loopback fleet without TLS).
+        lines.Add($"akka.remote.enabled-transports = [\"{FleetTransportSettings.Path}\"]");
+        lines.Add($"{FleetTransportSettings.Path}.transport-class = \"{typeof(FleetTransport).FullName}, {typeof(FleetTransport).Assembly.GetName().Name}\"");
+        lines.Add($"{FleetTransportSettings.Path}.hostname = \"{options.Bind.Address}\"");
+        lines.Add(string.Create(CultureInfo.InvariantCulture, $"{FleetTransportSettings.Path}.port = {options.Bind.Port}"));
+        if (options.Public is { } advertised)
+        {
+            lines.Add($"{FleetTransportSettings.Path}.public-hostname = \"{advertised.Host}\"");
+            lines.Add(string.Create(CultureInfo.InvariantCulture, $"{FleetTransportSettings.Path}.public-port = {advertised.Port}"));
+        }
+
+        lines.Add($"{FleetTransportSettings.Path}.enable-ssl = {(options.Authentication == FleetAuthentication.None ? "off" : "on")}");
         // A partition of the fleet's proxy database travels whole when replicas differ (and a load's share of it in one
         // message): Akka.Remote's 128 KB default frame dropped those of a 100,000-record database (OversizedPayloadException).
-        // 2 MB with 256 partitions holds millions of records; the socket buffers must hold a frame.
-        lines.Add("akka.remote.dot-netty.tcp.maximum-frame-size = 2000000b");
-        lines.Add("akka.remote.dot-netty.tcp.send-buffer-size = 4000000b");
-        lines.Add("akka.remote.dot-netty.tcp.receive-buffer-size = 4000000b");
+        // 2 MB with 256 partitions holds millions of records.
+        lines.Add($"{FleetTransportSettings.Path}.maximum-frame-size = 2000000b");
         if (options.Strategy == SplitBrainStrategy.DownAll)
         {
             lines.Add("akka.cluster.split-brain-resolver.active-strategy = down-all");
@@ -116,7 +118,7 @@ public static class ClusterHostingExtensions
         if (options.FaultInjection)
         {
             // Akka.Remote's throttler (what MultiNode tests use to blackhole links), driven by the fault palette.
-            lines.Add("akka.remote.dot-netty.tcp.applied-adapters = [trttl]");
+            lines.Add($"{FleetTransportSettings.Path}.applied-adapters = [trttl]");
         }
 
         return string.Join('\n', lines);

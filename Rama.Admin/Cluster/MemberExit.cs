@@ -14,8 +14,8 @@ public static class MemberExit
             CoordinatedShutdown.ClusterLeavingReason => (ExitCodes.Ok, "left the fleet"),
             CoordinatedShutdown.ClusterDowningReason => (ExitCodes.Downed, "was downed by the fleet (unreachable from the majority, or downed by an operator); restart it to rejoin"),
             CoordinatedShutdown.ClusterJoinUnsuccessfulReason => (ExitCodes.Failed, "could not join the fleet through its seeds"),
-            // Akka.Remote's reason when this member's TLS handshake to a peer fails: internal type, so by name.
-            { } reason when reason.GetType().Name == "TlsHandshakeFailureReason" =>
+            // Rama's fleet transport, when this member could not prove it belongs (or the peer could not) before it was a member.
+            Transport.FleetTrustFailureReason =>
                 (ExitCodes.BadOptions, "could not prove fleet membership to a peer (TLS handshake failed: another --cluster-secret or CA?)"),
             _ => (ExitCodes.Ok, "stopped"),
         };

@@ -5,27 +5,29 @@ using Akka.Actor.Setup;
 using Akka.Configuration;
 using Akka.Remote.Transport.DotNetty;
 using Rama.Admin.Cluster;
+using Rama.Admin.Cluster.Transport;
 
-// The cost of TLS on Akka.Remote messaging, as a fleet member runs it: two actor systems over loopback TCP (DotNetty),
-// first without TLS, then with mutual TLS and the fleet's certificates (derived from a secret, checked by the fleet's
-// validator on every connection). Measures round trips one at a time (latency) and with a window of messages in flight
+// The cost of TLS on Akka.Remote messaging, as a fleet member runs it: two actor systems over loopback TCP, first on
+// Akka's DotNetty transport without TLS and with mutual TLS, then on Rama's fleet transport (what WithRamaCluster runs)
+// without and with mutual TLS; the fleet's certificates are derived from a secret and checked by the fleet's validator
+// on every connection. Measures round trips one at a time (latency) and with a window of messages in flight
 // (throughput). Usage: rama-remoteping [seconds per measurement, default 5] [payload bytes, default 100]
 var seconds = args.Length > 0 ? double.Parse(args[0], CultureInfo.InvariantCulture) : 5;
 var payload = new byte[args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 100];
 Console.WriteLine($"remote messaging over loopback, {payload.Length}-byte payload, {seconds} s per measurement");
 Console.WriteLine("| transport | round trip p50 | p99 | round trips/s (1 in flight) | messages/s (window 1,000) |");
 Console.WriteLine("| --- | ---: | ---: | ---: | ---: |");
-foreach (var tls in new[] { false, true })
+foreach (var (transport, tls) in new[] { (RemoteTransport.DotNetty, false), (RemoteTransport.DotNetty, true), (RemoteTransport.Rama, false), (RemoteTransport.Rama, true) })
 {
-    await MeasureAsync(tls);
+    await MeasureAsync(transport, tls);
 }
 
-async Task MeasureAsync(bool tls)
+async Task MeasureAsync(RemoteTransport transport, bool tls)
 {
     using var certsA = tls ? FleetCertificates.FromSecret("benchmark-secret-0123456789", "a") : null;
     using var certsB = tls ? FleetCertificates.FromSecret("benchmark-secret-0123456789", "b") : null;
-    var a = Create("a", certsA);
-    var b = Create("b", certsB);
+    var a = Create(transport, tls, certsA);
+    var b = Create(transport, tls, certsB);
     try
     {
         var scheme = tls ? "akka.ssl.tcp" : "akka.tcp";
@@ -40,7 +42,7 @@ async Task MeasureAsync(bool tls)
         await driver.Ask<Result>(new Run(1000, TimeSpan.FromSeconds(1), false), TimeSpan.FromSeconds(30));
         var throughput = await driver.Ask<Result>(new Run(1000, TimeSpan.FromSeconds(seconds), false), TimeSpan.FromSeconds(seconds + 30));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {(tls ? "mutual TLS (fleet CA from a secret)" : "plain TCP")} ({scheme}) | {latency.P50Us:F0} us | {latency.P99Us:F0} us | {latency.PerSecond:N0} | {throughput.PerSecond:N0} |"));
+            $"| {(transport == RemoteTransport.Rama ? "Rama fleet transport, " : "DotNetty, ")}{(tls ? "mutual TLS (fleet CA from a secret)" : "plain TCP")} ({scheme}) | {latency.P50Us:F0} us | {latency.P99Us:F0} us | {latency.PerSecond:N0} | {throughput.PerSecond:N0} |"));
     }
     finally
     {
@@ -48,18 +50,32 @@ async Task MeasureAsync(bool tls)
     }
 }
 
-static ActorSystem Create(string name, FleetCertificates? certificates)
+static ActorSystem Create(RemoteTransport transport, bool tls, FleetCertificates? certificates)
 {
-    var config = ConfigurationFactory.ParseString($$"""
-        akka.loglevel = WARNING
-        akka.actor.provider = remote
-        akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0, enable-ssl = {{(certificates is null ? "off" : "on")}} }
-        """);
+    var remote = transport == RemoteTransport.DotNetty
+        ? $"akka.remote.dot-netty.tcp {{ hostname = 127.0.0.1, port = 0, enable-ssl = {(tls ? "on" : "off")} }}"
+        // Rama's transport as ClusterHostingExtensions.WithRamaCluster configures it.
+        : $$"""
+            akka.remote.enabled-transports = ["akka.remote.rama-fleet"]
+            akka.remote.rama-fleet {
+              transport-class = "Rama.Admin.Cluster.Transport.FleetTransport, Rama.Admin"
+              hostname = 127.0.0.1, port = 0, enable-ssl = {{(tls ? "on" : "off")}}, maximum-frame-size = 2000000b
+            }
+            """;
+    var config = ConfigurationFactory.ParseString($"akka.loglevel = WARNING\nakka.actor.provider = remote\n{remote}");
     var setup = BootstrapSetup.Create().WithConfig(config);
-    ActorSystemSetup all = certificates is null
-        ? ActorSystemSetup.Create(setup)
-        : ActorSystemSetup.Create(setup, new DotNettySslSetup(certificates.Member, false, true, false, certificates.Validator()));
+    ActorSystemSetup all = transport == RemoteTransport.Rama
+        ? ActorSystemSetup.Create(setup, new FleetTransportSetup(certificates))
+        : certificates is null
+            ? ActorSystemSetup.Create(setup)
+            : ActorSystemSetup.Create(setup, new DotNettySslSetup(certificates.Member, false, true, false, certificates.Validator()));
     return ActorSystem.Create("ping", all);
+}
+
+internal enum RemoteTransport
+{
+    DotNetty,
+    Rama,
 }
 
 internal sealed record Run(int Window, TimeSpan Duration, bool Latencies);
