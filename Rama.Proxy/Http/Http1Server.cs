@@ -278,7 +278,7 @@ internal sealed partial class Http1Connection : IDisposable
     private async ValueTask<bool> ServeRequestAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var startedAt = _server.Time.GetTimestamp();
-        using var activity = ProxyTracing.StartRequest(request, _connection, _server.Kind); // null unless traced; lasts as long as the request or its tunnel
+        using var activity = HttpTracing.StartRequest(request, _connection, _server.Kind); // null unless traced; lasts as long as the request or its tunnel
         Http1BodyReader? body = null;
         if (request.BodyFraming != BodyFraming.None)
         {
@@ -319,7 +319,7 @@ internal sealed partial class Http1Connection : IDisposable
             response = HttpResponse.Text(500, "internal error", close: true);
         }
 
-        ProxyTracing.SetResponse(activity, request, response.Status);
+        HttpTracing.SetResponse(activity, request, response.Status);
 
         var keepAlive = !response.CloseConnection
             && Http1Parser.IsPersistent(request.Version, request.Headers)

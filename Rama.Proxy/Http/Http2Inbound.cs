@@ -68,7 +68,7 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
             request.TargetForm = RequestTargetForm.Absolute;
         }
 
-        var activity = ProxyTracing.StartRequest(request, request.Connection, _kind); // null unless traced; stopped with the access entry
+        var activity = HttpTracing.StartRequest(request, request.Connection, _kind); // null unless traced; stopped with the access entry
         HttpResponse response;
         try
         {
@@ -183,7 +183,7 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
 
             if (activity is not null)
             {
-                ProxyTracing.SetResponse(activity, request, status);
+                HttpTracing.SetResponse(activity, request, status);
                 activity.Stop();
             }
 

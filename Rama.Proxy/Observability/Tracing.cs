@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Text;
 using Rama.Proxy.Core;
-using Rama.Proxy.Http;
 using Rama.Proxy.Net;
 
 namespace Rama.Proxy.Observability;
@@ -40,10 +39,6 @@ public static class ProxyTracing
     /// <summary>The current span when it is one of Rama's (for a hook that has no handle on it); null when nobody listens.</summary>
     internal static Activity? Current => Source.HasListeners() && Activity.Current is { } current && ReferenceEquals(current.Source, Source) ? current : null;
 
-    internal static ReadOnlySpan<byte> TraceParent => "traceparent"u8;
-
-    internal static ReadOnlySpan<byte> TraceState => "tracestate"u8;
-
     /// <summary>
     /// Names the connections of <paramref name="stack"/> after their listener (<c>rama.listener</c> on their spans). The
     /// name is set on the connection only while tracing is on: nothing is done per connection otherwise.
@@ -73,65 +68,6 @@ public static class ProxyTracing
     }
 
     private sealed class NamedSocketStack(ListenerName name, IService<ConnectionContext, Unit> inner) : NamedStack(name, inner), ISocketTransportService;
-
-    /// <summary>
-    /// Starts the server span of <paramref name="request"/> (null when nobody listens, when the sampler drops it, or for a
-    /// server that is not a proxy) and makes it current, so the forwarder and nested tunnels see it. The outgoing
-    /// <c>traceparent</c> is rewritten to the span. Stop it (dispose) when the request or its tunnel ends, after
-    /// <see cref="SetResponse"/>.
-    /// </summary>
-    internal static Activity? StartRequest(HttpRequest request, ConnectionContext? connection, AccessKind kind)
-    {
-        if (!Source.HasListeners() || kind is AccessKind.Http or AccessKind.Echo)
-        {
-            return null;
-        }
-
-        return StartRequestCore(request, connection, kind);
-    }
-
-    private static Activity? StartRequestCore(HttpRequest request, ConnectionContext? connection, AccessKind kind)
-    {
-        var parent = ParentOf(request.Headers);
-        var activity = parent is { } remote
-            ? Source.StartActivity(request.Method, ActivityKind.Server, remote)
-            : Source.StartActivity(request.Method, ActivityKind.Server);
-        if (activity is null)
-        {
-            return null;
-        }
-
-        // W3C Trace Context §3.2: the origin's parent is our span; the trace id (and tracestate) are the client's.
-        if (activity.IdFormat == ActivityIdFormat.W3C && activity.Id is { } id)
-        {
-            SetTraceParent(request.Headers, id);
-        }
-
-        if (activity.IsAllDataRequested)
-        {
-            TagRequest(activity, request, connection, request.IsConnect ? AccessKind.Connect : kind);
-        }
-
-        return activity;
-    }
-
-    /// <summary>Records the answer on <paramref name="activity"/>: status, selected upstream, user (known only after the request was served).</summary>
-    internal static void SetResponse(Activity? activity, HttpRequest request, int status)
-    {
-        if (activity is null || !activity.IsAllDataRequested)
-        {
-            return;
-        }
-
-        activity.SetTag("http.response.status_code", status);
-        TagOutcome(activity, request.Extensions);
-        if (status >= 500)
-        {
-            // OpenTelemetry HTTP server spans: 5xx is an error of the server; 4xx is the client's.
-            activity.SetTag("error.type", StatusText(status));
-            activity.SetStatus(ActivityStatusCode.Error);
-        }
-    }
 
     /// <summary>
     /// Marks <paramref name="activity"/> failed by <paramref name="exception"/> and stops it. Returns false: for exception
@@ -197,75 +133,7 @@ public static class ProxyTracing
 
     // ---- attributes ---------------------------------------------------------------------------
 
-    private static void TagRequest(Activity activity, HttpRequest request, ConnectionContext? connection, AccessKind kind)
-    {
-        activity.SetTag("http.request.method", request.Method);
-        activity.SetTag("rama.kind", KindText(kind));
-        activity.SetTag("network.protocol.name", "http");
-        activity.SetTag("network.protocol.version", request.Version switch
-        {
-            HttpProtocolVersion.Http10 => "1.0",
-            HttpProtocolVersion.Http2 => "2",
-            _ => "1.1",
-        });
-        switch (request.TargetForm)
-        {
-            case RequestTargetForm.Authority when HostPort.TryParse(request.Target, 0, out var authority):
-                activity.SetTag("server.address", authority.Value.Host);
-                activity.SetTag("server.port", authority.Value.Port);
-                break;
-            case RequestTargetForm.Absolute:
-                activity.SetTag("url.full", request.Target);
-                if (Uri.TryCreate(request.Target, UriKind.Absolute, out var uri))
-                {
-                    activity.SetTag("url.scheme", uri.Scheme);
-                    activity.SetTag("server.address", uri.IdnHost);
-                    activity.SetTag("server.port", uri.Port);
-                }
-
-                break;
-            default:
-                var target = request.Target;
-                var query = target.IndexOf('?', StringComparison.Ordinal);
-                activity.SetTag("url.path", query < 0 ? target : target[..query]);
-                if (query >= 0)
-                {
-                    activity.SetTag("url.query", target[(query + 1)..]);
-                }
-
-                var scheme = kind == AccessKind.Mitm || connection?.Extensions.Contains<Tls.TlsConnectionInfo>() == true ? "https" : "http";
-                activity.SetTag("url.scheme", scheme);
-                if (request.Headers.GetText("Host") is { } host && HostPort.TryParse(host, scheme == "https" ? 443 : 80, out var hostPort))
-                {
-                    activity.SetTag("server.address", hostPort.Value.Host);
-                    activity.SetTag("server.port", hostPort.Value.Port);
-                    if (kind == AccessKind.Mitm)
-                    {
-                        activity.SetTag("url.full", "https://" + host + target);
-                    }
-                }
-
-                break;
-        }
-
-        if (request.Headers.GetText("User-Agent") is { } agent)
-        {
-            activity.SetTag("user_agent.original", agent);
-        }
-
-        activity.SetTag("rama.fingerprint.ja4h", Fingerprint.Ja4H.From(request).Fingerprint);
-        if (request.Extensions.Get<Http.Http2.Http2Fingerprint>() is { } http2)
-        {
-            activity.SetTag("rama.fingerprint.akamai", http2.Akamai);
-        }
-
-        if (connection is not null)
-        {
-            TagConnection(activity, connection);
-        }
-    }
-
-    private static void TagConnection(Activity activity, ConnectionContext connection)
+    internal static void TagConnection(Activity activity, ConnectionContext connection)
     {
         if (connection.RemoteEndPoint is { } client)
         {
@@ -284,7 +152,7 @@ public static class ProxyTracing
         }
     }
 
-    private static void TagOutcome(Activity activity, Extensions extensions)
+    internal static void TagOutcome(Activity activity, Extensions extensions)
     {
         if (extensions.Get<Upstream.SelectedUpstream>() is { } upstream)
         {
@@ -299,7 +167,7 @@ public static class ProxyTracing
         }
     }
 
-    private static string KindText(AccessKind kind) => kind switch
+    internal static string KindText(AccessKind kind) => kind switch
     {
         AccessKind.Forward => "forward",
         AccessKind.Connect => "connect",
@@ -311,28 +179,8 @@ public static class ProxyTracing
         _ => "http",
     };
 
-    private static string StatusText(int status) => status.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    internal static string StatusText(int status) => status.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-    // ---- W3C Trace Context ----------------------------------------------------------------------
-
-    /// <summary>The remote parent from <c>traceparent</c> (and <c>tracestate</c>); null when absent or invalid (W3C §3.2.2.1: then ignored).</summary>
-    internal static ActivityContext? ParentOf(HttpHeaders headers)
-    {
-        if (!headers.TryGetValue(TraceParent, out var value) || value.Length is < 55 or > 512)
-        {
-            return null;
-        }
-
-        var traceState = headers.TryGetValue(TraceState, out var state) ? Encoding.Latin1.GetString(state.Span) : null;
-        return ActivityContext.TryParse(Encoding.Latin1.GetString(value.Span), traceState, isRemote: true, out var context) ? context : null;
-    }
-
-    /// <summary>Replaces every <c>traceparent</c> of <paramref name="headers"/> with <paramref name="id"/> (W3C §3.2: exactly one).</summary>
-    internal static void SetTraceParent(HttpHeaders headers, string id)
-    {
-        headers.Remove(TraceParent);
-        headers.Add("traceparent"u8.ToArray(), Encoding.ASCII.GetBytes(id));
-    }
 }
 
 /// <summary>The name of the listener a connection came in on (for <c>rama.listener</c>); set by <see cref="ProxyTracing.ForListener"/>.</summary>
