@@ -294,9 +294,12 @@ internal sealed class Http2ClientSession(IDuplexPipe transport, Http2ClientOptio
 
     internal override void OnBodyReaderCompleted(Http2Stream stream)
     {
-        if (!stream.RemoteClosed && !stream.Reset)
+        // The application stopped reading the response: the stream is reset. Or it read the response to its end while the
+        // request body is still going up (an origin that answered before reading it, RFC 9113 §8.1): nobody reads a further
+        // answer, and an origin that never reads would hold the upload at a zero window, so the upload stops too.
+        if (!stream.Reset && (!stream.RemoteClosed || !stream.LocalClosed))
         {
-            CancelStream(stream); // the application stopped reading the response
+            CancelStream(stream);
         }
     }
 }
