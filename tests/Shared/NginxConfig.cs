@@ -1,3 +1,7 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+
 namespace Rama.Testing;
 
 /// <summary>
@@ -20,4 +24,45 @@ internal static class NginxConfig
         {{http}}
         }
         """;
+
+    /// <summary>
+    /// Runs nginx in the foreground with <paramref name="config"/> (prefix and error log under <paramref name="root"/>) and
+    /// returns it once <paramref name="port"/> on 127.0.0.1 accepts. If nginx exits first or does not listen within 20 s it
+    /// is killed, and the exception carries its error log.
+    /// </summary>
+    public static async Task<Process> StartAsync(string root, string config, int port)
+    {
+        var psi = new ProcessStartInfo("/usr/sbin/nginx") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = root };
+        foreach (var arg in (string[])["-p", root, "-c", config, "-e", Path.Combine(root, "error.log")])
+        {
+            psi.ArgumentList.Add(arg);
+        }
+
+        var process = Process.Start(psi)!;
+        var deadline = Stopwatch.StartNew();
+        while (!process.HasExited && deadline.Elapsed < TimeSpan.FromSeconds(20))
+        {
+            using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
+                return process;
+            }
+            catch (SocketException)
+            {
+                await Task.Delay(20); // nginx is not listening yet: poll again (bounded by the deadline above)
+            }
+        }
+
+        var exited = process.HasExited;
+        if (!exited)
+        {
+            process.Kill(entireProcessTree: true);
+        }
+
+        await process.WaitForExitAsync();
+        process.Dispose();
+        var log = File.Exists(Path.Combine(root, "error.log")) ? await File.ReadAllTextAsync(Path.Combine(root, "error.log")) : "";
+        throw new InvalidOperationException($"nginx {(exited ? "exited before listening" : "did not listen within 20 s")} on {port}: {log}");
+    }
 }

@@ -290,33 +290,14 @@ public class Http2ClientTests
                         location = /status { return 201 "nginx says hi"; }
                     }
                 """, errorLevel: "info"));
-            var start = new ProcessStartInfo("nginx") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
-            foreach (var a in (string[])["-p", dir, "-c", conf])
+            try
             {
-                start.ArgumentList.Add(a);
+                return new NginxH2c(await NginxConfig.StartAsync(dir, conf, port), dir, port);
             }
-
-            var process = Process.Start(start)!;
-            var nginx = new NginxH2c(process, dir, port);
-            var deadline = Stopwatch.StartNew();
-            while (true)
+            catch
             {
-                try
-                {
-                    using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                    await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
-                    return nginx;
-                }
-                catch (SocketException) when (deadline.Elapsed < TimeSpan.FromSeconds(10) && !process.HasExited)
-                {
-                    await Task.Delay(20);
-                }
-                catch
-                {
-                    var log = File.Exists(Path.Combine(dir, "error.log")) ? await File.ReadAllTextAsync(Path.Combine(dir, "error.log")) : "";
-                    await nginx.DisposeAsync();
-                    throw new InvalidOperationException("nginx did not start: " + log);
-                }
+                Directory.Delete(dir, recursive: true);
+                throw;
             }
         }
 

@@ -60,43 +60,15 @@ internal sealed class NginxH2Origin : IAsyncDisposable
                 location / { default_type text/plain; return 200 "$server_protocol $request_method $uri $http_host $http_via"; }
               }
             """, workerConnections: 512));
-        var psi = new ProcessStartInfo("/usr/sbin/nginx") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = root };
-        foreach (var arg in (string[])["-p", root, "-c", config, "-e", Path.Combine(root, "error.log")])
+        try
         {
-            psi.ArgumentList.Add(arg);
+            return new NginxH2Origin(root, port, await NginxConfig.StartAsync(root, config, port), certificate);
         }
-
-        var process = Process.Start(psi)!;
-        var origin = new NginxH2Origin(root, port, process, certificate);
-        var deadline = Stopwatch.StartNew();
-        while (true)
+        catch
         {
-            if (process.HasExited)
-            {
-                var log = File.Exists(Path.Combine(root, "error.log")) ? await File.ReadAllTextAsync(Path.Combine(root, "error.log")) : "";
-                await origin.DisposeAsync();
-                throw new InvalidOperationException($"nginx exited before listening on {port}: {log}");
-            }
-
-            using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
-            {
-                try
-                {
-                    await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, port));
-                    return origin;
-                }
-                catch (SocketException)
-                {
-                }
-            }
-
-            if (deadline.Elapsed > TimeSpan.FromSeconds(20))
-            {
-                await origin.DisposeAsync();
-                throw new TimeoutException($"nginx did not listen on {port} within 20 s");
-            }
-
-            await Task.Delay(20);
+            certificate?.Dispose();
+            Directory.Delete(root, recursive: true);
+            throw;
         }
     }
 

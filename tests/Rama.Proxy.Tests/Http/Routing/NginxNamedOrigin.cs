@@ -69,42 +69,7 @@ internal sealed class NginxNamedOrigin : IAsyncDisposable
     /// <summary>Starts (again) and waits until the port accepts.</summary>
     public async Task StartAsync()
     {
-        var psi = new ProcessStartInfo("/usr/sbin/nginx") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = _root };
-        foreach (var arg in (string[])["-p", _root, "-c", _config, "-e", Path.Combine(_root, "error.log")])
-        {
-            psi.ArgumentList.Add(arg);
-        }
-
-        _process = Process.Start(psi)!;
-        var deadline = Stopwatch.StartNew();
-        while (true)
-        {
-            if (_process.HasExited)
-            {
-                var log = File.Exists(Path.Combine(_root, "error.log")) ? await File.ReadAllTextAsync(Path.Combine(_root, "error.log")) : "";
-                throw new InvalidOperationException($"nginx {Name} exited with {_process.ExitCode} before listening on {Port}: {await _process.StandardError.ReadToEndAsync()} {log}");
-            }
-
-            using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
-            {
-                try
-                {
-                    await probe.ConnectAsync(new IPEndPoint(IPAddress.Loopback, Port));
-                    return;
-                }
-                catch (SocketException)
-                {
-                }
-            }
-
-            if (deadline.Elapsed > TimeSpan.FromSeconds(20))
-            {
-                await KillAsync();
-                throw new TimeoutException($"nginx {Name} did not listen on {Port} within 20 s");
-            }
-
-            await Task.Delay(20);
-        }
+        _process = await NginxConfig.StartAsync(_root, _config, Port);
     }
 
     /// <summary>SIGKILL: connections are reset, the port refuses.</summary>
