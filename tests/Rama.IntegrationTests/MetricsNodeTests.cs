@@ -62,12 +62,12 @@ public sealed class MetricsNodeTests
             var api = $"http://127.0.0.1:{webPort}/api/v1/query?query=";
             double requests = 0;
             double up = 0;
-            await Eventually.TrueAsync(() =>
+            await Eventually.TrueAsync(async () =>
             {
-                up = QueryAsync(api + Uri.EscapeDataString("up{job=\"rama\"}")).GetAwaiter().GetResult() ?? 0;
-                requests = QueryAsync(api + Uri.EscapeDataString("sum(rama_proxy_requests_total{rama_proxy_kind=\"forward\",rama_http_status_class=\"2xx\"})")).GetAwaiter().GetResult() ?? 0;
+                up = await QueryAsync(api + Uri.EscapeDataString("up{job=\"rama\"}")) ?? 0;
+                requests = await QueryAsync(api + Uri.EscapeDataString("sum(rama_proxy_requests_total{rama_proxy_kind=\"forward\",rama_http_status_class=\"2xx\"})")) ?? 0;
                 return up == 1 && requests >= 3;
-            }, TimeSpan.FromSeconds(60), "Prometheus never had the node's requests; its log:\n" + string.Join('\n', log.TakeLast(20)));
+            }, TimeSpan.FromSeconds(60), () => "Prometheus never had the node's requests; its log:\n" + string.Join('\n', log.TakeLast(20)));
 
             Assert.Equal(3, requests);
             var accepted = await QueryAsync(api + Uri.EscapeDataString("sum(rama_listener_accepted_connections_total)"));

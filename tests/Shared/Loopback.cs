@@ -165,14 +165,18 @@ internal static class Cli
 /// <summary>Polls a condition until a deadline (never a bare sleep).</summary>
 internal static class Eventually
 {
-    public static async Task TrueAsync(Func<bool> condition, TimeSpan? within = null, string? because = null)
+    public static Task TrueAsync(Func<bool> condition, TimeSpan? within = null, string? because = null) =>
+        TrueAsync(condition, within, () => because ?? "condition not met in time");
+
+    /// <summary>The same, with the failure's message made when the wait fails (a log read then, not at the call).</summary>
+    public static async Task TrueAsync(Func<bool> condition, TimeSpan? within, Func<string> because)
     {
         var deadline = Stopwatch.GetTimestamp() + (long)((within ?? TimeSpan.FromSeconds(5)).TotalSeconds * Stopwatch.Frequency);
         while (!condition())
         {
             if (Stopwatch.GetTimestamp() > deadline)
             {
-                Assert.Fail(because ?? "condition not met in time");
+                Assert.Fail(because());
             }
 
             await Task.Delay(20);
@@ -180,14 +184,18 @@ internal static class Eventually
     }
 
     /// <summary>The same for a condition that must ask (an actor, a socket) to be checked.</summary>
-    public static async Task TrueAsync(Func<Task<bool>> condition, TimeSpan? within = null, string? because = null)
+    public static Task TrueAsync(Func<Task<bool>> condition, TimeSpan? within = null, string? because = null) =>
+        TrueAsync(condition, within, () => because ?? "condition not met in time");
+
+    /// <summary>The same, with the failure's message made when the wait fails.</summary>
+    public static async Task TrueAsync(Func<Task<bool>> condition, TimeSpan? within, Func<string> because)
     {
         var deadline = Stopwatch.GetTimestamp() + (long)((within ?? TimeSpan.FromSeconds(5)).TotalSeconds * Stopwatch.Frequency);
         while (!await condition())
         {
             if (Stopwatch.GetTimestamp() > deadline)
             {
-                Assert.Fail(because ?? "condition not met in time");
+                Assert.Fail(because());
             }
 
             await Task.Delay(20);

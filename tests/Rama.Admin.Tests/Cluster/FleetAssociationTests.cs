@@ -7,6 +7,7 @@ using Akka.Remote.Transport;
 using Google.Protobuf;
 using Microsoft.Extensions.Logging;
 using Rama.Admin.Cluster.Transport;
+using Rama.Testing;
 
 namespace Rama.Admin.Tests.Cluster;
 
@@ -77,7 +78,7 @@ public sealed class FleetAssociationTests : IAsyncLifetime
             await _peer.SendAsync(new[] { b }, SocketFlags.None);
         }
 
-        Assert.True(await TransportSystems.EventuallyAsync(() => _events.Payloads.Count == 3, Wait));
+        await Eventually.TrueAsync(() => _events.Payloads.Count == 3, Wait);
         Assert.Equal(["first", "second frame", "third"], _events.Payloads.Select(p => p.ToStringUtf8()));
     }
 
@@ -89,7 +90,7 @@ public sealed class FleetAssociationTests : IAsyncLifetime
         BinaryPrimitives.WriteInt32LittleEndian(header, 3_000_000);
         await _peer.SendAsync(header, SocketFlags.None);
 
-        Assert.True(await TransportSystems.EventuallyAsync(() => _events.Disassociated == 1, Wait));
+        await Eventually.TrueAsync(() => _events.Disassociated == 1, Wait);
         Assert.True(_log.Has(LogLevel.Warning, "a frame of 3000000 bytes is over the limit of 1000000 bytes"), string.Join("\n", _log.Entries));
         // The peer sees the close (end of stream or reset), and nothing was buffered for the oversized frame.
         var buffer = new byte[16];

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Rama.Admin.Cluster;
 using Rama.Admin.Cluster.Transport;
 using Rama.Admin.Options;
+using Rama.Testing;
 
 namespace Rama.Admin.Tests.Cluster;
 
@@ -98,11 +99,11 @@ public sealed class FleetTransportTests : IDisposable
         }
 
         SequenceCount? last = null;
-        Assert.True(await TransportSystems.EventuallyAsync(() =>
+        await Eventually.TrueAsync(async () =>
         {
-            last = sequence.Ask<SequenceCount>("count?", Wait).GetAwaiter().GetResult();
+            last = await sequence.Ask<SequenceCount>("count?", Wait);
             return last.Received >= count;
-        }, TimeSpan.FromSeconds(60)), $"received {last}");
+        }, TimeSpan.FromSeconds(60), () => $"received {last}");
         Assert.Equal(new SequenceCount(count, true), last);
     }
 
@@ -120,7 +121,7 @@ public sealed class FleetTransportTests : IDisposable
         // Each dials the other: each refuses the other's certificate, as dialler and as listener.
         a.ActorSelection($"{bAddress}/user/sequence").Tell(0);
         b.ActorSelection($"{aAddress}/user/sequence").Tell(0);
-        Assert.True(await TransportSystems.EventuallyAsync(() => log.Entries.Count(e => e.Level == LogLevel.Error && e.Message.Contains("Refused cluster peer", StringComparison.Ordinal)) >= 2, Wait), string.Join("\n", log.Entries));
+        await Eventually.TrueAsync(() => log.Entries.Count(e => e.Level == LogLevel.Error && e.Message.Contains("Refused cluster peer", StringComparison.Ordinal)) >= 2, Wait, () => string.Join("\n", log.Entries));
         Assert.True(log.Has(LogLevel.Error, $"Refused cluster peer {bAddress}"), string.Join("\n", log.Entries));
         Assert.True(log.Has(LogLevel.Error, $"Refused cluster peer {aAddress}"), string.Join("\n", log.Entries));
         Assert.Contains(log.Entries, e => e.Message.Contains("issued by", StringComparison.Ordinal) && e.Message.Contains("not by this fleet's CA", StringComparison.Ordinal));
@@ -146,8 +147,7 @@ public sealed class FleetTransportTests : IDisposable
         Assert.Equal(ExitCodes.BadOptions, code);
         Assert.Contains("could not prove fleet membership", message, StringComparison.Ordinal);
         // The seed refused it too, and stays.
-        Assert.True(await TransportSystems.EventuallyAsync(() => log.Has(LogLevel.Warning, "Rejected incoming connection") || log.Has(LogLevel.Warning, "Refused cluster peer"), Wait),
-            string.Join("\n", log.Entries));
+        await Eventually.TrueAsync(() => log.Has(LogLevel.Warning, "Rejected incoming connection") || log.Has(LogLevel.Warning, "Refused cluster peer"), Wait, () => string.Join("\n", log.Entries));
         Assert.Null(CoordinatedShutdown.Get(seed).ShutdownReason);
     }
 
@@ -178,7 +178,7 @@ public sealed class FleetTransportTests : IDisposable
             Assert.Equal(ExitCodes.BadOptions, MemberExit.Of(joining).Code);
             Assert.True(log.Has(LogLevel.Error, "the peer refused this member's certificate"), string.Join("\n", log.Entries));
             // The seed logs its refusal after answering it, so the joiner may be gone first (seen once in the full suite).
-            Assert.True(await TransportSystems.EventuallyAsync(() => log.Has(LogLevel.Warning, "Refused cluster peer 127.0.0.1:"), Wait), string.Join("\n", log.Entries));
+            await Eventually.TrueAsync(() => log.Has(LogLevel.Warning, "Refused cluster peer 127.0.0.1:"), Wait, () => string.Join("\n", log.Entries));
             Assert.Null(CoordinatedShutdown.Get(seed).ShutdownReason);
         }
         finally
@@ -206,8 +206,7 @@ public sealed class FleetTransportTests : IDisposable
             var seed = System("rama", seedCertificates, log, member: true);
             var member = System("rama", mixed, log, member: true);
             member.ActorSelection($"{TransportSystems.AddressOf(seed)}/user/anything").Tell("hello");
-            Assert.True(await TransportSystems.EventuallyAsync(() => log.Has(LogLevel.Error, "This member is in the fleet: the association fails, the member stays"), Wait),
-                string.Join("\n", log.Entries));
+            await Eventually.TrueAsync(() => log.Has(LogLevel.Error, "This member is in the fleet: the association fails, the member stays"), Wait, () => string.Join("\n", log.Entries));
             Assert.Null(CoordinatedShutdown.Get(member).ShutdownReason);
             Assert.False(member.WhenTerminated.IsCompleted);
         }
@@ -262,8 +261,7 @@ public sealed class FleetTransportTests : IDisposable
         var port = ((IPEndPoint)peer.LocalEndpoint).Port;
         dialler.ActorSelection($"akka.ssl.tcp://rama@127.0.0.1:{port}/user/anything").Tell("hello");
 
-        Assert.True(await TransportSystems.EventuallyAsync(() => Volatile.Read(ref closed) >= 1 && failures.Ask<int>("count?").GetAwaiter().GetResult() >= 1, Wait),
-            "the association never failed");
+        await Eventually.TrueAsync(async () => Volatile.Read(ref closed) >= 1 && await failures.Ask<int>("count?", Wait) >= 1, Wait, "the association never failed");
         Assert.Null(CoordinatedShutdown.Get(dialler).ShutdownReason);
         Assert.False(dialler.WhenTerminated.IsCompleted);
         Assert.True(log.Has(LogLevel.Information, $"Connection to cluster peer akka.ssl.tcp://rama@127.0.0.1:{port} failed before it was established"), string.Join("\n", log.Entries));
@@ -281,8 +279,7 @@ public sealed class FleetTransportTests : IDisposable
         var plain = System("rama", null, log, member: false);
         // The plain one dials the TLS one: the TLS side rejects a connection that is not TLS; the plain side's association fails.
         plain.ActorSelection($"akka.tcp://rama@127.0.0.1:{TransportSystems.AddressOf(tls).Port}/user/anything").Tell("hello");
-        Assert.True(await TransportSystems.EventuallyAsync(() => log.Has(LogLevel.Warning, "Rejected incoming connection") && log.Has(LogLevel.Information, "failed before it was established"), Wait),
-            string.Join("\n", log.Entries));
+        await Eventually.TrueAsync(() => log.Has(LogLevel.Warning, "Rejected incoming connection") && log.Has(LogLevel.Information, "failed before it was established"), Wait, () => string.Join("\n", log.Entries));
         Assert.Null(CoordinatedShutdown.Get(plain).ShutdownReason);
         Assert.Null(CoordinatedShutdown.Get(tls).ShutdownReason);
     }

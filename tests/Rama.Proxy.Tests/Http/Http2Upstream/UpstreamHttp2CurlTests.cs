@@ -227,13 +227,7 @@ public class UpstreamHttp2CurlTests
             var (code, stdout, stderr) = await Curl.RunAsync("--data-binary", "@" + file, proxy.Url("/no-read"), proxy.Url("/again"));
             Assert.True(code == 0, stderr);
             Assert.Equal(["h2-origin", "h2-origin"], stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
-            var deadline = System.Diagnostics.Stopwatch.StartNew();
-            while (proxy.Server.OpenConnections != 0 && deadline.Elapsed < TimeSpan.FromSeconds(3))
-            {
-                await Task.Delay(20);
-            }
-
-            Assert.Equal(0, proxy.Server.OpenConnections);
+            await Rama.Testing.Eventually.TrueAsync(() => proxy.Server.OpenConnections == 0, TimeSpan.FromSeconds(3), () => $"{proxy.Server.OpenConnections} client connections still open");
         }
         finally
         {
