@@ -54,8 +54,11 @@ try
 }
 catch (Exception) when (stopping.IsCancellationRequested)
 {
+    // Stopped while starting: by the operator (exit 0) or by the fleet (a trust failure exits 2), as after a start.
     await host.WaitForShutdownAsync().ConfigureAwait(false);
-    return ExitCodes.Ok;
+    var (stoppedCode, stoppedMessage) = MemberExit.Of(host.Services.GetRequiredService<ActorSystem>());
+    logger.LogInformation("Rama lighthouse {Message} before it was ready", stoppedMessage);
+    return stoppedCode;
 }
 catch (AdminBindException ex)
 {

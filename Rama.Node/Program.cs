@@ -166,8 +166,11 @@ public static class Program
         async Task<int> StoppedBeforeReadyAsync()
         {
             await host.WaitForShutdownAsync().ConfigureAwait(false);
-            logger.LogInformation("Rama node stopped before it was ready");
-            return ExitCodes.Ok;
+            // The stop may be the fleet's, not the operator's: a member that could not prove it belongs exits 2 even
+            // when that happens while the node is still starting (its listeners binding, the status ask).
+            var (code, message) = MemberExit.Of(host.Services.GetRequiredService<ActorSystem>());
+            logger.LogInformation("Rama node {Message} before it was ready", message);
+            return code;
         }
 
         try
