@@ -9,7 +9,7 @@ using Rama.Admin.Cluster;
 namespace Rama.Actors.Admin;
 
 /// <summary>
-/// <c>pbm fleet status|drain|roll</c>: the fleet's shutdown coordinator (a cluster singleton on the proxy nodes),
+/// <c>pbm fleet status|drain|roll [cancel]</c>: the fleet's shutdown coordinator (a cluster singleton on the proxy nodes),
 /// asked through its proxy on this node, so any proxy node's admin endpoint answers for the whole fleet.
 /// </summary>
 internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
@@ -25,28 +25,32 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
     [
         new("status", "", "Every member's phase (serving, draining, leaving, ...) and open connections, where the coordinator runs, the last roll"),
         new("drain", "", "Every proxy node stops accepting, drains (up to its drain timeout), leaves the fleet and exits 0; lighthouses stay"),
-        new("roll", "", "Restarts the proxy nodes one at a time (drain, leave, exit; the next once N serve again: never fewer than N-1); progress in status"),
+        new("roll", "[cancel]", "Restarts the proxy nodes one at a time (drain, leave, exit; the next once N serve again: never fewer than N-1); progress in status; 'roll cancel' stops it (a node already draining still restarts)"),
     ];
 
     public async ValueTask<int> ExecuteAsync(AdminRequest request, IAdminResponse response, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(response);
-        if (!registry.TryGet<FleetShutdown>(out var coordinator))
+        object question = (request.Command, request.Args) switch
         {
-            return await response.FailAsync("this node runs alone (started without --seeds or --cluster): there is no fleet to coordinate", cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-
-        object question = request.Command switch
-        {
-            "status" => GetFleetStatus.Instance,
-            "drain" => DrainFleet.Instance,
-            "roll" => StartRoll.Instance,
+            ("status", []) => GetFleetStatus.Instance,
+            ("drain", []) => DrainFleet.Instance,
+            ("roll", []) => StartRoll.Instance,
+            ("roll", ["cancel"]) => CancelRoll.Instance,
             _ => null!,
         };
         if (question is null)
         {
-            return await response.FailAsync($"fleet has no command '{request.Command}'", AdminExitCodes.Usage, cancellationToken).ConfigureAwait(false);
+            var problem = request.Command is "status" or "drain" or "roll"
+                ? $"usage: fleet {request.Command}{(request.Command == "roll" ? " [cancel]" : "")} (got '{string.Join(' ', request.Args)}')"
+                : $"fleet has no command '{request.Command}'";
+            return await response.FailAsync(problem, AdminExitCodes.Usage, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (!registry.TryGet<FleetShutdown>(out var coordinator))
+        {
+            return await response.FailAsync("this node runs alone (started without --seeds or --cluster): there is no fleet to coordinate", cancellationToken: cancellationToken).ConfigureAwait(false);
         }
 
         object answer;
@@ -118,7 +122,7 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
             : AdminExitCodes.Ok;
     }
 
-    /// <summary>The roll's fields: <c>roll</c> (rolling, done, refused), <c>rolled</c> (n/N), <c>rollCurrent</c>, <c>rollSeconds</c>, <c>rollDetail</c>.</summary>
+    /// <summary>The roll's fields: <c>roll</c> (rolling, done, cancelled, refused), <c>rolled</c> (n/N), <c>rollCurrent</c>, <c>rollSeconds</c>, <c>rollDetail</c>.</summary>
     private static void AddRoll(Dictionary<string, string> fields, RollProgress roll)
     {
         fields["roll"] = roll.State;

@@ -58,6 +58,7 @@ internal sealed partial class FleetCoordinator
             CollectAsync().PipeTo(Self, success: status => new StartWith(status, replyTo));
         });
         Receive<StartWith>(OnStart);
+        Receive<CancelRoll>(_ => Cancel());
         Receive<Tick>(_ =>
         {
             if (_plan is { Rolling: true } && !_evaluating)
@@ -76,7 +77,8 @@ internal sealed partial class FleetCoordinator
         });
         Receive<PlanWritten>(written =>
         {
-            if (written.Drain is { } node)
+            // Not when the roll was cancelled while this write was on its way to a majority.
+            if (written.Drain is { } node && _plan is { Rolling: true } plan && plan.Current == node)
             {
                 TellDrain(node);
             }
@@ -151,6 +153,32 @@ internal sealed partial class FleetCoordinator
         start.ReplyTo.Tell(Progress(plan));
     }
 
+    private void Cancel()
+    {
+        if (_plan is not { Rolling: true } plan)
+        {
+            var detail = !_planLoaded
+                ? "the coordinator has just started and reads the fleet's roll plan: try again in a few seconds"
+                : _plan is { } last
+                    ? $"no roll is running (the last, {last.Id}, is {(last.Cancelled ? "cancelled" : "done")})"
+                    : "no roll is running";
+            Sender.Tell(new RollProgress(_plan?.Id ?? "-", "refused", _plan?.Originals.Length ?? 0, 0, null, 0, detail));
+            return;
+        }
+
+        // The node told to drain cannot be taken back (its coordinated shutdown has begun): it leaves and its supervisor
+        // starts it again, as in the roll. No other node is asked.
+        var draining = plan.Current is { } current && ProxyIncarnations().ContainsKey(current) ? RollPlan.AddressOf(current) : null;
+        var cancelled = plan with { Current = null, Finished = DateTimeOffset.UtcNow, Cancelled = true };
+        var rolled = Progress(plan).Rolled;
+        _rollDetail = draining is null
+            ? $"cancelled after {rolled} of {plan.Originals.Length} nodes"
+            : $"cancelled after {rolled} of {plan.Originals.Length} nodes; {draining} was already draining: it leaves and its supervisor starts it again";
+        Write(cancelled, drain: null);
+        LogRollCancelled(_logger, plan.Id, _rollDetail);
+        Sender.Tell(Progress(cancelled) with { Rolled = rolled, Current = draining });
+    }
+
     private void Step(RollPlan plan, FleetStatus status)
     {
         var proxies = ProxyIncarnations();
@@ -216,6 +244,12 @@ internal sealed partial class FleetCoordinator
         var present = _cluster.State.Members.Select(m => RollPlan.NodeId(m.UniqueAddress)).ToHashSet(StringComparer.Ordinal);
         var rolled = plan.Originals.Count(o => !present.Contains(o) && o != plan.Current);
         var elapsed = ((plan.Finished ?? DateTimeOffset.UtcNow) - plan.Started).TotalSeconds;
+        if (plan.Cancelled)
+        {
+            return new RollProgress(plan.Id, "cancelled", plan.Originals.Length, rolled, null, elapsed,
+                _rollDetail.StartsWith("cancelled", StringComparison.Ordinal) ? _rollDetail : $"cancelled after {elapsed:0.0} s");
+        }
+
         return plan.Rolling
             ? new RollProgress(plan.Id, "rolling", plan.Originals.Length, rolled, plan.Current is null ? null : RollPlan.AddressOf(plan.Current), elapsed, _rollDetail)
             : new RollProgress(plan.Id, "done", plan.Originals.Length, plan.Originals.Length, null, elapsed, $"rolled {plan.Originals.Length} nodes in {elapsed:0.0} s");
@@ -229,6 +263,9 @@ internal sealed partial class FleetCoordinator
 
     [LoggerMessage(EventId = 5422, Level = LogLevel.Information, Message = "Fleet roll {Id}: done, {Count} nodes rolled in {Seconds:0.0} s")]
     private static partial void LogRollDone(ILogger logger, string id, int count, double seconds);
+
+    [LoggerMessage(EventId = 5424, Level = LogLevel.Information, Message = "Fleet roll {Id}: {Detail} (pbm fleet roll cancel)")]
+    private static partial void LogRollCancelled(ILogger logger, string id, string detail);
 
     [LoggerMessage(EventId = 5423, Level = LogLevel.Information, Message = "Fleet roll {Id}: resumed from the fleet's replicated plan (current {Current})")]
     private static partial void LogRollResumed(ILogger logger, string id, string current);

@@ -88,7 +88,16 @@ public sealed record StartRoll
 }
 
 /// <summary>
-/// A roll as the coordinator reports it. <see cref="State"/> is <c>rolling</c>, <c>done</c> or <c>refused</c>;
+/// Stop the running roll: no further node is asked to drain (one already draining finishes its drain, leaves and is
+/// started again by its supervisor). Answer: <see cref="RollProgress"/> (<c>cancelled</c>, or <c>refused</c> when no roll runs).
+/// </summary>
+public sealed record CancelRoll
+{
+    public static readonly CancelRoll Instance = new();
+}
+
+/// <summary>
+/// A roll as the coordinator reports it. <see cref="State"/> is <c>rolling</c>, <c>done</c>, <c>cancelled</c> or <c>refused</c>;
 /// <see cref="Current"/> the node leaving now, if any; <see cref="ElapsedSeconds"/> since the roll started (its duration once done).
 /// </summary>
 public sealed record RollProgress(string Id, string State, int Nodes, int Rolled, string? Current, double ElapsedSeconds, string Detail);

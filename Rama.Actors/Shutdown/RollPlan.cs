@@ -13,8 +13,9 @@ namespace Rama.Actors.Shutdown;
 /// <param name="Originals">The proxy nodes serving when it started; each is rolled once.</param>
 /// <param name="Target">How many proxy nodes must serve before the next one leaves (the count at the start, N): so never fewer than N-1 serve.</param>
 /// <param name="Current">The node told to drain and leave, until it is gone and N serve again; null between steps.</param>
-/// <param name="Finished">When the last node's replacement served; null while rolling.</param>
-internal sealed record RollPlan(string Id, DateTimeOffset Started, string[] Originals, int Target, string? Current, DateTimeOffset? Finished)
+/// <param name="Finished">When the last node's replacement served, or when the roll was cancelled; null while rolling.</param>
+/// <param name="Cancelled">Stopped by <c>pbm fleet roll cancel</c> before every node was rolled.</param>
+internal sealed record RollPlan(string Id, DateTimeOffset Started, string[] Originals, int Target, string? Current, DateTimeOffset? Finished, bool Cancelled = false)
 {
     /// <summary>The key of the register in Akka.DistributedData.</summary>
     public const string Key = "rama-fleet-roll";

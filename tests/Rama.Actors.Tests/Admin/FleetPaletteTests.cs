@@ -14,16 +14,17 @@ using Rama.Proxy.Net;
 
 namespace Rama.Actors.Tests.Admin;
 
-/// <summary><c>pbm fleet ...</c> on a node that runs alone: no coordinator is started, and the palette says why.</summary>
+/// <summary><c>pbm fleet ...</c> on a node that runs alone: no coordinator is started, and the palette says why; a usage error is one anywhere.</summary>
 public sealed class FleetPaletteTests
 {
-    private static Task<List<AdminFrame>> AskAsync(IPEndPoint admin, string palette, string command) =>
-        NodePaletteTests.AskAsync(admin, palette, command);
-
     [Theory]
-    [InlineData("status")]
-    [InlineData("drain")]
-    public async Task Fleet_commands_on_a_node_alone_fail_with_exit_1_and_say_it_runs_alone(string command)
+    [InlineData("status", "", "runs alone", AdminExitCodes.Failed)]
+    [InlineData("drain", "", "runs alone", AdminExitCodes.Failed)]
+    [InlineData("roll", "cancel", "runs alone", AdminExitCodes.Failed)]
+    [InlineData("roll", "now", "usage: fleet roll [cancel] (got 'now')", AdminExitCodes.Usage)]
+    [InlineData("drain", "all", "usage: fleet drain (got 'all')", AdminExitCodes.Usage)]
+    [InlineData("restart", "", "unknown command 'fleet restart'", AdminExitCodes.Usage)]
+    public async Task Fleet_commands_on_a_node_alone_fail_and_say_why(string command, string argument, string message, int exit)
     {
         var builder = Host.CreateApplicationBuilder();
         builder.Services.AddRamaAdmin(new AdminOptions { Bind = new IPEndPoint(IPAddress.Loopback, 0) }).AddRamaNodeAdmin();
@@ -38,9 +39,10 @@ public sealed class FleetPaletteTests
         await host.StartAsync();
         try
         {
-            var frames = await AskAsync(host.Services.GetRequiredService<AdminEndpoint>().BoundEndpoint!, "fleet", command);
-            Assert.Contains(frames, f => f.Type == AdminFrameType.Error && f.Message!.Contains("runs alone", StringComparison.Ordinal));
-            Assert.Equal(AdminExitCodes.Failed, frames[^1].Exit);
+            var frames = await NodePaletteTests.AskAsync(host.Services.GetRequiredService<AdminEndpoint>().BoundEndpoint!, "fleet", command,
+                argument.Length == 0 ? [] : [argument]);
+            Assert.Contains(frames, f => f.Type == AdminFrameType.Error && f.Message!.Contains(message, StringComparison.Ordinal));
+            Assert.Equal(exit, frames[^1].Exit);
         }
         finally
         {

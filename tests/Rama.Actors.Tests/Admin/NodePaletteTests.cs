@@ -19,11 +19,11 @@ namespace Rama.Actors.Tests.Admin;
 public sealed class NodePaletteTests
 {
     /// <summary>One admin request over the wire, as pbm sends it; the frames up to the end frame.</summary>
-    internal static async Task<List<AdminFrame>> AskAsync(IPEndPoint admin, string palette, string command)
+    internal static async Task<List<AdminFrame>> AskAsync(IPEndPoint admin, string palette, string command, params string[] args)
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(admin);
-        await socket.SendAsync(AdminProtocol.Encode(new AdminRequest { Palette = palette, Command = command }));
+        await socket.SendAsync(AdminProtocol.Encode(new AdminRequest { Palette = palette, Command = command, Args = args }));
         using var stream = new NetworkStream(socket);
         using var reader = new StreamReader(stream);
         var frames = new List<AdminFrame>();

@@ -135,4 +135,58 @@ public sealed class RollCoordinatorTests : Akka.TestKit.Xunit2.TestKit
         // A second roll while one runs answers the running one.
         Assert.Equal(started.Id, (await second.Ask<RollProgress>(StartRoll.Instance, TimeSpan.FromSeconds(10))).Id);
     }
+
+    [Fact]
+    public async Task A_cancelled_roll_asks_no_further_node_survives_a_new_coordinator_and_a_new_roll_can_start()
+    {
+        var drains = CreateTestProbe();
+        Sys.ActorOf(Props.Create(() => new ServingMember(drains.Ref)), FleetMemberActor.Name);
+        var first = Sys.ActorOf(FleetCoordinator.Props(NullLogger.Instance));
+
+        // Nothing to cancel yet: refused, with the reason.
+        RollProgress? refused = null;
+        await AwaitAssertAsync(async () =>
+        {
+            refused = await first.Ask<RollProgress>(CancelRoll.Instance, TimeSpan.FromSeconds(10));
+            Assert.StartsWith("no roll is running", refused.Detail, StringComparison.Ordinal); // "try again" while it reads the plan
+        }, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
+        Assert.Equal("refused", refused!.State);
+
+        var started = await first.Ask<RollProgress>(StartRoll.Instance, TimeSpan.FromSeconds(10));
+        Assert.Equal("rolling", started.State);
+        drains.ExpectMsg<DrainMember>(TimeSpan.FromSeconds(10));
+
+        var cancelled = await first.Ask<RollProgress>(CancelRoll.Instance, TimeSpan.FromSeconds(10));
+        Assert.Equal((started.Id, "cancelled", 0, 1), (cancelled.Id, cancelled.State, cancelled.Rolled, cancelled.Nodes));
+        // The node told to drain cannot be taken back: the answer says so.
+        Assert.Equal(Cluster.Get(Sys).SelfAddress.ToString(), cancelled.Current);
+        Assert.Contains("was already draining", cancelled.Detail, StringComparison.Ordinal);
+
+        // The replicated plan says cancelled, so a coordinator that starts elsewhere does not resume it.
+        var key = new LWWRegisterKey<string>(RollPlan.Key);
+        var replicator = DistributedData.Get(Sys).Replicator;
+        await AwaitAssertAsync(async () =>
+        {
+            var read = await replicator.Ask<IGetResponse>(Dsl.Get(key, ReadLocal.Instance), TimeSpan.FromSeconds(5));
+            var plan = RollPlan.FromJson(((GetSuccess)read).Get(key).Value)!;
+            Assert.Equal((true, false, null), (plan.Cancelled, plan.Rolling, plan.Current));
+        }, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(100));
+
+        await first.GracefulStop(TimeSpan.FromSeconds(5));
+        drains.ReceiveWhile(TimeSpan.FromMilliseconds(300), m => m);
+        var second = Sys.ActorOf(FleetCoordinator.Props(NullLogger.Instance));
+        FleetStatus? status = null;
+        await AwaitAssertAsync(async () =>
+        {
+            status = await second.Ask<FleetStatus>(GetFleetStatus.Instance, TimeSpan.FromSeconds(10));
+            Assert.Equal("cancelled", status.Roll?.State); // null until it has read the plan
+        }, TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(200));
+        // The roll ticks once a second: three ticks with a cancelled plan ask no node to drain.
+        drains.ExpectNoMsg(FleetCoordinator.RollTick * 3);
+
+        // A cancelled roll does not block the next one.
+        var again = await second.Ask<RollProgress>(StartRoll.Instance, TimeSpan.FromSeconds(10));
+        Assert.Equal("rolling", again.State);
+        drains.ExpectMsg<DrainMember>(TimeSpan.FromSeconds(10));
+    }
 }
