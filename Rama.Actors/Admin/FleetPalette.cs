@@ -32,7 +32,9 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
     {
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(response);
-        object question = (request.Command, request.Args) switch
+        // pbm appends --json for scripts (the answer's frames are the same either way): it is no argument of these commands.
+        string[] args = [.. request.Args.Where(a => a != "--json")];
+        object question = (request.Command, args) switch
         {
             ("status", []) => GetFleetStatus.Instance,
             ("drain", []) => DrainFleet.Instance,
@@ -43,7 +45,7 @@ internal sealed class FleetPalette(ActorRegistry registry) : IAdminPalette
         if (question is null)
         {
             var problem = request.Command is "status" or "drain" or "roll"
-                ? $"usage: fleet {request.Command}{(request.Command == "roll" ? " [cancel]" : "")} (got '{string.Join(' ', request.Args)}')"
+                ? $"usage: fleet {request.Command}{(request.Command == "roll" ? " [cancel]" : "")} (got '{string.Join(' ', args)}')"
                 : $"fleet has no command '{request.Command}'";
             return await response.FailAsync(problem, AdminExitCodes.Usage, cancellationToken).ConfigureAwait(false);
         }

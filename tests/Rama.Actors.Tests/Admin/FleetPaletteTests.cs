@@ -21,6 +21,9 @@ public sealed class FleetPaletteTests
     [InlineData("status", "", "runs alone", AdminExitCodes.Failed)]
     [InlineData("drain", "", "runs alone", AdminExitCodes.Failed)]
     [InlineData("roll", "cancel", "runs alone", AdminExitCodes.Failed)]
+    [InlineData("status", "--json", "runs alone", AdminExitCodes.Failed)] // pbm --json appends the flag: no usage error
+    [InlineData("roll", "cancel --json", "runs alone", AdminExitCodes.Failed)]
+    [InlineData("roll", "now --json", "usage: fleet roll [cancel] (got 'now')", AdminExitCodes.Usage)]
     [InlineData("roll", "now", "usage: fleet roll [cancel] (got 'now')", AdminExitCodes.Usage)]
     [InlineData("drain", "all", "usage: fleet drain (got 'all')", AdminExitCodes.Usage)]
     [InlineData("restart", "", "unknown command 'fleet restart'", AdminExitCodes.Usage)]
@@ -40,7 +43,7 @@ public sealed class FleetPaletteTests
         try
         {
             var frames = await NodePaletteTests.AskAsync(host.Services.GetRequiredService<AdminEndpoint>().BoundEndpoint!, "fleet", command,
-                argument.Length == 0 ? [] : [argument]);
+                argument.Split(' ', StringSplitOptions.RemoveEmptyEntries));
             Assert.Contains(frames, f => f.Type == AdminFrameType.Error && f.Message!.Contains(message, StringComparison.Ordinal));
             Assert.Equal(exit, frames[^1].Exit);
         }
