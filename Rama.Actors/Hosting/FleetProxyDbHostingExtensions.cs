@@ -71,10 +71,12 @@ public static class FleetProxyDbHostingExtensions
         }
 
         builder.WithDistributedData(ddata);
-        // Subscribers (the replica actor) hear of changes at most this often: Akka's 500 ms was most of the time a record
-        // added on one node took to become selectable on another (p50 274 ms of a 1 s bound, 2026-12-06). 200 ms keeps
-        // a burst of writes at five snapshot rebuilds a second.
-        builder.AddHocon("akka.cluster.distributed-data.notify-subscribers-interval = 200ms", HoconAddMode.Prepend);
+        // Subscribers (the replica actor) hear of changes at most this often, and a write acknowledged by every replica (WriteAll)
+        // waits for that tick before the node selects with it: Akka's 500 ms was most of the time a record added on one node took to
+        // become selectable on another (p50 274 ms of a 1 s bound, 2026-12-06), 200 ms still left up to 200 ms of the bound to the
+        // tick (1,009 ms once under the full suite's load). At 50 ms an idle tick costs nothing (no key changed, no message), and a
+        // burst of writes is bounded by the replica's own rebuild throttle (the next rebuild waits as long as the last one took).
+        builder.AddHocon("akka.cluster.distributed-data.notify-subscribers-interval = 50ms", HoconAddMode.Prepend);
         // Gossip sends up to max-delta-elements keys' whole values in one message: at 100,000 records a partition's value
         // is ~50 KB, so 4 keys per message (~200 KB) stay far under Akka.Remote's frame (benchmarks/fleet_proxydb.py).
         builder.AddHocon("akka.cluster.distributed-data.max-delta-elements = 4", HoconAddMode.Prepend);

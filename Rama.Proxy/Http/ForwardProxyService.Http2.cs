@@ -48,16 +48,19 @@ internal sealed partial class ForwardProxyService
             var timeout = _timeouts.Rent(_options.UpstreamResponseHeaderTimeout);
             var clientGone = cancellationToken.UnsafeRegister(static s => ((CancellationTokenSource)s!).Cancel(), timeout);
             Http2ClientResult result;
+            upload?.BeginAttempt();
             try
             {
                 result = await connection.SendAsync(outbound, timeout.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
             {
+                await UploadEnded(upload).ConfigureAwait(false); // the send was cancelled: its stream reset, its upload stops
                 return (null, ForwardError.UpstreamTimedOut, "no response head in time", upload?.BytesRead > 0);
             }
             catch (Exception ex) when (ex is IOException or InvalidOperationException or Http2Exception && !cancellationToken.IsCancellationRequested)
             {
+                await UploadEnded(upload).ConfigureAwait(false);
                 return (null, ForwardError.UpstreamClosed, "HTTP/2: " + ex.Message, upload?.BytesRead > 0);
             }
             finally
@@ -69,6 +72,18 @@ internal sealed partial class ForwardProxyService
             cancellationToken.ThrowIfCancellationRequested();
             if (result.Response is { } response)
             {
+                if (upload is not null)
+                {
+                    if (ReferenceEquals(response.Body, EmptyBody.Instance))
+                    {
+                        await upload.EndedAsync().ConfigureAwait(false); // a response ended with its head: the client reset the stream if the upload was going on
+                    }
+                    else
+                    {
+                        response.Body = new UploadFencedBody(response.Body, upload);
+                    }
+                }
+
                 // RFC 9110 §7.6.1 / RFC 9113 §8.2.2: nothing connection-specific goes back; Via added (§7.6.3).
                 RemoveHopByHop(response.Headers);
                 AddVia(response.Headers);
@@ -81,6 +96,10 @@ internal sealed partial class ForwardProxyService
 
                 return (response, ForwardError.None, "", upload?.BytesRead > 0);
             }
+
+            // No response: the stream was reset or the connection closed, so its upload (if one started) is stopping; the client's
+            // body is read again only once it has stopped (a retry, or the server draining it).
+            await UploadEnded(upload).ConfigureAwait(false);
 
             // RFC 9113 §8.7: a request the origin did not process goes again on another connection, when none of its body is gone.
             if (result.IsRetryable && (upload is null || upload.BytesRead == 0))
@@ -100,6 +119,8 @@ internal sealed partial class ForwardProxyService
 
         return (null, ForwardError.UpstreamClosed, $"{lastDetail}, {Http2Attempts} times", false);
     }
+
+    private static Task UploadEnded(UploadReader? upload) => upload?.EndedAsync() ?? Task.CompletedTask;
 
     // A new HTTP/2 connection: TCP (h2c, prior knowledge) or TLS that must have chosen h2. Runs for every request waiting on it, so
     // without a caller's token; the connector and the TLS handshake bound it in time.
@@ -194,21 +215,50 @@ internal sealed partial class ForwardProxyService
     /// <summary>
     /// The client's request body as the HTTP/2 client reads it: counts what went up (a retry is safe only at zero), hands the
     /// client's trailers over when the body ends, and leaves completing the client's body to the server that owns it.
+    /// The HTTP/2 client's upload runs on its own, beside the response: <see cref="EndedAsync"/> tells when it has stopped, and a
+    /// read it held when it stopped (a buffer waiting for send window when the stream was reset) is given back then, so the server
+    /// can read the client's connection again (drain the rest of the body, RFC 9112 §9.3; the next request) without a second
+    /// reader on it.
     /// </summary>
     private sealed class UploadReader(HttpRequest inbound) : PipeReader
     {
         private ReadOnlySequence<byte> _last;
         private long _bytesRead;
+        private bool _holding;
+        private bool _started;
+        private TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public HttpRequest? Outbound { get; set; }
 
         public long BytesRead => Interlocked.Read(ref _bytesRead);
 
-        public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default) =>
+        /// <summary>Before each send: the upload of that send has not started.</summary>
+        public void BeginAttempt()
+        {
+            _started = false;
+            _ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        /// <summary>
+        /// Completes when the upload of the current send has stopped (the HTTP/2 client completes its body reader when its upload
+        /// ends, whichever way); at once when it never started (the send opened no stream). It stops once its stream is done or
+        /// reset, which the caller has seen to.
+        /// </summary>
+        public Task EndedAsync() => Volatile.Read(ref _started) ? _ended.Task : Task.CompletedTask;
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            // Set before the first await: the client starts its upload inside SendAsync, so a send that started one has set this.
+            Volatile.Write(ref _started, true);
+            return ReadCoreAsync(cancellationToken);
+        }
+
+        private async ValueTask<ReadResult> ReadCoreAsync(CancellationToken cancellationToken) =>
             Seen(await inbound.Body.ReadAsync(cancellationToken).ConfigureAwait(false));
 
         public override bool TryRead(out ReadResult result)
         {
+            Volatile.Write(ref _started, true);
             var read = inbound.Body.TryRead(out result);
             if (read)
             {
@@ -221,6 +271,7 @@ internal sealed partial class ForwardProxyService
         private ReadResult Seen(ReadResult result)
         {
             _last = result.Buffer;
+            _holding = true;
             if (result.IsCompleted && Outbound is { } outbound)
             {
                 outbound.Trailers = inbound.Trailers; // set by the server before the body completes
@@ -233,6 +284,7 @@ internal sealed partial class ForwardProxyService
 
         public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
         {
+            _holding = false;
             Interlocked.Add(ref _bytesRead, _last.Slice(_last.Start, consumed).Length);
             inbound.Body.AdvanceTo(consumed, examined);
         }
@@ -241,7 +293,45 @@ internal sealed partial class ForwardProxyService
 
         public override void Complete(Exception? exception = null)
         {
-            // the server owns the request body
+            // The server owns the request body and completes it; what this reader still holds is given back, nothing consumed.
+            if (_holding)
+            {
+                _holding = false;
+                inbound.Body.AdvanceTo(_last.Start);
+            }
+
+            _last = default;
+            _ended.TrySetResult();
+        }
+    }
+
+    /// <summary>
+    /// An HTTP/2 origin's response body while the request's upload may still be going: completing it (which resets the stream when
+    /// the upload has not finished, <see cref="Http2ClientConnection"/>) completes only once the upload has stopped, so the server
+    /// that writes the response never reads the client's connection while the upload still does.
+    /// </summary>
+    private sealed class UploadFencedBody(PipeReader inner, UploadReader upload) : PipeReader
+    {
+        private Task? _completing;
+
+        public override ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default) => inner.ReadAsync(cancellationToken);
+
+        public override bool TryRead(out ReadResult result) => inner.TryRead(out result);
+
+        public override void AdvanceTo(SequencePosition consumed) => inner.AdvanceTo(consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => inner.AdvanceTo(consumed, examined);
+
+        public override void CancelPendingRead() => inner.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => _ = CompleteAsync(exception).AsTask();
+
+        public override ValueTask CompleteAsync(Exception? exception = null) => new(_completing ??= CompleteCoreAsync(exception));
+
+        private async Task CompleteCoreAsync(Exception? exception)
+        {
+            await inner.CompleteAsync(exception).ConfigureAwait(false);
+            await upload.EndedAsync().ConfigureAwait(false);
         }
     }
 }

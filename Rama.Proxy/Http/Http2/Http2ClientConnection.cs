@@ -272,6 +272,12 @@ internal sealed class Http2ClientSession(IDuplexPipe transport, Http2ClientOptio
         };
         stream.Response = response;
         stream.ResponseHead!.TrySetResult(new Http2ClientResult(response, Http2ClientError.None));
+        if (endStream && !stream.LocalClosed)
+        {
+            // A response complete with its head while the request body is still going up: as OnBodyReaderCompleted, the upload stops.
+            CancelStream(stream);
+        }
+
         return ValueTask.CompletedTask;
     }
 

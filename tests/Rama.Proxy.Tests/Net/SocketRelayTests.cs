@@ -51,6 +51,41 @@ public sealed class SocketRelayTests
         }
     }
 
+    /// <summary>
+    /// A service that leaves bytes unread (a request body it never read, then a failure) has a receive loop held in its flush at a
+    /// full input: closing the connection still ends (it once waited for that loop forever, and the listener counted the
+    /// connection open until it was disposed).
+    /// </summary>
+    [Fact]
+    public async Task Dispose_ends_while_the_input_is_full_of_unread_bytes()
+    {
+        await using var leg = await Leg.OpenAsync();
+        var sending = Task.Run(async () =>
+        {
+            try
+            {
+                await leg.Peer.SendAsync(new byte[4 * 1024 * 1024], SocketFlags.None);
+            }
+            catch (SocketException)
+            {
+                // the far end closed with the bytes unread
+            }
+        });
+        await Eventually.TrueAsync(() =>
+        {
+            if (!leg.Proxied.Input.TryRead(out var result))
+            {
+                return false;
+            }
+
+            leg.Proxied.Input.AdvanceTo(result.Buffer.Start, result.Buffer.End); // looked at, nothing consumed
+            return result.Buffer.Length >= SocketConnectionOptions.Default.MaxBufferedBytes;
+        }, TimeSpan.FromSeconds(10), () => "the input never filled");
+
+        await leg.Proxied.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        await sending.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
     [Theory]
     [MemberData(nameof(Transports))]
     public async Task Bytes_cross_both_ways_intact_and_in_order_after_what_was_written_before(string transport)

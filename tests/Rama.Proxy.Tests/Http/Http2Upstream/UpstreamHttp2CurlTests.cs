@@ -235,6 +235,85 @@ public class UpstreamHttp2CurlTests
         }
     }
 
+    /// <summary>
+    /// The cause of the early-answer test's rare failure, made certain: the origin's stream window (16 KiB) stops the upload with a
+    /// piece of the client's body in hand when the answer comes; the upload must give it back and stop before the server drains the
+    /// rest of the body (RFC 9112 §9.3) and reads the next request on the same connection. (It once read the connection beside the
+    /// upload: "Reading is already in progress", the connection dropped after the first answer and never counted closed.)
+    /// </summary>
+    [Fact]
+    public async Task An_origin_answering_before_the_request_body_at_a_zero_window_leaves_the_connection_for_the_next_request()
+    {
+        var (app, seen) = RecordingOrigin();
+        await using var origin = Http2.Http2TestServices.StartServer(app, new Http2Limits { InitialStreamWindowSize = 16 * 1024 });
+        await using var proxy = H2ReverseHarness.Listener(new UpstreamTarget(OriginProtocol.H2c, new HostPort("127.0.0.1", origin.LocalEndPoint.Port)));
+        using (var client = new System.Net.Sockets.TcpClient())
+        {
+            await client.ConnectAsync(IPAddress.Loopback, proxy.Port);
+            var stream = client.GetStream();
+            var body = new byte[300_000];
+            var head = "POST /no-read HTTP/1.1\r\nHost: app.example\r\nContent-Length: 300000\r\n\r\n"u8.ToArray();
+            var sending = Task.Run(async () =>
+            {
+                await stream.WriteAsync(head);
+                await stream.WriteAsync(body); // the whole body, as curl sends it after a 2xx that came early
+            });
+            var first = await ReadResponseAsync(stream);
+            Assert.StartsWith("HTTP/1.1 200", first.Head, StringComparison.Ordinal);
+            Assert.DoesNotContain("Connection: close", first.Head, StringComparison.OrdinalIgnoreCase); // 300 KB is drained, not a reason to close
+            Assert.Equal("h2-origin\n", first.Body);
+            await sending.WaitAsync(TimeSpan.FromSeconds(10)); // the proxy read (drained) the body to its end
+
+            await stream.WriteAsync("GET /again HTTP/1.1\r\nHost: app.example\r\n\r\n"u8.ToArray());
+            var second = await ReadResponseAsync(stream);
+            Assert.StartsWith("HTTP/1.1 200", second.Head, StringComparison.Ordinal);
+            Assert.Equal("h2-origin\n", second.Body);
+            Assert.Equal(["/no-read", "/again"], seen.Select(s => s.Target));
+        }
+
+        await Rama.Testing.Eventually.TrueAsync(() => proxy.Server.OpenConnections == 0, TimeSpan.FromSeconds(5), () => $"{proxy.Server.OpenConnections} client connections still open");
+    }
+
+    /// <summary>Reads one response with a Content-Length body (10 s at most).</summary>
+    private static async Task<(string Head, string Body)> ReadResponseAsync(System.Net.Sockets.NetworkStream stream)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        var received = new List<byte>();
+        var buffer = new byte[4096];
+        int end;
+        while ((end = IndexOfHeadEnd(received)) < 0)
+        {
+            var read = await stream.ReadAsync(buffer, timeout.Token);
+            Assert.True(read > 0, "the proxy closed the connection before a response head: " + System.Text.Encoding.Latin1.GetString([.. received]));
+            received.AddRange(buffer.AsSpan(0, read));
+        }
+
+        var head = System.Text.Encoding.Latin1.GetString([.. received], 0, end);
+        var lengthLine = head.Split("\r\n").Single(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+        var length = int.Parse(lengthLine["Content-Length:".Length..].Trim(), System.Globalization.CultureInfo.InvariantCulture);
+        while (received.Count < end + 4 + length)
+        {
+            var read = await stream.ReadAsync(buffer.AsMemory(0, Math.Min(buffer.Length, end + 4 + length - received.Count)), timeout.Token);
+            Assert.True(read > 0, "the proxy closed the connection inside a response body");
+            received.AddRange(buffer.AsSpan(0, read));
+        }
+
+        return (head, System.Text.Encoding.Latin1.GetString([.. received], end + 4, length));
+
+        static int IndexOfHeadEnd(List<byte> bytes)
+        {
+            for (var i = 0; i + 3 < bytes.Count; i++)
+            {
+                if (bytes[i] == '\r' && bytes[i + 1] == '\n' && bytes[i + 2] == '\r' && bytes[i + 3] == '\n')
+                {
+                    return i;
+                }
+            }
+
+            return -1;
+        }
+    }
+
     [Fact]
     public async Task Nginx_h2c_origin_answers_over_http2()
     {
