@@ -601,6 +601,9 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginCon
         CancelClosed();
         if (_receiving is not null)
         {
+            // The receive loop may be parked in its flush (input full, nobody reading it any more), which closing the
+            // socket does not wake: release it, or this waits forever (benchmarks/soak: an abandoned response body).
+            _input.Writer.CancelPendingFlush();
             await _receiving.ConfigureAwait(false);
         }
 
