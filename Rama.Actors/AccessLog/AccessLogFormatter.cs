@@ -67,7 +67,7 @@ internal sealed class AccessLogFormatter : IDisposable
         return line.ToString();
     }
 
-    // time client kind method target status up=N down=N ms=N user=U upstream=U conn=N [listener=L]
+    // time client kind method target status up=N down=N ms=N user=U upstream=U conn=N [listener=L] [proto=P h2fp=F] [reason=R]
     private void AppendText(in AccessLogEntry entry)
     {
         _line.Clear();
@@ -110,6 +110,13 @@ internal sealed class AccessLogFormatter : IDisposable
             AppendEscaped(line, entry.Protocol);
             line.Append(" h2fp=");
             AppendEscaped(line, entry.Http2Fingerprint);
+        }
+
+        if (entry.Reason is not null)
+        {
+            // Refusals only (a limit, a rule): other lines stay as they were.
+            line.Append(" reason=");
+            AppendEscaped(line, entry.Reason);
         }
 
         line.Append('\n');
@@ -254,6 +261,11 @@ internal sealed class AccessLogFormatter : IDisposable
         {
             json.WriteString("protocol"u8, entry.Protocol);
             WriteStringOrNull(json, "h2_fingerprint"u8, entry.Http2Fingerprint);
+        }
+
+        if (entry.Reason is not null)
+        {
+            json.WriteString("reason"u8, entry.Reason);
         }
 
         json.WriteEndObject();

@@ -108,6 +108,9 @@ internal sealed partial class Http1Connection : IDisposable
     private PipeReader _input = null!;
     private PipeWriter _output = null!;
     private bool _responseStarted;
+    private HttpRequest? _current; // the request being served, for the access line of a rejection (413 and the like)
+    private long _currentStartedAt;
+    private Http1BodyReader? _currentBody;
     private bool _continueArmed;
 
     /// <summary>True when the connection opened with the HTTP/2 preface (nothing consumed): the HTTP/2 server takes it.</summary>
@@ -137,6 +140,7 @@ internal sealed partial class Http1Connection : IDisposable
                 _input = _connection.Transport.Input;
                 _output = _connection.Transport.Output;
                 _responseStarted = false;
+                _current = null;
                 _continueArmed = false;
                 var request = await ReadRequestHeadAsync(first ? _limits.HeaderTimeout : _limits.KeepAliveTimeout, first, cancellationToken).ConfigureAwait(false);
                 if (request is null || !await ServeRequestAsync(request, cancellationToken).ConfigureAwait(false))
@@ -280,6 +284,7 @@ internal sealed partial class Http1Connection : IDisposable
         var startedAt = _server.Time.GetTimestamp();
         using var activity = HttpTracing.StartRequest(request, _connection, _server.Kind); // null unless traced; lasts as long as the request or its tunnel
         Http1BodyReader? body = null;
+        (_current, _currentStartedAt, _currentBody) = (request, startedAt, null);
         if (request.BodyFraming != BodyFraming.None)
         {
             if (request.BodyFraming == BodyFraming.ContentLength && request.ContentLength > _limits.MaxRequestBodySize)
@@ -289,7 +294,7 @@ internal sealed partial class Http1Connection : IDisposable
 
             body = new Http1BodyReader(_input, request.BodyFraming, request.ContentLength, _limits, _limits.MaxRequestBodySize);
             body.OnTrailers(trailers => request.Trailers = trailers); // RFC 9112 §7.1.2: a chunked request's trailer section
-            request.Body = body;
+            request.Body = _currentBody = body;
 
             // RFC 9110 §10.1.1: answer "100-continue" when the body is first read, so a request refused
             // before (407, 502) never makes the client send its body.
@@ -591,6 +596,12 @@ internal sealed partial class Http1Connection : IDisposable
             _output.Write("\r\nConnection: close\r\n\r\n"u8);
             _output.Write(text);
             await _output.FlushAsync().ConfigureAwait(false);
+            if (_current is { } request)
+            {
+                // A request the server had read (a body over the limit, a bad chunk): its access line, with the reason.
+                WriteAccess(request, ex.StatusCode, _currentBody?.BytesConsumed ?? 0, text.Length, _currentStartedAt, ex.Message);
+            }
+
             await CloseAsync(lingering: true).ConfigureAwait(false);
         }
         catch (Exception io) when (io is IOException or InvalidOperationException or OperationCanceledException)
@@ -642,7 +653,7 @@ internal sealed partial class Http1Connection : IDisposable
     }
 
     /// <summary>One access entry for <paramref name="request"/>: values the connection has, no formatting.</summary>
-    private void WriteAccess(HttpRequest request, int status, long fromClient, long toClient, long startedAt)
+    private void WriteAccess(HttpRequest request, int status, long fromClient, long toClient, long startedAt, string? reason = null)
     {
         ProxyMetrics.RequestCompleted(request.IsConnect ? AccessKind.Connect : _server.Kind, null, request.Method, status, fromClient, toClient, _server.Time, startedAt);
         var sink = _server.AccessLog;
@@ -666,6 +677,7 @@ internal sealed partial class Http1Connection : IDisposable
             Duration = time.GetElapsedTime(startedAt),
             Upstream = request.Extensions.Get<Upstream.SelectedUpstream>()?.Id,
             ConnectionId = _connection.Id,
+            Reason = reason ?? request.Extensions.Get<AccessRefusal>()?.Reason,
         });
     }
 

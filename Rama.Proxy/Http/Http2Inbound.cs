@@ -23,7 +23,7 @@ internal static class Http2Inbound
         AccessKind kind, TimeProvider time, bool webSocketsToHttp1, Http2Limits? http2Limits = null) =>
         new(application, limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Http1Server"), accessLog, kind, time)
         {
-            Http2 = Create(application, loggerFactory, accessLog, kind, time, webSocketsToHttp1, http2Limits),
+            Http2 = Create(application, loggerFactory, accessLog, kind, time, webSocketsToHttp1, http2Limits, limits.MaxRequestBodySize),
         };
 
     /// <summary>
@@ -37,15 +37,21 @@ internal static class Http2Inbound
             connection.Extensions.Get<Tls.TlsConnectionInfo>()?.ApplicationProtocol == "h2" ? http2.ServeAsync(connection, token) : server.ServeAsync(connection, token));
     }
 
-    /// <summary>The HTTP/2 connection service over <paramref name="application"/> (for ALPN h2, or a preface seen by the HTTP/1.1 server).</summary>
+    /// <summary>
+    /// The HTTP/2 connection service over <paramref name="application"/> (for ALPN h2, or a preface seen by the HTTP/1.1 server).
+    /// <paramref name="maxRequestBodySize"/>: <see cref="HttpLimits.MaxRequestBodySize"/>, held on every stream's body.
+    /// </summary>
     public static IService<ConnectionContext, Unit> Create(IService<HttpRequest, HttpResponse> application, ILoggerFactory loggerFactory, IAccessLog accessLog,
-        AccessKind kind, TimeProvider time, bool webSocketsToHttp1, Http2Limits? http2Limits = null) =>
-        Http2Server.Create(new Http2InboundApplication(application, accessLog, kind, time, webSocketsToHttp1), http2Limits, loggerFactory, time);
+        AccessKind kind, TimeProvider time, bool webSocketsToHttp1, Http2Limits? http2Limits = null, long? maxRequestBodySize = null) =>
+        Http2Server.Create(new Http2InboundApplication(application, accessLog, kind, time, webSocketsToHttp1, maxRequestBodySize), http2Limits, loggerFactory, time);
 }
 
-/// <summary>The request service of an HTTP/2 server: access entries, and extended CONNECT to an HTTP/1.1 upgrade when asked.</summary>
+/// <summary>
+/// The request service of an HTTP/2 server: access entries, the request body limit (<see cref="Http2BodyLimit"/>), and
+/// extended CONNECT to an HTTP/1.1 upgrade when asked.
+/// </summary>
 internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse> inner, IAccessLog accessLog, AccessKind kind, TimeProvider time,
-    bool webSocketsToHttp1) : IService<HttpRequest, HttpResponse>
+    bool webSocketsToHttp1, long? maxRequestBodySize = null) : IService<HttpRequest, HttpResponse>
 {
     public const string Protocol = "HTTP/2";
 
@@ -53,6 +59,21 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
     {
         var startedAt = _time.GetTimestamp();
         var logged = _accessLog.IsEnabled || ProxyMetrics.Io.Enabled || ProxyMetrics.Requests.Enabled;
+        string? tooLarge = null;
+        Http2BodyLimit? bodyLimit = null;
+        if (maxRequestBodySize is { } maxBody && !request.IsConnect && !ReferenceEquals(request.Body, EmptyBody.Instance))
+        {
+            if (request.BodyFraming == BodyFraming.ContentLength && request.ContentLength > maxBody)
+            {
+                // Before any DATA is read: the stream's window stays shut, the server resets the rest after the 413 (RFC 9113 §8.1).
+                tooLarge = Http2BodyLimit.TooLargeText(request.ContentLength, maxBody);
+            }
+            else
+            {
+                request.Body = bodyLimit = new Http2BodyLimit(request.Body, maxBody);
+            }
+        }
+
         CountingReader? upload = null;
         if (logged && !ReferenceEquals(request.Body, EmptyBody.Instance))
         {
@@ -72,13 +93,21 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
         HttpResponse response;
         try
         {
-            if (request.IsConnect && info?.Protocol is { } protocol && webSocketsToHttp1)
+            if (tooLarge is not null)
+            {
+                response = BodyTooLarge(request, tooLarge);
+            }
+            else if (request.IsConnect && info?.Protocol is { } protocol && webSocketsToHttp1)
             {
                 response = await UpgradeAsync(request, info, protocol, cancellationToken).ConfigureAwait(false);
             }
-            else
+            else if (bodyLimit is null)
             {
                 response = await inner.ServeAsync(request, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                response = await ServeLimitedAsync(request, bodyLimit, cancellationToken).ConfigureAwait(false);
             }
         }
         catch (Exception ex) when (ProxyTracing.Fail(activity, ex))
@@ -126,6 +155,43 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
 
         response.Body = new CountingReader(response.Body, entry);
         return response;
+    }
+
+    /// <summary>
+    /// A request whose body is held to the limit: the body crossing it before the response (the forwarder fails its upload,
+    /// however it reports that) is a 413; after the response started, the response body fails, so the server resets the
+    /// stream (the status is gone). The upstream exchange is aborted either way, so the origin never sees a whole request.
+    /// </summary>
+    private async ValueTask<HttpResponse> ServeLimitedAsync(HttpRequest request, Http2BodyLimit bodyLimit, CancellationToken cancellationToken)
+    {
+        HttpResponse response;
+        try
+        {
+            response = await inner.ServeAsync(request, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception) when (bodyLimit.Exceeded && !cancellationToken.IsCancellationRequested)
+        {
+            return BodyTooLarge(request, bodyLimit.Message);
+        }
+
+        if (bodyLimit.Exceeded)
+        {
+            await response.Body.CompleteAsync().ConfigureAwait(false); // a 502 for the failed upload, or an answer to part of the body
+            return BodyTooLarge(request, bodyLimit.Message);
+        }
+
+        if (response.OnUpgrade is null && !ReferenceEquals(response.Body, EmptyBody.Instance))
+        {
+            response.Body = bodyLimit.Guard(response.Body);
+        }
+
+        return response;
+    }
+
+    private static HttpResponse BodyTooLarge(HttpRequest request, string text)
+    {
+        request.Extensions.Set(new AccessRefusal(text));
+        return HttpResponse.Text(413, text);
     }
 
     /// <summary>
@@ -216,6 +282,7 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
                 ConnectionId = request.Connection?.Id ?? 0,
                 Protocol = Protocol,
                 Http2Fingerprint = request.Extensions.Get<Http2Fingerprint>() is { } fingerprint ? AkamaiOf(fingerprint) : null,
+                Reason = request.Extensions.Get<AccessRefusal>()?.Reason,
             });
         }
     }
@@ -275,5 +342,118 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
             await inner.CompleteAsync(exception).ConfigureAwait(false);
             entry?.Write(0, Count);
         }
+    }
+}
+
+/// <summary>
+/// An HTTP/2 request body held to <see cref="HttpLimits.MaxRequestBodySize"/> (a stream has no framing to refuse before
+/// its DATA, unless it announced a content-length, which the server checks first): a read that would hand over bytes past
+/// the limit fails with <see cref="HttpRejectReason.BodyTooLarge"/> instead, so nothing past the limit is forwarded; what
+/// the stream buffered goes back to the connection window when the stream ends (RFC 9113 §6.9).
+/// </summary>
+internal sealed class Http2BodyLimit(PipeReader inner, long limit) : PipeReader
+{
+    private ReadOnlySequence<byte> _last;
+    private long _consumed;
+    private int _exceeded;
+    private Action? _onExceeded;
+
+    public bool Exceeded => Volatile.Read(ref _exceeded) != 0;
+
+    public string Message => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"Content Too Large: the request body grew past the limit of {limit} bytes");
+
+    public static string TooLargeText(long length, long limit) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+        $"Content Too Large: the request body of {length} bytes is larger than the limit of {limit} bytes");
+
+    /// <summary>The response body, failed (at its next read, or its pending one at once) when the request body crosses the limit.</summary>
+    public PipeReader Guard(PipeReader response)
+    {
+        var guarded = new GuardedResponse(response, this);
+        Volatile.Write(ref _onExceeded, response.CancelPendingRead);
+        return guarded;
+    }
+
+    public override bool TryRead(out ReadResult result)
+    {
+        if (!inner.TryRead(out result))
+        {
+            return false;
+        }
+
+        Check(result);
+        return true;
+    }
+
+    public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+    {
+        var result = await inner.ReadAsync(cancellationToken).ConfigureAwait(false);
+        Check(result);
+        return result;
+    }
+
+    private void Check(ReadResult result)
+    {
+        if (_consumed + result.Buffer.Length <= limit)
+        {
+            _last = result.Buffer;
+            return;
+        }
+
+        inner.AdvanceTo(result.Buffer.Start); // nothing past the limit is handed over
+        Interlocked.Exchange(ref _exceeded, 1);
+        Volatile.Read(ref _onExceeded)?.Invoke();
+        throw new HttpCodecException(HttpRejectReason.BodyTooLarge, Message);
+    }
+
+    public override void AdvanceTo(SequencePosition consumed) => AdvanceTo(consumed, consumed);
+
+    public override void AdvanceTo(SequencePosition consumed, SequencePosition examined)
+    {
+        _consumed += _last.Slice(0, consumed).Length;
+        _last = default;
+        inner.AdvanceTo(consumed, examined);
+    }
+
+    public override void CancelPendingRead() => inner.CancelPendingRead();
+
+    public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+    public override ValueTask CompleteAsync(Exception? exception = null) => inner.CompleteAsync(exception);
+
+    private sealed class GuardedResponse(PipeReader response, Http2BodyLimit limit) : PipeReader
+    {
+        public override bool TryRead(out ReadResult result)
+        {
+            ThrowIfExceeded();
+            return response.TryRead(out result);
+        }
+
+        public override async ValueTask<ReadResult> ReadAsync(CancellationToken cancellationToken = default)
+        {
+            ThrowIfExceeded();
+            var result = await response.ReadAsync(cancellationToken).ConfigureAwait(false);
+            ThrowIfExceeded();
+            return result;
+        }
+
+        // An IOException: the HTTP/2 server resets the stream (CANCEL) and logs it at Debug, as a client's fault.
+        private void ThrowIfExceeded()
+        {
+            if (limit.Exceeded)
+            {
+                throw new IOException(limit.Message);
+            }
+        }
+
+        public override void AdvanceTo(SequencePosition consumed) => response.AdvanceTo(consumed);
+
+        public override void AdvanceTo(SequencePosition consumed, SequencePosition examined) => response.AdvanceTo(consumed, examined);
+
+        public override void CancelPendingRead() => response.CancelPendingRead();
+
+        public override void Complete(Exception? exception = null) => response.Complete(exception);
+
+        public override ValueTask CompleteAsync(Exception? exception = null) => response.CompleteAsync(exception);
     }
 }

@@ -126,7 +126,7 @@ public static class HttpProxy
             return Service.Owning<ConnectionContext, Unit>(server, pool);
         }
 
-        var http2 = Http2Inbound.Create(app, loggerFactory, accessLog, kind, time, webSocketsToHttp1: false);
+        var http2 = Http2Inbound.Create(app, loggerFactory, accessLog, kind, time, webSocketsToHttp1: false, maxRequestBodySize: options.Limits.MaxRequestBodySize);
         var byAlpn = Service.FromFunc<ConnectionContext, Unit>((connection, token) =>
             connection.Extensions.Get<Tls.TlsConnectionInfo>()?.ApplicationProtocol == "h2" ? http2.ServeAsync(connection, token) : server.ServeAsync(connection, token));
         return Service.Owning(byAlpn, pool);

@@ -50,6 +50,7 @@ public sealed partial class UserLimitLayer(UserLimits limits, ILogger? logger = 
             if (!lease.IsGranted)
             {
                 LogRefused(layer._logger, request.Method, request.Target, lease.Reason);
+                request.Extensions.Set(new Observability.AccessRefusal(lease.Reason)); // the reason on the access line
                 var refused = HttpResponse.Text(429, "Too Many Requests: " + lease.Reason);
                 refused.Headers.Add("Retry-After", RetryAfterSeconds(lease.RetryAfter));
                 return refused;

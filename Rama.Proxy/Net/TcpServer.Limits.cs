@@ -75,13 +75,42 @@ public sealed partial class TcpServer
     {
         try
         {
+            var client = socket.RemoteEndPoint as IPEndPoint;
+            var started = Stopwatch.GetTimestamp();
             var answer = await ConnectionRefusal.RefuseAsync(socket, reason, TimeSpan.FromSeconds(1), _options.RefusalTimeout, _shutdown.ShutdownRequested).ConfigureAwait(false);
             LogRefused(_logger, remote, LocalEndPoint.ToString(), answer, reason);
+            WriteRefusal(client, answer, reason, started);
         }
         finally
         {
             Interlocked.Decrement(ref _refusing);
         }
+    }
+
+    // The access line of an answered refusal: kind and status by what the client was told (HTTP and HTTP/2 503, SOCKS5
+    // reply 1, TLS 503 for the internal_error alert), no method or target (nothing was read as a request), the limit as reason.
+    private void WriteRefusal(IPEndPoint? client, RefusalAnswer answer, string reason, long started)
+    {
+        if (answer == RefusalAnswer.None || _options.AccessLog is not { IsEnabled: true } accessLog)
+        {
+            return;
+        }
+
+        accessLog.Write(new Observability.AccessLogEntry
+        {
+            Time = DateTimeOffset.UtcNow,
+            Kind = answer switch
+            {
+                RefusalAnswer.Socks5GeneralFailure => Observability.AccessKind.Socks5,
+                RefusalAnswer.TlsInternalError => Observability.AccessKind.Tls,
+                _ => Observability.AccessKind.Http,
+            },
+            Client = client,
+            Status = answer == RefusalAnswer.Socks5GeneralFailure ? 1 : 503,
+            Duration = Stopwatch.GetElapsedTime(started),
+            Protocol = answer == RefusalAnswer.Http2Refused ? "HTTP/2" : null,
+            Reason = reason,
+        });
     }
 
     // A connection closed: its client's slot goes, and a paused accept loop tries again at once.

@@ -50,6 +50,12 @@ public sealed record TcpServerOptions
     /// </summary>
     public int MaxPendingRefusals { get; init; } = 64;
 
+    /// <summary>
+    /// Where a refused connection's access-log line goes (the 503, SOCKS5 0x01, TLS alert or HTTP/2 refusal, with the
+    /// limit as its reason). Null (default): none.
+    /// </summary>
+    public Observability.IAccessLog? AccessLog { get; init; }
+
     /// <summary>First pause of the accept loop when the process is out of descriptors (EMFILE/ENFILE); doubles per failure. Default 10 ms.</summary>
     public TimeSpan AcceptBackoffInitial { get; init; } = TimeSpan.FromMilliseconds(10);
 

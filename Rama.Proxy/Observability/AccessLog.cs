@@ -88,9 +88,21 @@ public readonly record struct AccessLogEntry
     /// <summary>The client connection's Akamai HTTP/2 fingerprint (<c>S|WU|P|PS</c>) for an HTTP/2 request; else null.</summary>
     public string? Http2Fingerprint { get; init; }
 
+    /// <summary>
+    /// Why the request or connection was refused (a limit, a rule), as the refusal's body or log names it; null for an
+    /// ordinary answer. Set from <see cref="AccessRefusal"/> in the request's or connection's extensions.
+    /// </summary>
+    public string? Reason { get; init; }
+
     /// <summary>The target as text: <see cref="Target"/>, else <see cref="Authority"/>, else "-". Allocates: for writers, not for the connection's path.</summary>
     public string TargetText => Target ?? (Authority.Host is null ? "-" : Authority.ToString());
 }
+
+/// <summary>
+/// Put in a request's (or a SOCKS5 connection's) extensions by the layer that refuses it (a user limit, the body limit),
+/// so that its access-log entry carries <see cref="AccessLogEntry.Reason"/>.
+/// </summary>
+public sealed record AccessRefusal(string Reason);
 
 /// <summary>
 /// Where access-log entries go. <see cref="Write"/> is called on the connection's path, once per request and once per

@@ -154,6 +154,7 @@ internal sealed partial class Socks5Service(
                     {
                         // RFC 1928 has no field for a reason: 0x02 (not allowed by ruleset), the reason in the log and access log.
                         await ReplyAsync(transport.Output, Socks5Reply.NotAllowedByRuleset, linked.Token).ConfigureAwait(false);
+                        connection.Extensions.Set(new AccessRefusal(userLease.Lease.Reason));
                         WriteAccess(connection, request.Target, Socks5Reply.NotAllowedByRuleset, default, started);
                         LogUserLimited(logger, connection.Id, request.Target.ToString(), userLease.Lease.Reason);
                         return Reject(connection, userLease.Lease.Reason);
@@ -285,6 +286,7 @@ internal sealed partial class Socks5Service(
             Duration = time.GetElapsedTime(started),
             Upstream = connection.Extensions.Get<Upstream.SelectedUpstream>()?.Id,
             ConnectionId = connection.Id,
+            Reason = connection.Extensions.Get<AccessRefusal>()?.Reason,
         });
     }
 

@@ -142,6 +142,32 @@ public sealed class AccessLogStreamTests : Akka.TestKit.Xunit2.TestKit, IDisposa
     }
 
     [Fact]
+    public void A_refusal_carries_its_reason_last_in_text_and_as_a_json_field_and_other_lines_have_none()
+    {
+        var refused = new AccessLogEntry
+        {
+            Time = DateTimeOffset.UnixEpoch,
+            Kind = AccessKind.Http,
+            Client = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 50312),
+            Status = 503,
+            Reason = "listener 'edge' is at its limit of 2 connections",
+        };
+
+        Assert.Equal("1970-01-01T00:00:00.000Z 127.0.0.1:50312 http - - 503 up=0 down=0 ms=0.0 user=- upstream=- conn=0 " +
+            "reason=listener\\x20'edge'\\x20is\\x20at\\x20its\\x20limit\\x20of\\x202\\x20connections\n", AccessLogFormatter.FormatText(refused));
+        Assert.DoesNotContain("reason=", AccessLogFormatter.FormatText(refused with { Reason = null }), StringComparison.Ordinal);
+
+        using var json = new AccessLogFormatter(AccessLogFormat.Json);
+        json.Append(refused);
+        json.Append(refused with { Reason = null });
+        var lines = System.Text.Encoding.UTF8.GetString(json.Written.Span).Split('\n');
+        using var first = JsonDocument.Parse(lines[0]);
+        Assert.Equal(refused.Reason, first.RootElement.GetProperty("reason").GetString());
+        using var second = JsonDocument.Parse(lines[1]);
+        Assert.False(second.RootElement.TryGetProperty("reason", out _));
+    }
+
+    [Fact]
     public async Task A_blocked_writer_makes_lines_drop_and_count_while_connections_are_served_and_the_count_is_logged()
     {
         var destination = new BlockedStream();

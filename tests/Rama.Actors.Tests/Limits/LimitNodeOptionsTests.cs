@@ -1,6 +1,7 @@
 using System.Collections;
 using Rama.Actors.Hosting;
 using Rama.Actors.Options;
+using Rama.Actors.Tests.Options;
 using Rama.Admin.Options;
 using Rama.Proxy.Limits;
 using Rama.Proxy.Net;
@@ -14,24 +15,12 @@ namespace Rama.Actors.Tests.Limits;
 /// </summary>
 public sealed class LimitNodeOptionsTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("rama-limit-options").FullName;
+    private readonly NodeOptionsFixture _node = new("rama-limit-options");
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose() => _node.Dispose();
 
-    private (NodeOptions Options, IReadOnlyList<string> Problems, OptionsReader Reader) Read(string[] args, string? json = null, Hashtable? environment = null)
-    {
-        if (json is not null)
-        {
-            var path = Path.Combine(_dir, "node.json");
-            File.WriteAllText(path, json);
-            args = [.. args, "--config", path];
-        }
-
-        var parsed = new NodeCommandLine().CommandLine.Parse(args);
-        Assert.Empty(parsed.Errors);
-        var reader = new OptionsReader(RamaConfiguration.Build(_dir, parsed, environment ?? new Hashtable()), NodeOptionDeclarations.All);
-        return (NodeOptions.Read(reader), reader.Problems, reader);
-    }
+    private (NodeOptions Options, IReadOnlyList<string> Problems, OptionsReader Reader) Read(string[] args, string? json = null, Hashtable? environment = null) =>
+        _node.Read(args, json, environment);
 
     [Fact]
     public void Command_line_limits_reach_every_listener_and_the_users()

@@ -11,24 +11,12 @@ namespace Rama.Actors.Tests.Options;
 /// <summary>The proxy node's options: listener entries, per-kind keys, refusals, no side effects.</summary>
 public sealed class NodeOptionsTests : IDisposable
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("rama-node-options").FullName;
+    private readonly NodeOptionsFixture _node = new("rama-node-options");
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose() => _node.Dispose();
 
-    private (NodeOptions Options, IReadOnlyList<string> Problems, OptionsReader Reader) Read(string[] args, string? json = null, Hashtable? environment = null)
-    {
-        if (json is not null)
-        {
-            var path = Path.Combine(_dir, "node.json");
-            File.WriteAllText(path, json);
-            args = [.. args, "--config", path];
-        }
-
-        var parsed = new NodeCommandLine().CommandLine.Parse(args);
-        Assert.Empty(parsed.Errors);
-        var reader = new OptionsReader(RamaConfiguration.Build(_dir, parsed, environment ?? new Hashtable()), NodeOptionDeclarations.All);
-        return (NodeOptions.Read(reader), reader.Problems, reader);
-    }
+    private (NodeOptions Options, IReadOnlyList<string> Problems, OptionsReader Reader) Read(string[] args, string? json = null, Hashtable? environment = null) =>
+        _node.Read(args, json, environment);
 
     [Fact]
     public void The_node_command_line_has_no_option_name_or_alias_twice() => Assert.Empty(new NodeCommandLine().CommandLine.DuplicateNames());
@@ -36,7 +24,7 @@ public sealed class NodeOptionsTests : IDisposable
     [Fact]
     public void Upstream_proxy_ca_and_tls_upstream_ca_are_two_options_with_two_keys_and_the_ambiguous_name_is_gone()
     {
-        var ca = Path.Combine(_dir, "ca.pem");
+        var ca = Path.Combine(_node.Directory, "ca.pem");
         File.WriteAllText(ca, "not read by validation");
         var (options, problems, _) = Read(["--upstream-proxy-ca", ca, "--tls-upstream-ca", ca]);
         Assert.Empty(problems);
@@ -178,7 +166,7 @@ public sealed class NodeOptionsTests : IDisposable
     [Fact]
     public void Validating_mitm_options_creates_no_ca_on_disk()
     {
-        var caDir = Path.Combine(_dir, "ca");
+        var caDir = Path.Combine(_node.Directory, "ca");
         var (options, problems, _) = Read(["--mitm", "--mitm-ca-dir", caDir]);
         Assert.Empty(problems);
         Assert.True(options.Mitm.Enabled);
@@ -217,7 +205,7 @@ public sealed class NodeOptionsTests : IDisposable
     [Fact]
     public void Upstream_fallback_implies_the_fallback_mode_unless_a_mode_is_set()
     {
-        var db = Path.Combine(_dir, "db.csv");
+        var db = Path.Combine(_node.Directory, "db.csv");
         File.WriteAllText(db, "");
         Assert.Equal(Rama.Proxy.Upstream.UpstreamMode.Fallback, Read(["--proxydb", db, "--upstream-fallback", "country-us"]).Options.Proxy.Upstream.Mode);
         Assert.Equal(Rama.Proxy.Upstream.UpstreamMode.Required, Read(["--proxydb", db, "--upstream-fallback", "country-us", "--upstream-mode", "required"]).Options.Proxy.Upstream.Mode);
