@@ -148,11 +148,15 @@ internal sealed class ListenerMetrics
         _address = endpoint.Address.ToString();
         _port = endpoint.Port;
         _name = name ?? _address + ":" + endpoint.Port.ToString(CultureInfo.InvariantCulture);
+        Tag = new KeyValuePair<string, object?>("rama.listener", _name);
     }
+
+    /// <summary><c>rama.listener</c> with this listener's name, made once: the request metrics of its connections carry it too.</summary>
+    public KeyValuePair<string, object?> Tag { get; }
 
     private TagList Tags => new()
     {
-        { "rama.listener", _name },
+        Tag,
         { "server.address", _address },
         { "server.port", _port },
     };

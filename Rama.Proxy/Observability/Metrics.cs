@@ -48,8 +48,10 @@ internal static class ProxyMetrics
     /// <summary>
     /// One request (or tunnel, for <see cref="AccessKind.Connect"/> and <see cref="AccessKind.Socks5"/>) ended: called beside
     /// the access-log entry, whether or not the access log is on. <paramref name="startedAt"/> is a <paramref name="time"/> timestamp.
+    /// <paramref name="listener"/> is the instruments of the listener the connection came in on (<c>rama.listener</c>, as on
+    /// its connection metrics; a layered connection, TLS or MITM, keeps its listener's); null for a connection from elsewhere.
     /// </summary>
-    public static void RequestCompleted(AccessKind kind, string? protocol, string? method, int status, long fromClient, long toClient, TimeProvider time, long startedAt)
+    public static void RequestCompleted(AccessKind kind, ListenerMetrics? listener, string? protocol, string? method, int status, long fromClient, long toClient, TimeProvider time, long startedAt)
     {
         var kindText = Kind(kind);
         if (fromClient > 0 || toClient > 0)
@@ -71,6 +73,11 @@ internal static class ProxyMetrics
                 { "rama.http.status_class", s_statusClasses[(status / 100) - 1] },
                 { "network.protocol.version", version },
             };
+            if (listener is not null)
+            {
+                tags.Add(listener.Tag); // a tag made at bind: nothing allocated per request (TagList keeps 8 inline)
+            }
+
             Requests.Add(1, in tags);
         }
 
@@ -84,6 +91,11 @@ internal static class ProxyMetrics
                 { "network.protocol.version", version },
                 { "rama.proxy.kind", kindText },
             };
+            if (listener is not null)
+            {
+                tags.Add(listener.Tag);
+            }
+
             RequestDuration.Record(time.GetElapsedTime(startedAt).TotalSeconds, in tags);
         }
     }
