@@ -424,7 +424,7 @@ internal sealed partial class EpollReverseProxy
 
             if (_request is { } metered)
             {
-                ProxyMetrics.RequestCompleted(AccessKind.Reverse, null, metered.Method, _status, _bodySent, _bytesOut, TimeProvider.System, _startedAt);
+                ProxyMetrics.RequestCompleted(AccessKind.Reverse, _context.Listener, null, metered.Method, _status, _bodySent, _bytesOut, TimeProvider.System, _startedAt);
             }
 
             if (_request is { } request && _owner._accessLog.IsEnabled)

@@ -655,7 +655,7 @@ internal sealed partial class Http1Connection : IDisposable
     /// <summary>One access entry for <paramref name="request"/>: values the connection has, no formatting.</summary>
     private void WriteAccess(HttpRequest request, int status, long fromClient, long toClient, long startedAt, string? reason = null)
     {
-        ProxyMetrics.RequestCompleted(request.IsConnect ? AccessKind.Connect : _server.Kind, null, request.Method, status, fromClient, toClient, _server.Time, startedAt);
+        ProxyMetrics.RequestCompleted(request.IsConnect ? AccessKind.Connect : _server.Kind, _connection.Listener, null, request.Method, status, fromClient, toClient, _server.Time, startedAt);
         var sink = _server.AccessLog;
         if (!sink.IsEnabled)
         {

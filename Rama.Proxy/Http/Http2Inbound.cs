@@ -253,14 +253,9 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
                 activity.Stop();
             }
 
-            if (!owner._accessLog.IsEnabled)
-            {
-                return;
-            }
-
             var clock = owner._time;
             var fromClient = (upload?.Count ?? 0) + tunnelUp;
-            ProxyMetrics.RequestCompleted(owner._kind, Protocol, request.Method, status, fromClient, bytesDown, clock, startedAt);
+            ProxyMetrics.RequestCompleted(owner._kind, request.Connection?.Listener, Protocol, request.Method, status, fromClient, bytesDown, clock, startedAt);
             if (!owner._accessLog.IsEnabled)
             {
                 return;

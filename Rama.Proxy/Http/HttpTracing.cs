@@ -65,7 +65,7 @@ internal static class HttpTracing
         }
 
         activity.SetTag("http.response.status_code", status);
-        ProxyTracing.TagOutcome(activity, request.Extensions);
+        Upstream.UpstreamTracing.TagOutcome(activity, request.Extensions);
         if (status >= 500)
         {
             // OpenTelemetry HTTP server spans: 5xx is an error of the server; 4xx is the client's.
@@ -139,6 +139,7 @@ internal static class HttpTracing
         if (connection is not null)
         {
             ProxyTracing.TagConnection(activity, connection);
+            Fingerprint.FingerprintTracing.TagConnection(activity, connection.Extensions);
         }
     }
 

@@ -104,7 +104,7 @@ public sealed class ConnectionContext
     public IPEndPoint? RemoteEndPoint { get; set; }
 
     /// <summary>The connection instruments of the listener that accepted this connection; null when it came from elsewhere (tests).</summary>
-    internal Observability.ListenerMetrics? Listener { get; init; }
+    internal Metrics.ListenerMetrics? Listener { get; init; }
 
     public IPEndPoint? LocalEndPoint => _socket.LocalEndPoint;
 

@@ -77,7 +77,7 @@ public sealed partial class TcpServer : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly GracefulShutdown _shutdown = new();
     private readonly ConcurrentDictionary<long, SocketConnection> _connections = new();
-    private readonly Observability.ListenerMetrics _metrics;
+    private readonly Metrics.ListenerMetrics _metrics;
     private Task _acceptLoop = Task.CompletedTask;
     private int _unbound;
 
@@ -87,7 +87,7 @@ public sealed partial class TcpServer : IAsyncDisposable
         _options = options;
         _logger = logger;
         LocalEndPoint = (IPEndPoint)listenSocket.LocalEndPoint!;
-        _metrics = new Observability.ListenerMetrics(options.Name, LocalEndPoint);
+        _metrics = new Metrics.ListenerMetrics(options.Name, LocalEndPoint);
     }
 
     /// <summary>The bound address (with the real port when 0 was asked for).</summary>

@@ -1,93 +1,33 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
-using System.Globalization;
-using System.Net;
-using System.Security.Authentication;
+using Rama.Proxy.Metrics;
 
 namespace Rama.Proxy.Observability;
 
 /// <summary>
-/// The instruments of meter <c>Rama.Proxy</c> (<see cref="MeterName"/>): what the framework's listeners, HTTP servers,
-/// tunnels, upstream connector and TLS layer count. Names follow the OpenTelemetry semantic conventions where one exists
-/// (<c>http.server.request.duration</c> with <c>http.response.status_code</c> and <c>network.protocol.version</c>;
-/// Kestrel's <c>…active_connections</c> / <c>…rejected_connections</c> shape with <c>server.address</c> and <c>server.port</c>;
-/// <c>network.io.direction</c>, <c>tls.protocol.version</c>, <c>error.type</c>); the rest are under <c>rama.*</c>.
-/// <para>
-/// The hot path stays cheap: every recording is one instrument call with a <see cref="TagList"/> on the stack, tag values
-/// are strings and boxed numbers made once (per listener at bind, per status code at start-up), and an instrument nobody
-/// listens to costs one <see cref="Instrument.Enabled"/> check.
-/// </para>
+/// Requests and tunnels on meter <c>Rama.Proxy</c>, by <see cref="AccessKind"/>: what the HTTP and SOCKS5 servers record,
+/// over the instruments of <see cref="ProxyInstruments"/> (the leaf the listener, TLS and upstream code record to). The hot
+/// path stays cheap: one instrument call with a <see cref="TagList"/> on the stack, tag values made once.
 /// </summary>
 internal static class ProxyMetrics
 {
     /// <summary>The meter's name, for <c>AddMeter("Rama.Proxy")</c>.</summary>
-    public const string MeterName = "Rama.Proxy";
+    public const string MeterName = ProxyInstruments.MeterName;
 
-    internal static readonly Meter Meter = new(MeterName, typeof(ProxyMetrics).Assembly.GetName().Version?.ToString(3));
+    internal static Counter<long> Requests => ProxyInstruments.Requests;
 
-    // ---- listeners (Kestrel's kestrel.active_connections / kestrel.rejected_connections / kestrel.connection.duration) ----
-    internal static readonly UpDownCounter<long> ActiveConnections = Meter.CreateUpDownCounter<long>(
-        "rama.listener.active_connections", "{connection}", "Connections open on a listener.");
+    internal static Histogram<double> RequestDuration => ProxyInstruments.RequestDuration;
 
-    internal static readonly Counter<long> AcceptedConnections = Meter.CreateCounter<long>(
-        "rama.listener.accepted_connections", "{connection}", "Connections a listener accepted.");
+    internal static Counter<long> Io => ProxyInstruments.Io;
 
-    internal static readonly Counter<long> RejectedConnections = Meter.CreateCounter<long>(
-        "rama.listener.rejected_connections", "{connection}", "Connections a listener refused before serving them (error.type says why).");
+    internal static UpDownCounter<long> ActiveTunnels => ProxyInstruments.ActiveTunnels;
 
-    internal static readonly Histogram<double> ConnectionDuration = Meter.CreateHistogram(
-        "rama.listener.connection.duration", "s", "How long connections stayed open.",
-        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
-
-    // ---- requests -------------------------------------------------------------------------------------------------------
-    internal static readonly Histogram<double> RequestDuration = Meter.CreateHistogram(
-        "http.server.request.duration", "s", "Duration of HTTP server requests (tunnels are in rama.proxy.tunnel.duration).",
-        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = DurationBuckets });
-
-    internal static readonly Counter<long> Requests = Meter.CreateCounter<long>(
-        "rama.proxy.requests", "{request}", "Requests answered, by kind, status class and protocol (a CONNECT is counted when its tunnel ends).");
-
-    internal static readonly Counter<long> Io = Meter.CreateCounter<long>(
-        "rama.proxy.io", "By", "Payload bytes received from clients (network.io.direction=receive) and sent to them (transmit).");
-
-    // ---- tunnels --------------------------------------------------------------------------------------------------------
-    internal static readonly UpDownCounter<long> ActiveTunnels = Meter.CreateUpDownCounter<long>(
-        "rama.proxy.active_tunnels", "{tunnel}", "CONNECT and SOCKS5 tunnels open.");
-
-    internal static readonly Histogram<double> TunnelDuration = Meter.CreateHistogram(
-        "rama.proxy.tunnel.duration", "s", "How long tunnels stayed open.",
-        advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = TunnelBuckets });
-
-    // ---- upstreams ------------------------------------------------------------------------------------------------------
-    internal static readonly Counter<long> UpstreamSelections = Meter.CreateCounter<long>(
-        "rama.upstream.selections", "{selection}", "Connections made through an upstream proxy.");
-
-    internal static readonly Counter<long> UpstreamFailures = Meter.CreateCounter<long>(
-        "rama.upstream.failures", "{failure}", "Upstream proxies that failed a connection (they are backed off).");
-
-    internal static readonly Counter<long> UpstreamBackoffs = Meter.CreateCounter<long>(
-        "rama.upstream.backoffs", "{backoff}", "Back-offs started or extended for an upstream proxy.");
-
-    // ---- TLS ------------------------------------------------------------------------------------------------------------
-    internal static readonly Counter<long> TlsHandshakes = Meter.CreateCounter<long>(
-        "rama.tls.handshakes", "{handshake}", "TLS handshakes completed by TLS-terminating listeners.");
-
-    internal static readonly Counter<long> TlsHandshakeFailures = Meter.CreateCounter<long>(
-        "rama.tls.handshake_failures", "{handshake}", "TLS handshakes refused or failed (error.type says why).");
-
-    // ---- access log -----------------------------------------------------------------------------------------------------
-    internal static readonly Counter<long> AccessLogDropped = Meter.CreateCounter<long>(
-        "rama.access_log.dropped", "{entry}", "Access-log entries dropped because the writer fell behind.");
-
-    private static double[] DurationBuckets => [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
-
-    private static double[] TunnelBuckets => [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600];
+    internal static Histogram<double> TunnelDuration => ProxyInstruments.TunnelDuration;
 
     // Tag values made once: no string or box per recording.
     private static readonly object?[] s_statusCodes = BoxStatusCodes();
     private static readonly string[] s_statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"];
     private static readonly string[] s_kinds = [.. Enum.GetNames<AccessKind>().Select(n => n.ToLowerInvariant())];
-    private static readonly string[] s_tlsReasons = [.. Enum.GetNames<Tls.TlsRejectReason>()];
 
     private static object?[] BoxStatusCodes()
     {
@@ -108,8 +48,10 @@ internal static class ProxyMetrics
     /// <summary>
     /// One request (or tunnel, for <see cref="AccessKind.Connect"/> and <see cref="AccessKind.Socks5"/>) ended: called beside
     /// the access-log entry, whether or not the access log is on. <paramref name="startedAt"/> is a <paramref name="time"/> timestamp.
+    /// <paramref name="listener"/> is the instruments of the listener the connection came in on (<c>rama.listener</c>, as on
+    /// its connection metrics; a layered connection, TLS or MITM, keeps its listener's); null for a connection from elsewhere.
     /// </summary>
-    public static void RequestCompleted(AccessKind kind, string? protocol, string? method, int status, long fromClient, long toClient, TimeProvider time, long startedAt)
+    public static void RequestCompleted(AccessKind kind, ListenerMetrics? listener, string? protocol, string? method, int status, long fromClient, long toClient, TimeProvider time, long startedAt)
     {
         var kindText = Kind(kind);
         if (fromClient > 0 || toClient > 0)
@@ -131,6 +73,11 @@ internal static class ProxyMetrics
                 { "rama.http.status_class", s_statusClasses[(status / 100) - 1] },
                 { "network.protocol.version", version },
             };
+            if (listener is not null)
+            {
+                tags.Add(listener.Tag); // a tag made at bind: nothing allocated per request (TagList keeps 8 inline)
+            }
+
             Requests.Add(1, in tags);
         }
 
@@ -144,6 +91,11 @@ internal static class ProxyMetrics
                 { "network.protocol.version", version },
                 { "rama.proxy.kind", kindText },
             };
+            if (listener is not null)
+            {
+                tags.Add(listener.Tag);
+            }
+
             RequestDuration.Record(time.GetElapsedTime(startedAt).TotalSeconds, in tags);
         }
     }
@@ -202,94 +154,6 @@ internal static class ProxyMetrics
         }
     }
 
-    /// <summary>A connection went through upstream proxy <paramref name="id"/>.</summary>
-    public static void UpstreamSelected(string id) => UpstreamSelections.Add(1, new KeyValuePair<string, object?>("rama.upstream.id", id));
-
-    /// <summary>Upstream proxy <paramref name="id"/> failed and is backed off for <paramref name="backoff"/>.</summary>
-    public static void UpstreamFailed(string id, TimeSpan backoff)
-    {
-        var tag = new KeyValuePair<string, object?>("rama.upstream.id", id);
-        UpstreamFailures.Add(1, tag);
-        if (backoff > TimeSpan.Zero)
-        {
-            UpstreamBackoffs.Add(1, tag);
-        }
-    }
-
-    /// <summary>A TLS handshake completed with <paramref name="protocol"/>.</summary>
-    public static void TlsHandshake(SslProtocols protocol) => TlsHandshakes.Add(1, new KeyValuePair<string, object?>("tls.protocol.version", protocol switch
-    {
-        SslProtocols.Tls13 => "1.3",
-        SslProtocols.Tls12 => "1.2",
-        _ => "other",
-    }));
-
-    /// <summary>A TLS handshake failed or was refused for <paramref name="reason"/>.</summary>
-    public static void TlsHandshakeFailed(Tls.TlsRejectReason reason) => TlsHandshakeFailures.Add(1,
-        new KeyValuePair<string, object?>("error.type", (uint)reason < (uint)s_tlsReasons.Length ? s_tlsReasons[(int)reason] : "other"));
-
     /// <summary><paramref name="count"/> access-log entries were dropped.</summary>
-    public static void AccessLogEntriesDropped(long count)
-    {
-        if (count > 0)
-        {
-            AccessLogDropped.Add(count);
-        }
-    }
-}
-
-/// <summary>
-/// One listener's connection instruments with its tags made once at bind (<c>rama.listener</c>, <c>server.address</c>,
-/// <c>server.port</c>): recording a connection builds a <see cref="TagList"/> from fields, nothing else.
-/// </summary>
-internal sealed class ListenerMetrics
-{
-    private readonly string _name;
-    private readonly string _address;
-    private readonly object _port;
-
-    public ListenerMetrics(string? name, IPEndPoint endpoint)
-    {
-        _address = endpoint.Address.ToString();
-        _port = endpoint.Port;
-        _name = name ?? _address + ":" + endpoint.Port.ToString(CultureInfo.InvariantCulture);
-    }
-
-    private TagList Tags => new()
-    {
-        { "rama.listener", _name },
-        { "server.address", _address },
-        { "server.port", _port },
-    };
-
-    /// <summary>A connection was accepted; returns the timestamp to pass to <see cref="Closed"/>.</summary>
-    public long Accepted()
-    {
-        var tags = Tags;
-        ProxyMetrics.AcceptedConnections.Add(1, in tags);
-        ProxyMetrics.ActiveConnections.Add(1, in tags);
-        return Stopwatch.GetTimestamp();
-    }
-
-    /// <summary>The connection accepted at <paramref name="acceptedAt"/> closed.</summary>
-    public void Closed(long acceptedAt)
-    {
-        var tags = Tags;
-        ProxyMetrics.ActiveConnections.Add(-1, in tags);
-        if (ProxyMetrics.ConnectionDuration.Enabled)
-        {
-            ProxyMetrics.ConnectionDuration.Record(Stopwatch.GetElapsedTime(acceptedAt).TotalSeconds, in tags);
-        }
-    }
-
-    /// <summary>
-    /// A connection this listener accepted was refused before it was served (a limit, a bad PROXY header):
-    /// <paramref name="reason"/> is a short constant (<c>error.type</c>), never text built per connection.
-    /// </summary>
-    public void Rejected(string reason)
-    {
-        var tags = Tags;
-        tags.Add("error.type", reason);
-        ProxyMetrics.RejectedConnections.Add(1, in tags);
-    }
+    public static void AccessLogEntriesDropped(long count) => ProxyInstruments.AccessLogEntriesDropped(count);
 }

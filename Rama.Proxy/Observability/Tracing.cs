@@ -16,6 +16,10 @@ namespace Rama.Proxy.Observability;
 /// <c>rama.fingerprint.ja4</c>, <c>rama.fingerprint.ja4h</c>, <c>rama.fingerprint.akamai</c>, <c>rama.listener</c>,
 /// <c>rama.kind</c>).
 /// <para>
+/// This folder sits on Core, Metrics and Net only: the attributes read from other folders' values are set beside those
+/// values (<c>HttpTracing</c>, <c>Socks5Tracing</c>, <c>UpstreamTracing</c>, <c>FingerprintTracing</c>), which use this class.
+/// </para>
+/// <para>
 /// Propagation (W3C Trace Context): an incoming <c>traceparent</c> / <c>tracestate</c> is the parent of the server span,
 /// and the request goes on to the origin with <c>traceparent</c> rewritten to the span (same trace id, Rama's span id as
 /// the parent id; <c>tracestate</c> passed on as received). Without a span (no listener, or not sampled) the request's
@@ -90,47 +94,6 @@ public static class ProxyTracing
         return false;
     }
 
-    /// <summary>Starts the server span of a SOCKS5 connection (its tunnel); null when nobody listens.</summary>
-    internal static Activity? StartSocks5(ConnectionContext connection)
-    {
-        if (!Source.HasListeners())
-        {
-            return null;
-        }
-
-        var activity = Source.StartActivity("SOCKS5 CONNECT", ActivityKind.Server);
-        if (activity is { IsAllDataRequested: true })
-        {
-            activity.SetTag("rama.kind", "socks5");
-            TagConnection(activity, connection);
-        }
-
-        return activity;
-    }
-
-    /// <summary>Records a SOCKS5 request's target and reply on <paramref name="activity"/> (the reply code as <c>rama.socks5.reply</c>; not 0 is an error).</summary>
-    internal static void SetSocks5Reply(Activity? activity, ConnectionContext connection, HostPort target, int reply)
-    {
-        if (activity is null || !activity.IsAllDataRequested)
-        {
-            return;
-        }
-
-        if (target.Host is not null)
-        {
-            activity.SetTag("server.address", target.Host);
-            activity.SetTag("server.port", target.Port);
-        }
-
-        activity.SetTag("rama.socks5.reply", reply);
-        TagOutcome(activity, connection.Extensions);
-        if (reply != 0)
-        {
-            activity.SetTag("error.type", "socks5_reply_" + reply.ToString(System.Globalization.CultureInfo.InvariantCulture));
-            activity.SetStatus(ActivityStatusCode.Error);
-        }
-    }
-
     // ---- attributes ---------------------------------------------------------------------------
 
     internal static void TagConnection(Activity activity, ConnectionContext connection)
@@ -146,25 +109,6 @@ public static class ProxyTracing
             activity.SetTag("rama.listener", listener.Name);
         }
 
-        if (connection.Extensions.Get<Fingerprint.TlsFingerprints>() is { } tls)
-        {
-            activity.SetTag("rama.fingerprint.ja4", tls.Ja4.Fingerprint);
-        }
-    }
-
-    internal static void TagOutcome(Activity activity, Extensions extensions)
-    {
-        if (extensions.Get<Upstream.SelectedUpstream>() is { } upstream)
-        {
-            activity.SetTag("rama.upstream", upstream.Id);
-        }
-
-        // The base user: without the routing labels a username may carry (user-country-de-session-x -> user).
-        var user = extensions.Get<Upstream.ProxyUsername>()?.BaseUser ?? extensions.Get<ProxyUser>()?.Name;
-        if (user is not null)
-        {
-            activity.SetTag("rama.user", user);
-        }
     }
 
     internal static string KindText(AccessKind kind) => kind switch

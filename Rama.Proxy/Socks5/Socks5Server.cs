@@ -74,7 +74,7 @@ internal sealed partial class Socks5Service(
     public async ValueTask<Unit> ServeAsync(ConnectionContext connection, CancellationToken cancellationToken)
     {
         var started = time.GetTimestamp();
-        using var activity = ProxyTracing.StartSocks5(connection); // null unless traced; lasts as long as the tunnel
+        using var activity = Socks5Tracing.Start(connection); // null unless traced; lasts as long as the tunnel
         var transport = connection.Transport;
         SocketConnection? upstream = null;
         Socks5Request request;
@@ -266,7 +266,7 @@ internal sealed partial class Socks5Service(
     private void WriteAccess(ConnectionContext connection, HostPort target, Socks5Reply reply, RelayResult moved, long started)
     {
         ProxyMetrics.Bytes(AccessKind.Socks5, moved.ClientToTarget, moved.TargetToClient);
-        ProxyTracing.SetSocks5Reply(ProxyTracing.Current, connection, target, (int)reply);
+        Socks5Tracing.SetReply(ProxyTracing.Current, connection, target, (int)reply);
         if (!accessLog.IsEnabled)
         {
             return;

@@ -2,11 +2,11 @@ using System.IO.Pipelines;
 using System.Net.Security;
 using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using Rama.Proxy.Core;
+using Rama.Proxy.Metrics;
 using Rama.Proxy.Net;
-using Rama.Proxy.Observability;
 
 namespace Rama.Proxy.Tls;
 
@@ -118,7 +118,7 @@ internal sealed partial class TlsServerService(IService<ConnectionContext, Unit>
         var info = new TlsConnectionInfo(ssl.SslProtocol, ssl.NegotiatedCipherSuite, alpn, hello.ServerName,
             ssl.RemoteCertificate as X509Certificate2 ?? (ssl.RemoteCertificate is null ? null : X509CertificateLoader.LoadCertificate(ssl.RemoteCertificate.GetRawCertData())));
         connection.Extensions.Set(info);
-        ProxyMetrics.TlsHandshake(ssl.SslProtocol);
+        ProxyInstruments.TlsHandshake(ssl.SslProtocol);
         LogHandshake(logger, connection.Id, info.ProtocolText, info.CipherSuite.ToString(), hello.ServerName ?? "-", alpn ?? "-");
         return new SslDuplexPipe(ssl, wire);
     }
@@ -180,7 +180,7 @@ internal sealed partial class TlsServerService(IService<ConnectionContext, Unit>
     private async ValueTask RefuseAsync(ConnectionContext connection, IDuplexPipe wire, TlsRejectReason reason, string detail)
     {
         LogRefused(logger, connection.Id, reason, detail);
-        ProxyMetrics.TlsHandshakeFailed(reason);
+        ProxyInstruments.TlsHandshakeFailed(reason);
         connection.TrySetCloseReason($"tls: {reason}");
         if (ClientHelloParser.AlertFor(reason) is { } alert)
         {

@@ -1,12 +1,12 @@
 using System.Net;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
 using Rama.Proxy.Limits;
-using Rama.Proxy.Net;
+using Rama.Proxy.Metrics;
 using Rama.Proxy.Net.Destinations;
-using Rama.Proxy.Observability;
+using Rama.Proxy.Net;
 using Rama.Proxy.Socks5;
 
 namespace Rama.Proxy.Upstream;
@@ -143,7 +143,7 @@ public sealed partial class UpstreamConnector : ITcpConnector
                 // The upstream did its job (also when it reports that the target failed).
                 _failures.Succeeded(candidate.Id);
                 extensions.Set(new SelectedUpstream(candidate, protocol));
-                ProxyMetrics.UpstreamSelected(candidate.Id);
+                ProxyInstruments.UpstreamSelected(candidate.Id);
                 if (!result.IsSuccess)
                 {
                     LogTargetFailed(_logger, target.ToString(), candidate.Id, result.Error, result.Detail ?? "");
@@ -153,7 +153,7 @@ public sealed partial class UpstreamConnector : ITcpConnector
             }
 
             var backoff = _failures.Failed(candidate.Id);
-            ProxyMetrics.UpstreamFailed(candidate.Id, backoff);
+            ProxyInstruments.UpstreamFailed(candidate.Id, backoff);
             LogUpstreamFailed(_logger, candidate.Id, candidate.Address.ToString(), target.ToString(), result.Detail ?? "", backoff.TotalSeconds);
             failures.Add($"{candidate.Id}: {result.Detail}");
             lastError = result.Error == ConnectError.TimedOut ? ConnectError.TimedOut : ConnectError.Failed;

@@ -3,8 +3,9 @@ using Rama.Testing;
 namespace Rama.IntegrationTests;
 
 /// <summary>
-/// A real node started with <c>--otlp</c> sends the spans of the requests it proxies to an OTLP/HTTP collector (issue 15
-/// item 2): here a local receiver that decodes the protobuf the exporter sends. curl is the client.
+/// A real node started with <c>--otlp</c> sends the spans of the requests it proxies, and its metrics, to an OTLP/HTTP
+/// collector (issue 15 item 2): here a local receiver that decodes the protobuf the exporter sends. curl is the client. A
+/// lighthouse with <c>--otlp</c> sends the fleet's metrics.
 /// </summary>
 public sealed class OtlpNodeTests
 {
@@ -27,6 +28,10 @@ public sealed class OtlpNodeTests
         Assert.Equal("traced", forward.Text);
         var reverse = await Cli.CurlAsync($"http://{node.Endpoints[1]}/reversed");
         Assert.Equal("traced", reverse.Text);
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Equal("traced", (await Cli.CurlAsync("-x", $"http://{node.Endpoints[0]}", $"http://127.0.0.1:{origin.Port}/counted")).Text);
+        }
 
         await Eventually.TrueAsync(() => receiver.Spans.Count >= 2, TimeSpan.FromSeconds(20), "the node exported no spans: " + node.Tail());
         Assert.Empty(receiver.Errors);
@@ -50,6 +55,39 @@ public sealed class OtlpNodeTests
         Assert.Contains(seen, head => head.Contains($"traceparent: 00-{ClientTraceId}-{span.SpanId}-01", StringComparison.OrdinalIgnoreCase));
         // A new trace: flags sampled (01), with the random-trace-id bit of Trace Context Level 2 (02) as OpenTelemetry sets it.
         Assert.Matches($"traceparent: 00-{reversed.TraceId}-{reversed.SpanId}-0[13]\r\n", Assert.Single(seen, head => head.StartsWith("GET /reversed ", StringComparison.Ordinal)));
+
+        // The metrics of meter Rama.Proxy go by OTLP too (cumulative: the latest point of a series is its total): the three
+        // forward requests and the one reverse request this test sent, counted and timed.
+        OtlpPoint? Requests(string kind) => receiver.Latest("Rama.Proxy", "rama.proxy.requests", ("rama.proxy.kind", kind), ("rama.http.status_class", "2xx"));
+        OtlpPoint? Durations(string kind) => receiver.Latest("Rama.Proxy", "http.server.request.duration", ("rama.proxy.kind", kind), ("http.response.status_code", 200L));
+        await Eventually.TrueAsync(() => Requests("forward")?.Value == 3 && Requests("reverse")?.Value == 1 && Durations("forward")?.Value == 3,
+            TimeSpan.FromSeconds(20), () => $"rama.proxy.requests forward {Requests("forward")}, reverse {Requests("reverse")}; "
+                + $"duration {Durations("forward")}; metrics received: {string.Join(", ", receiver.Points.Select(p => p.Metric).Distinct())}");
+        Assert.Equal(("sum", "1.1"), (Requests("forward")!.Type, Requests("forward")!["network.protocol.version"]));
+        Assert.Equal("histogram", Durations("forward")!.Type);
+        Assert.InRange(Durations("forward")!.Sum, 0, 60); // seconds, three short requests
+        Assert.Empty(receiver.Errors);
+    }
+
+    [Fact]
+    public async Task A_lighthouse_with_otlp_exports_the_fleet_meter_with_itself_as_the_one_up_member()
+    {
+        await using var receiver = await OtlpReceiver.StartAsync();
+        var clusterPort = Rama.IntegrationTests.Fleet.FleetHarness.FreePort();
+        await using var lighthouse = await NodeProcess.StartAsync(
+            ["--cluster", $"127.0.0.1:{clusterPort}", "--cluster-secret", "rama-otlp-tests-secret-0001", "--otlp", receiver.Endpoint],
+            new Dictionary<string, string> { ["Rama__Telemetry__MetricExportInterval"] = "0.5" },
+            expectListening: false, project: "Rama.Lighthouse", assembly: "rama-lighthouse");
+
+        // Meter Rama.Fleet (the lighthouse has no Rama.Proxy): it is up, alone in its fleet.
+        OtlpPoint? SelfUp() => receiver.Latest("Rama.Fleet", "rama.cluster.self_up");
+        OtlpPoint? UpMembers() => receiver.Latest("Rama.Fleet", "rama.cluster.members", ("rama.member.status", "up"));
+        await Eventually.TrueAsync(() => SelfUp()?.Value == 1 && UpMembers()?.Value == 1, TimeSpan.FromSeconds(30),
+            () => $"self_up {SelfUp()}, up members {UpMembers()}; metrics received: {string.Join(", ", receiver.Points.Select(p => $"{p.Scope}/{p.Metric}").Distinct())}; "
+                + lighthouse.Tail());
+        Assert.Equal("gauge", SelfUp()!.Type);
+        Assert.DoesNotContain(receiver.Points, p => p.Scope == "Rama.Proxy");
+        Assert.Empty(receiver.Errors);
     }
 
     [Fact]

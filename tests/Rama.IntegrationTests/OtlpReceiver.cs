@@ -21,9 +21,19 @@ internal sealed record OtlpSpan(string TraceId, string SpanId, string ParentSpan
 }
 
 /// <summary>
+/// One data point of a metric as an OTLP collector received it (opentelemetry-proto metrics/v1/metrics.proto): a Sum's or a
+/// Gauge's value (as_int or as_double), or a Histogram's count and sum.
+/// </summary>
+internal sealed record OtlpPoint(string Scope, string Metric, string Type, IReadOnlyDictionary<string, object> Attributes, double Value, double Sum)
+{
+    public object? this[string key] => Attributes.TryGetValue(key, out var value) ? value : null;
+}
+
+/// <summary>
 /// A local OTLP/HTTP receiver (a collector's port 4318, protobuf bodies) on 127.0.0.1:0, on Kestrel: <c>POST /v1/traces</c>
-/// decodes each ExportTraceServiceRequest into <see cref="Spans"/>; <c>POST /v1/metrics</c> records the metric names of each
-/// ExportMetricsServiceRequest. The protobuf messages are decoded here from the wire format (the few fields the tests need,
+/// decodes each ExportTraceServiceRequest into <see cref="Spans"/>; <c>POST /v1/metrics</c> each ExportMetricsServiceRequest
+/// into <see cref="Points"/> (in the order received: with cumulative temporality, the exporter's default, the last point of a
+/// series is its total). The protobuf messages are decoded here from the wire format (the few fields the tests need,
 /// unknown ones skipped), so that what is checked is the bytes the OTLP exporter sent.
 /// </summary>
 internal sealed class OtlpReceiver : IAsyncDisposable
@@ -43,7 +53,11 @@ internal sealed class OtlpReceiver : IAsyncDisposable
 
     public ConcurrentQueue<OtlpSpan> Spans { get; } = new();
 
-    public ConcurrentQueue<string> MetricNames { get; } = new();
+    public ConcurrentQueue<OtlpPoint> Points { get; } = new();
+
+    /// <summary>The latest value received of <paramref name="metric"/> of meter <paramref name="scope"/> whose attributes include <paramref name="attributes"/>; null before any.</summary>
+    public OtlpPoint? Latest(string scope, string metric, params (string Key, object Value)[] attributes) =>
+        Points.LastOrDefault(p => p.Scope == scope && p.Metric == metric && attributes.All(a => Equals(p[a.Key], a.Value)));
 
     /// <summary>Requests the receiver could not decode (a test fails on any).</summary>
     public ConcurrentQueue<string> Errors { get; } = new();
@@ -170,22 +184,79 @@ internal sealed class OtlpReceiver : IAsyncDisposable
     }
 
     // ExportMetricsServiceRequest { repeated ResourceMetrics resource_metrics = 1; } ResourceMetrics { ...; repeated ScopeMetrics scope_metrics = 2; }
-    // ScopeMetrics { ...; repeated Metric metrics = 2; } Metric { string name = 1; ... }
+    // ScopeMetrics { InstrumentationScope scope = 1; repeated Metric metrics = 2; }
+    // Metric { string name = 1; ...; oneof data { Gauge gauge = 5; Sum sum = 7; Histogram histogram = 9; ... } }
+    // Gauge, Sum, Histogram { repeated <data point> data_points = 1; ... }
     private void DecodeMetrics(byte[] request)
     {
-        foreach (var (f1, resourceMetrics) in Fields(request).Where(x => x.Field == 1))
+        foreach (var (_, resourceMetrics) in Fields(request).Where(x => x.Field == 1))
         {
-            foreach (var (f2, scopeMetrics) in Fields(resourceMetrics).Where(x => x.Field == 2))
+            foreach (var (_, scopeMetrics) in Fields(resourceMetrics).Where(x => x.Field == 2))
             {
-                foreach (var (f3, metric) in Fields(scopeMetrics).Where(x => x.Field == 2))
+                var scope = Fields(scopeMetrics).Where(x => x.Field == 1)
+                    .SelectMany(x => Fields(x.Value)).Where(x => x.Field == 1).Select(x => Encoding.UTF8.GetString(x.Value)).FirstOrDefault() ?? "";
+                foreach (var (_, metric) in Fields(scopeMetrics).Where(x => x.Field == 2))
                 {
-                    foreach (var (f4, metricName) in Fields(metric).Where(x => x.Field == 1))
+                    var fields = Fields(metric);
+                    var name = fields.Where(x => x.Field == 1).Select(x => Encoding.UTF8.GetString(x.Value)).FirstOrDefault() ?? "";
+                    foreach (var (field, data) in fields)
                     {
-                        MetricNames.Enqueue(Encoding.UTF8.GetString(metricName));
+                        var type = field switch { 5 => "gauge", 7 => "sum", 9 => "histogram", _ => null };
+                        if (type is null)
+                        {
+                            continue; // exponential histograms and summaries: not used by Rama
+                        }
+
+                        foreach (var (_, point) in Fields(data).Where(x => x.Field == 1))
+                        {
+                            Points.Enqueue(type == "histogram" ? DecodeHistogramPoint(scope, name, point) : DecodeNumberPoint(scope, name, type, point));
+                        }
                     }
                 }
             }
         }
+    }
+
+    // NumberDataPoint { fixed64 start_time_unix_nano = 2; fixed64 time_unix_nano = 3; double as_double = 4; repeated Exemplar exemplars = 5;
+    //                   sfixed64 as_int = 6; repeated KeyValue attributes = 7; uint32 flags = 8; }
+    private static OtlpPoint DecodeNumberPoint(string scope, string metric, string type, byte[] point)
+    {
+        var attributes = new Dictionary<string, object>();
+        double value = double.NaN;
+        var reader = new ProtoReader(point);
+        while (reader.Next(out var field, out var wireType))
+        {
+            switch (field, wireType)
+            {
+                case (4, 1): value = BitConverter.Int64BitsToDouble((long)reader.Fixed64()); break;
+                case (6, 1): value = (long)reader.Fixed64(); break;
+                case (7, 2): AddKeyValue(attributes, reader.Bytes()); break;
+                default: reader.Skip(wireType); break;
+            }
+        }
+
+        return new OtlpPoint(scope, metric, type, attributes, value, value);
+    }
+
+    // HistogramDataPoint { fixed64 start_time_unix_nano = 2; fixed64 time_unix_nano = 3; fixed64 count = 4; double sum = 5;
+    //                      repeated fixed64 bucket_counts = 6; repeated double explicit_bounds = 7; ...; repeated KeyValue attributes = 9; ... }
+    private static OtlpPoint DecodeHistogramPoint(string scope, string metric, byte[] point)
+    {
+        var attributes = new Dictionary<string, object>();
+        double count = double.NaN, sum = double.NaN;
+        var reader = new ProtoReader(point);
+        while (reader.Next(out var field, out var wireType))
+        {
+            switch (field, wireType)
+            {
+                case (4, 1): count = reader.Fixed64(); break;
+                case (5, 1): sum = BitConverter.Int64BitsToDouble((long)reader.Fixed64()); break;
+                case (9, 2): AddKeyValue(attributes, reader.Bytes()); break;
+                default: reader.Skip(wireType); break;
+            }
+        }
+
+        return new OtlpPoint(scope, metric, "histogram", attributes, count, sum);
     }
 
     // KeyValue { string key = 1; AnyValue value = 2; }

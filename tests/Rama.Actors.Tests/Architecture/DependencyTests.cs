@@ -55,6 +55,29 @@ public sealed partial class DependencyTests
         Assert.DoesNotMatch(@"(PackageReference|ProjectReference)\s+Include=""[^""]*(Akka|Rama\.Proxy|Rama\.Actors|Rama\.Admin\.csproj)", project);
     }
 
+    /// <summary>
+    /// Edges that still close cycles, each against the data path's direction (a lower folder naming a higher one), to be
+    /// removed by moving the type named: the test ignores them when it looks for cycles, and fails when one is gone (so the
+    /// list only shrinks) or when any other edge closes a cycle.
+    /// </summary>
+    private static readonly Dictionary<string, (string From, string To)[]> KnownBackEdges = new(StringComparer.Ordinal)
+    {
+        ["Rama.Proxy"] =
+        [
+            ("Fingerprint", "Http"), // EchoService (a web app answering with the fingerprints) belongs above Http
+            ("Fingerprint", "Tls"), // EchoService reads TlsConnectionInfo
+            ("Limits", "Http"), // UserLimitLayer is an HTTP layer
+            ("Tls", "Http"), // TlsOrigin uses Http's OriginSecurer
+            ("Upstream", "Http"), // UpstreamHttpLayer is an HTTP layer
+            ("Socks5", "Upstream"), // Socks5Service selects an upstream; the SOCKS5 client is used by Upstream's connector
+        ],
+        ["Rama.Actors"] =
+        [
+            ("Hosting", "Admin"), // FleetHostingExtensions registers Admin's ShardingMetrics
+        ],
+        ["Rama.Admin"] = [],
+    };
+
     [Theory]
     [InlineData("Rama.Proxy")]
     [InlineData("Rama.Actors")]
@@ -63,15 +86,76 @@ public sealed partial class DependencyTests
     {
         var graph = FolderGraph(project);
         Assert.NotEmpty(graph);
-        var cycle = FindCycle(graph);
-        Assert.True(cycle is null, $"{project}: folders depend on each other in a cycle: {string.Join(" -> ", cycle ?? [])}");
+        foreach (var (from, to) in KnownBackEdges[project])
+        {
+            Assert.True(graph[from].Remove(to), $"{project}: {from} no longer depends on {to}: take the edge off KnownBackEdges");
+        }
+
+        var tangled = StronglyConnected(graph);
+        Assert.True(tangled.Count == 0, $"{project}: folders depend on each other in a cycle:\n{string.Join("\n", tangled.Select(c => Describe(graph, c)))}");
     }
 
-    /// <summary>Folder (namespace under the project) to the folders its code names, from the sources (comments and strings removed).</summary>
-    private static Dictionary<string, HashSet<string>> FolderGraph(string project)
+    [Fact]
+    public void Observability_and_the_folders_below_it_sit_on_leaves_only()
     {
+        // The instruments (Metrics) are a leaf that Net, Tls, Upstream and ProxyProtocol record to; Observability (tracing,
+        // access log, request metrics) sits on Core, Metrics and Net; Net on Core and Metrics (ARCHITECTURE.md: no cycles).
+        var graph = FolderGraph("Rama.Proxy");
+        Assert.Empty(graph["Core"].Keys);
+        Assert.Empty(graph["Metrics"].Keys);
+        Assert.Equal(["Core", "Metrics"], graph["Net"].Keys.Order(StringComparer.Ordinal));
+        var above = graph["Observability"].Keys.Except(["Core", "Metrics", "Net"]).ToList();
+        Assert.True(above.Count == 0, "Observability depends on " + string.Join(", ", above.Select(f => $"{f} ({graph["Observability"][f]})")));
+    }
+
+    [Fact]
+    public void The_folder_graph_sees_names_used_without_their_namespace()
+    {
+        // Http's code names ConnectionContext (Net) through `using Rama.Proxy.Net;` only: the compiled metadata still shows the edge.
+        var graph = FolderGraph("Rama.Proxy");
+        Assert.Contains("Net", graph["Http"].Keys);
+        Assert.Contains("Core", graph["Net"].Keys);
+    }
+
+    /// <summary>
+    /// Folder (namespace under the project) to the folders its code uses, each edge with one example ("A.Type uses B.Type"):
+    /// read from the compiled assembly (so names imported with <c>using</c> or written relative to the enclosing namespace
+    /// count), and from the sources for what compiles away (constants, <c>nameof</c>) when written fully qualified.
+    /// </summary>
+    private static Dictionary<string, Dictionary<string, string>> FolderGraph(string project)
+    {
+        var graph = new Dictionary<string, Dictionary<string, string>>(StringComparer.Ordinal);
+        void Edge(string from, string to, string example)
+        {
+            if (from.Length == 0)
+            {
+                return;
+            }
+
+            if (!graph.TryGetValue(from, out var edges))
+            {
+                graph[from] = edges = new Dictionary<string, string>(StringComparer.Ordinal);
+            }
+
+            if (to.Length > 0 && to != from)
+            {
+                edges.TryAdd(to, example);
+            }
+        }
+
+        var assembly = project switch
+        {
+            "Rama.Proxy" => Proxy,
+            "Rama.Actors" => Actors,
+            "Rama.Admin" => Admin,
+            _ => throw new ArgumentOutOfRangeException(nameof(project)),
+        };
+        foreach (var (from, to) in AssemblyDependencies.TypeEdges(assembly.Location))
+        {
+            Edge(Folder(project, from.Namespace), Folder(project, to.Namespace), $"{from} uses {to}");
+        }
+
         var root = Path.Combine(RepoRoot(), project);
-        var graph = new Dictionary<string, HashSet<string>>(StringComparer.Ordinal);
         foreach (var file in Directory.EnumerateFiles(root, "*.cs", SearchOption.AllDirectories))
         {
             if (file.Contains("/obj/", StringComparison.Ordinal) || file.Contains("/bin/", StringComparison.Ordinal))
@@ -87,66 +171,72 @@ public sealed partial class DependencyTests
             }
 
             var from = Folder(project, ns.Groups[1].Value);
-            if (!graph.TryGetValue(from, out var edges))
-            {
-                graph[from] = edges = new HashSet<string>(StringComparer.Ordinal);
-            }
-
             foreach (Match reference in QualifiedName().Matches(code))
             {
-                var name = reference.Groups[1].Value;
-                if (name.StartsWith(project + ".", StringComparison.Ordinal) && Folder(project, name) is var to && to != from && to.Length > 0)
-                {
-                    edges.Add(to);
-                }
+                Edge(from, Folder(project, reference.Groups[1].Value), $"{Path.GetRelativePath(root, file)} names {reference.Groups[1].Value}");
             }
         }
 
         return graph;
     }
 
-    private static string Folder(string project, string name)
+    /// <summary>The sets of two or more folders that all reach each other (each one a cycle or several).</summary>
+    private static List<List<string>> StronglyConnected(Dictionary<string, Dictionary<string, string>> graph)
     {
-        var rest = name.Length > project.Length ? name[(project.Length + 1)..] : "";
-        var dot = rest.IndexOf('.', StringComparison.Ordinal);
-        return dot < 0 ? rest : rest[..dot];
-    }
-
-    private static List<string>? FindCycle(Dictionary<string, HashSet<string>> graph)
-    {
-        var state = new Dictionary<string, int>(StringComparer.Ordinal);
-        var path = new List<string>();
-        List<string>? Visit(string node)
+        HashSet<string> Reach(string start)
         {
-            state[node] = 1;
-            path.Add(node);
-            foreach (var next in graph.GetValueOrDefault(node) ?? [])
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            var stack = new Stack<string>([start]);
+            while (stack.TryPop(out var node))
             {
-                if (state.GetValueOrDefault(next) == 1)
+                foreach (var next in graph.GetValueOrDefault(node)?.Keys ?? Enumerable.Empty<string>())
                 {
-                    return [.. path[path.IndexOf(next)..], next];
-                }
-
-                if (state.GetValueOrDefault(next) == 0 && Visit(next) is { } found)
-                {
-                    return found;
+                    if (seen.Add(next))
+                    {
+                        stack.Push(next);
+                    }
                 }
             }
 
-            path.RemoveAt(path.Count - 1);
-            state[node] = 2;
-            return null;
+            return seen;
         }
 
+        var reach = graph.Keys.ToDictionary(n => n, Reach, StringComparer.Ordinal);
+        var done = new HashSet<string>(StringComparer.Ordinal);
+        var components = new List<List<string>>();
         foreach (var node in graph.Keys.Order(StringComparer.Ordinal))
         {
-            if (state.GetValueOrDefault(node) == 0 && Visit(node) is { } cycle)
+            if (done.Contains(node) || !reach[node].Contains(node))
             {
-                return cycle;
+                continue;
             }
+
+            var component = reach[node].Where(m => reach.TryGetValue(m, out var back) && back.Contains(node)).Order(StringComparer.Ordinal).ToList();
+            done.UnionWith(component);
+            components.Add(component);
         }
 
-        return null;
+        return components;
+    }
+
+    /// <summary>A component's folders and every edge inside it with its example.</summary>
+    private static string Describe(Dictionary<string, Dictionary<string, string>> graph, List<string> component) =>
+        $"  {{{string.Join(", ", component)}}}:\n" + string.Join("\n",
+            from a in component
+            from edge in graph[a]
+            where component.Contains(edge.Key)
+            select $"    {a} -> {edge.Key}: {edge.Value}");
+
+    private static string Folder(string project, string name)
+    {
+        if (!name.StartsWith(project + ".", StringComparison.Ordinal))
+        {
+            return "";
+        }
+
+        var rest = name[(project.Length + 1)..];
+        var dot = rest.IndexOf('.', StringComparison.Ordinal);
+        return dot < 0 ? rest : rest[..dot];
     }
 
     private static string RepoRoot()

@@ -11,6 +11,7 @@ using Rama.Proxy.Net;
 using Rama.Proxy.Observability;
 using Rama.Proxy.Stacks;
 using Rama.Proxy.Tests.Support;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Http;
 

@@ -3,6 +3,7 @@ using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
 using Rama.Proxy.Core;
+using Rama.Proxy.Mitm;
 using Rama.Proxy.Net;
 using Rama.Proxy.Observability;
 using Rama.Proxy.ProxyProtocol;
@@ -129,6 +130,88 @@ public sealed class MetricsTests : IDisposable
         await server.AssertNoOpenConnectionsAsync();
         Assert.Equal(1, _recorder.Sum("rama.tls.handshake_failures", ("error.type", nameof(TlsRejectReason.UnknownServerName))));
         Assert.Equal(1, _recorder.Sum("rama.tls.handshakes", ("tls.protocol.version", "1.3")));
+    }
+
+    // ---- rama.listener on request metrics: every server path carries the listener of its connection ------------------------
+
+    /// <summary>The request count and durations of <paramref name="kind"/> carry <c>rama.listener</c> of <paramref name="port"/>'s listener: <paramref name="expected"/> of each.</summary>
+    private async Task AssertRequestsOfListenerAsync(string kind, int port, string version, int expected)
+    {
+        var listener = $"127.0.0.1:{port}";
+        await Eventually.TrueAsync(() => _recorder.Sum("rama.proxy.requests", ("rama.proxy.kind", kind), ("network.protocol.version", version)) >= expected, because: $"no {kind} request counted");
+        Assert.Equal(expected, _recorder.Sum("rama.proxy.requests", ("rama.proxy.kind", kind), ("network.protocol.version", version), ("rama.listener", listener)));
+        Assert.Equal(expected, _recorder.Recorded("http.server.request.duration", ("rama.proxy.kind", kind), ("network.protocol.version", version), ("rama.listener", listener)));
+        Assert.DoesNotContain(_recorder.Of("rama.proxy.requests"), m => Equals(m.Tags["rama.proxy.kind"], kind) && !m.Tags.ContainsKey("rama.listener"));
+    }
+
+    [Fact]
+    public async Task Forward_requests_carry_their_listener()
+    {
+        await using var origin = TinyHttpOrigin.Start("hello");
+        await using var proxy = new ProxyHarness(ForwardProxyStack.Create(Options, StaticProxyAuthenticator.None));
+
+        for (var i = 0; i < 2; i++)
+        {
+            Assert.Equal("hello", (await Cli.CurlAsync("-x", proxy.Url, $"http://127.0.0.1:{origin.Port}/hello")).Text);
+        }
+
+        await AssertRequestsOfListenerAsync("forward", proxy.Port, "1.1", 2);
+    }
+
+    [Theory]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    [InlineData(ReverseProxyTransport.Auto)] // the epoll loops on Linux x86-64
+    public async Task Reverse_requests_carry_their_listener_on_either_transport(ReverseProxyTransport transport)
+    {
+        await using var origin = new TestOrigin();
+        await using var proxy = new ProxyHarness(ReverseProxyStack.Create(Options with { ReverseTransport = transport }, new HostPort("127.0.0.1", origin.Port)));
+
+        Assert.Equal("hello", (await Cli.CurlAsync($"{proxy.Url}/hello")).Text);
+
+        await AssertRequestsOfListenerAsync("reverse", proxy.Port, "1.1", 1);
+    }
+
+    [Theory]
+    [InlineData("--http1.1", "1.1")]
+    [InlineData("--http2", "2")]
+    public async Task Tls_terminated_requests_carry_their_listener_over_h1_and_h2(string curlVersion, string version)
+    {
+        using var pki = new TestPki();
+        var localhost = pki.Issue("localhost", false, "localhost");
+        await using var origin = new TestOrigin();
+        var tls = new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(localhost.Cert, localhost.Key), ApplicationProtocols = ["http/1.1"] };
+        await using var proxy = new ProxyHarness(TlsStacks.Termination(tls,
+            new TlsTerminationOptions { Upstream = new HostPort("127.0.0.1", origin.Port), Mode = TerminationMode.Http }));
+
+        var result = await Cli.CurlAsync(curlVersion, "--cacert", pki.CaFile, $"https://localhost:{proxy.Port}/hello");
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        await AssertRequestsOfListenerAsync("tls", proxy.Port, version, 1);
+    }
+
+    [Theory]
+    [InlineData("--http1.1", "1.1")]
+    [InlineData("--http2", "2")]
+    public async Task Mitm_decrypted_requests_carry_the_listener_of_their_tunnel(string curlVersion, string version)
+    {
+        using var pki = new TestPki();
+        var localhost = pki.Issue("localhost", false, "localhost");
+        var tls = new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(localhost.Cert, localhost.Key), ApplicationProtocols = ["http/1.1"] };
+        await using var origin = new ProxyHarness(TlsStacks.Echo(tls));
+        using var authority = MitmAuthority.Create();
+        var caFile = Path.Combine(pki.Directory, "mitm-ca.pem");
+        File.WriteAllText(caFile, authority.ExportCertificatePem());
+        var mitm = new MitmTunnel(new MitmOptions
+        {
+            Authority = authority,
+            Upstream = new TlsClientOptions { ExtraTrustedRoots = TlsFiles.LoadAuthorities(pki.CaFile) },
+        });
+        await using var proxy = new ProxyHarness(ForwardProxyStack.Create(Options, StaticProxyAuthenticator.None, extras: new ForwardProxyExtras { Tunnel = mitm }));
+
+        var result = await Cli.CurlAsync(curlVersion, "--proxy", proxy.Url, "--cacert", caFile, $"https://localhost:{origin.Port}/decrypted");
+
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        await AssertRequestsOfListenerAsync("mitm", proxy.Port, version, 1);
     }
 
     private static Task<Cli.Result> SClientAsync(int port, string serverName) =>

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text.Json;
 using Rama.Proxy.Core;
 using Rama.Proxy.Http;
@@ -17,26 +16,10 @@ namespace Rama.Proxy.Tests.Tls;
 /// echo listener (with h2c prior knowledge too), with curl as the client; TCP-mode termination never offers h2. The
 /// Akamai fingerprint of the h2 client is in the echo JSON and in the access entries.
 /// </summary>
-public sealed class Http2AlpnTests : IDisposable
+public sealed class Http2AlpnTests : LocalhostTlsTests
 {
-    private readonly TestPki _pki = new();
-    private readonly (string Cert, string Key) _localhost;
-
-    public Http2AlpnTests() => _localhost = _pki.Issue("localhost", false, "localhost", "127.0.0.1");
-
-    public void Dispose() => _pki.Dispose();
-
-    private sealed class RecordingAccessLog : IAccessLog
-    {
-        public ConcurrentQueue<AccessLogEntry> Entries { get; } = new();
-
-        public bool IsEnabled => true;
-
-        public void Write(in AccessLogEntry entry) => Entries.Enqueue(entry);
-    }
-
     // The node's default ALPN list (http/1.1): the HTTP listeners add h2 in front of it.
-    private TlsServerOptions ServerTls() => new() { Certificates = new ServerCertificates().AddFiles(_localhost.Cert, _localhost.Key), ApplicationProtocols = ["http/1.1"] };
+    private TlsServerOptions ServerTls() => new() { Certificates = new ServerCertificates().AddFiles(Localhost.Cert, Localhost.Key), ApplicationProtocols = ["http/1.1"] };
 
     [Fact]
     public async Task Termination_in_http_mode_negotiates_h2_with_curl_and_http11_when_the_client_offers_only_that()
@@ -46,13 +29,13 @@ public sealed class Http2AlpnTests : IDisposable
         await using var proxy = new ProxyHarness(TlsStacks.Termination(ServerTls(),
             new TlsTerminationOptions { Upstream = new HostPort("127.0.0.1", origin.Port), Mode = TerminationMode.Http }, accessLog: log));
 
-        var h2 = await Cli.CurlAsync("--http2", "--cacert", _pki.CaFile, "-w", "\nversion=%{http_version}", $"https://localhost:{proxy.Port}/hello");
+        var h2 = await Cli.CurlAsync("--http2", "--cacert", Pki.CaFile, "-w", "\nversion=%{http_version}", $"https://localhost:{proxy.Port}/hello");
         Assert.True(h2.ExitCode == 0, h2.Stderr);
         Assert.Equal("hello\nversion=2", h2.Text);
         Assert.Equal("GET /hello HTTP/1.1", Assert.Single(origin.Requests).RequestLine); // HTTP/1.1 to the upstream
         Assert.Equal($"localhost:{proxy.Port}", origin.Requests.Single().Header("Host"));
 
-        var h1 = await Cli.CurlAsync("--http1.1", "--cacert", _pki.CaFile, "-w", "\nversion=%{http_version}", $"https://localhost:{proxy.Port}/hello");
+        var h1 = await Cli.CurlAsync("--http1.1", "--cacert", Pki.CaFile, "-w", "\nversion=%{http_version}", $"https://localhost:{proxy.Port}/hello");
         Assert.True(h1.ExitCode == 0, h1.Stderr);
         Assert.Equal("hello\nversion=1.1", h1.Text);
 
@@ -71,7 +54,7 @@ public sealed class Http2AlpnTests : IDisposable
         await using var proxy = new ProxyHarness(TlsStacks.Termination(ServerTls(),
             new TlsTerminationOptions { Upstream = new HostPort("127.0.0.1", origin.Port), Mode = TerminationMode.Tcp }));
 
-        var result = await Cli.CurlAsync("--http2", "--cacert", _pki.CaFile, "-w", "\nversion=%{http_version}", $"https://localhost:{proxy.Port}/hello");
+        var result = await Cli.CurlAsync("--http2", "--cacert", Pki.CaFile, "-w", "\nversion=%{http_version}", $"https://localhost:{proxy.Port}/hello");
 
         Assert.True(result.ExitCode == 0, result.Stderr);
         Assert.Equal("hello\nversion=1.1", result.Text); // the relayed origin speaks HTTP/1.1: h2 must not have been agreed
@@ -82,13 +65,13 @@ public sealed class Http2AlpnTests : IDisposable
     {
         await using var origin = new ProxyHarness(TlsStacks.Echo(ServerTls()));
         using var authority = MitmAuthority.Create();
-        var caFile = Path.Combine(_pki.Directory, "mitm-ca.pem");
+        var caFile = Path.Combine(Pki.Directory, "mitm-ca.pem");
         File.WriteAllText(caFile, authority.ExportCertificatePem());
         var log = new RecordingAccessLog();
         var mitm = new MitmTunnel(new MitmOptions
         {
             Authority = authority,
-            Upstream = new TlsClientOptions { ExtraTrustedRoots = TlsFiles.LoadAuthorities(_pki.CaFile) },
+            Upstream = new TlsClientOptions { ExtraTrustedRoots = TlsFiles.LoadAuthorities(Pki.CaFile) },
         }, accessLog: log);
         await using var proxy = new ProxyHarness(ForwardProxyStack.Create(new ForwardProxyOptions { Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) } },
             StaticProxyAuthenticator.None, extras: new ForwardProxyExtras { Tunnel = mitm }, accessLog: log));
@@ -117,7 +100,7 @@ public sealed class Http2AlpnTests : IDisposable
         await using var proxy = new ProxyHarness(ForwardProxyStack.Create(new ForwardProxyOptions(), StaticProxyAuthenticator.None,
             extras: new ForwardProxyExtras { Https = ServerTls() }));
 
-        var result = await Cli.CurlAsync("--http2", "--proxy", $"https://localhost:{proxy.Port}", "--proxy-cacert", _pki.CaFile, "--cacert", _pki.CaFile,
+        var result = await Cli.CurlAsync("--http2", "--proxy", $"https://localhost:{proxy.Port}", "--proxy-cacert", Pki.CaFile, "--cacert", Pki.CaFile,
             "-w", "\n%{http_version}", $"https://localhost:{origin.Port}/through");
 
         Assert.True(result.ExitCode == 0, result.Stderr);
@@ -136,7 +119,7 @@ public sealed class Http2AlpnTests : IDisposable
         await using var echo = new ProxyHarness(TlsStacks.Echo(ServerTls()));
         var result = mode == "h2c"
             ? await Cli.CurlAsync("--http2-prior-knowledge", $"http://127.0.0.1:{echo.Port}/fp")
-            : await Cli.CurlAsync("--http2", "--cacert", _pki.CaFile, $"https://localhost:{echo.Port}/fp");
+            : await Cli.CurlAsync("--http2", "--cacert", Pki.CaFile, $"https://localhost:{echo.Port}/fp");
 
         Assert.True(result.ExitCode == 0, result.Stderr);
         using var json = JsonDocument.Parse(result.Text);

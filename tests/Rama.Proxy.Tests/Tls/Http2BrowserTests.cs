@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -18,24 +17,8 @@ namespace Rama.Proxy.Tests.Tls;
 /// Headless chromium (Debian) speaking h2 to Rama: through MITM to an nginx h2 origin (the decrypted requests are HTTP/2
 /// on the client side), and straight to the echo listener, whose Akamai fingerprint has chromium's known shape.
 /// </summary>
-public sealed class Http2BrowserTests : IDisposable
+public sealed class Http2BrowserTests : LocalhostTlsTests
 {
-    private readonly TestPki _pki = new();
-    private readonly (string Cert, string Key) _localhost;
-
-    public Http2BrowserTests() => _localhost = _pki.Issue("localhost", false, "localhost", "127.0.0.1");
-
-    public void Dispose() => _pki.Dispose();
-
-    private sealed class RecordingAccessLog : IAccessLog
-    {
-        public ConcurrentQueue<AccessLogEntry> Entries { get; } = new();
-
-        public bool IsEnabled => true;
-
-        public void Write(in AccessLogEntry entry) => Entries.Enqueue(entry);
-    }
-
     private static string[] Chromium(string profile, params string[] extra) =>
     [
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,13 +30,13 @@ public sealed class Http2BrowserTests : IDisposable
     [Fact]
     public async Task Chromium_through_mitm_loads_an_https_page_over_h2_from_an_nginx_h2_origin()
     {
-        await using var nginx = await NginxTls.StartAsync(_localhost.Cert, _localhost.Key, "<html><body><p id=x>served by nginx over tls</p></body></html>");
+        await using var nginx = await NginxTls.StartAsync(Localhost.Cert, Localhost.Key, "<html><body><p id=x>served by nginx over tls</p></body></html>");
         using var authority = MitmAuthority.Create();
         var log = new RecordingAccessLog();
         var mitm = new MitmTunnel(new MitmOptions
         {
             Authority = authority,
-            Upstream = new TlsClientOptions { ExtraTrustedRoots = TlsFiles.LoadAuthorities(_pki.CaFile) },
+            Upstream = new TlsClientOptions { ExtraTrustedRoots = TlsFiles.LoadAuthorities(Pki.CaFile) },
         }, accessLog: log);
         await using var proxy = new ProxyHarness(ForwardProxyStack.Create(new ForwardProxyOptions
         {
@@ -81,7 +64,7 @@ public sealed class Http2BrowserTests : IDisposable
     [Fact]
     public async Task Chromium_speaks_h2_to_the_https_proxy_for_an_http_page_and_a_connect_tunnel()
     {
-        await using var tlsOrigin = await NginxTls.StartAsync(_localhost.Cert, _localhost.Key, "<html><body><p id=x>served by nginx over tls</p></body></html>");
+        await using var tlsOrigin = await NginxTls.StartAsync(Localhost.Cert, Localhost.Key, "<html><body><p id=x>served by nginx over tls</p></body></html>");
         await using var plainOrigin = await Http.Http2Upstream.NginxH2Origin.StartAsync(tls: false, http2: false);
         var log = new RecordingAccessLog();
         await using var proxy = new ProxyHarness(ForwardProxyStack.Create(new ForwardProxyOptions
@@ -89,7 +72,7 @@ public sealed class Http2BrowserTests : IDisposable
             Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5), AllowDestination = IPAddress.IsLoopback },
         }, StaticProxyAuthenticator.None, extras: new ForwardProxyExtras
         {
-            Https = new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(_localhost.Cert, _localhost.Key) },
+            Https = new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(Localhost.Cert, Localhost.Key) },
         }, accessLog: log));
         var profile = Directory.CreateTempSubdirectory("rama-chromium-https-proxy-");
         try
@@ -126,7 +109,7 @@ public sealed class Http2BrowserTests : IDisposable
     [Fact]
     public async Task Chromium_to_the_echo_listener_over_h2_shows_its_akamai_fingerprint()
     {
-        await using var echo = new ProxyHarness(TlsStacks.Echo(new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(_localhost.Cert, _localhost.Key) }));
+        await using var echo = new ProxyHarness(TlsStacks.Echo(new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(Localhost.Cert, Localhost.Key) }));
         var profile = Directory.CreateTempSubdirectory("rama-chromium-echo-");
         try
         {

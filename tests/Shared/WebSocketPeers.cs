@@ -4,10 +4,10 @@ using System.Net.Sockets;
 using System.Net.WebSockets;
 using System.Text;
 
-namespace Rama.Proxy.Tests.Http;
+namespace Rama.Testing;
 
 /// <summary>
-/// python3-websockets (10.4, /usr/bin/python3) as a real WebSocket peer: an echo origin that also serves a page whose
+/// python3-websockets (10.4, /usr/bin/python3) as a real WebSocket peer, for every test project (linked from tests/Shared): an echo origin that also serves a page whose
 /// script opens a WebSocket, and a client that runs a fixed exchange, directly or through a forward proxy (absolute-form
 /// request line: websockets 10.4 has no proxy support, so its request line is rewritten in one overridden method).
 /// </summary>
