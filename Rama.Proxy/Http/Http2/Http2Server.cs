@@ -174,10 +174,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
 
     private async Task RunStreamAsync(Http2Stream stream, HttpRequest request)
     {
-        // Runs on the read loop until its first await (for a proxied request: the head written and flushed to the origin,
-        // then the wait for its answer), where the read loop goes on with the next frame. No thread-pool hop per stream
-        // (a Task.Yield here was one per request: benchmarks/results/2026-12-07-h2-perf-2.md); nothing in a request
-        // service blocks a thread (house style), so other streams wait at most for that synchronous start.
+        await Task.Yield(); // the read loop goes on with the next frame
         var token = stream.Aborted.Token;
         HttpResponse response;
         try
