@@ -50,7 +50,7 @@ public static class ReverseProxyStack
         accessLog ??= AccessLogs.ToLogger(loggerFactory);
         time ??= TimeProvider.System;
         var dns = new DnsResolver(options.Dns);
-        var connector = new TcpConnector(dns, OriginConnector(options.Connector), time, loggerFactory.CreateLogger<TcpConnector>());
+        var connector = new TcpConnector(dns, options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         var http = options.Http with { MaxIdleConnectionsPerTarget = Math.Max(options.Http.MaxIdleConnectionsPerTarget, MinIdleConnections) };
         http.Validate();
         var pool = new Http1ConnectionPool(http.MaxIdleConnectionsPerTarget, http.PooledConnectionIdleTimeout, time);
@@ -73,7 +73,7 @@ public static class ReverseProxyStack
         loggerFactory ??= NullLoggerFactory.Instance;
         accessLog ??= AccessLogs.ToLogger(loggerFactory);
         time ??= TimeProvider.System;
-        var connector = new TcpConnector(new DnsResolver(options.Dns), OriginConnector(options.Connector), time, loggerFactory.CreateLogger<TcpConnector>());
+        var connector = new TcpConnector(new DnsResolver(options.Dns), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         var http = options.Http with { MaxIdleConnectionsPerTarget = Math.Max(options.Http.MaxIdleConnectionsPerTarget, MinIdleConnections) };
         var (forwarder, owned) = Forwarder(http, connector, loggerFactory, time, upstreamTls);
         var service = new ReverseProxyService(forwarder, upstream with { Target = Http1ConnectionPool.Key(upstream.Target) });
@@ -110,7 +110,7 @@ public static class ReverseProxyStack
         loggerFactory ??= NullLoggerFactory.Instance;
         accessLog ??= AccessLogs.ToLogger(loggerFactory);
         time ??= TimeProvider.System;
-        var connector = new TcpConnector(new DnsResolver(options.Dns), OriginConnector(options.Connector), time, loggerFactory.CreateLogger<TcpConnector>());
+        var connector = new TcpConnector(new DnsResolver(options.Dns), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         var http = options.Http with { MaxIdleConnectionsPerTarget = Math.Max(options.Http.MaxIdleConnectionsPerTarget, MinIdleConnections) };
         var (forwarder, pools) = Forwarder(http, connector, loggerFactory, time, upstreamTls);
         var service = new RoutingProxyService(forwarder, routing, connector, http.Limits, loggerFactory.CreateLogger("Rama.Proxy.Http.Routing"), time);
@@ -118,15 +118,6 @@ public static class ReverseProxyStack
         var server = Http2Inbound.Server(service, http.Limits, loggerFactory, accessLog, AccessKind.Reverse, time, webSocketsToHttp1: true);
         return Service.Owning<ConnectionContext, Unit>(server, new Owned(service, pools));
     }
-
-    /// <summary>
-    /// The connector settings for origin connections of a reverse proxy: pooled keep-alive connections read straight into a
-    /// pooled buffer, without the zero-byte read that waits for data first (<see cref="SocketConnectionOptions.WaitForDataBeforeAllocatingBuffer"/>).
-    /// A pooled origin connection is busy or few (at most <see cref="MinIdleConnections"/> idle, 16 KiB each), and the
-    /// zero-byte read cost a failed <c>recvfrom</c> (EAGAIN) per origin response (benchmarks/results/2026-12-07-h2-perf.md).
-    /// </summary>
-    internal static TcpConnectorOptions OriginConnector(TcpConnectorOptions options) =>
-        options with { Connection = options.Connection with { WaitForDataBeforeAllocatingBuffer = false } };
 
     private sealed class Owned(IAsyncDisposable first, IAsyncDisposable second) : IAsyncDisposable
     {

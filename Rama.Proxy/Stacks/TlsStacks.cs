@@ -63,7 +63,7 @@ public static class TlsStacks
         time ??= TimeProvider.System;
         accessLog ??= AccessLogs.ToLogger(loggerFactory);
         options.Limits.Validate();
-        ITcpConnector connector = new TcpConnector(new DnsResolver(), ReverseProxyStack.OriginConnector(options.Connector), time, loggerFactory.CreateLogger<TcpConnector>());
+        ITcpConnector connector = new TcpConnector(new DnsResolver(), options.Connector, time, loggerFactory.CreateLogger<TcpConnector>());
         if (options.SendProxyProtocol is { } version)
         {
             connector = new ProxyProtocolConnector(connector, version);
