@@ -142,6 +142,7 @@ internal sealed partial class ForwardProxyService(HttpProxyOptions options, ITcp
         TryForwardAsync(request, UpstreamTarget.Http1(target), authority, pathAndQuery, cancellationToken);
 
     /// <summary><see cref="ForwardAsync(HttpRequest, HostPort, string?, string, CancellationToken)"/> in the protocol <paramref name="upstream"/>'s scheme says.</summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))] // the reverse proxy's per-request entry: no box per request
     internal async ValueTask<HttpResponse> ForwardAsync(HttpRequest request, UpstreamTarget upstream, string? authority, string pathAndQuery, CancellationToken cancellationToken)
     {
         var (response, error, detail, _) = await TryForwardAsync(request, upstream, authority, pathAndQuery, cancellationToken).ConfigureAwait(false);

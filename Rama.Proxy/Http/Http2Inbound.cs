@@ -55,6 +55,7 @@ internal sealed class Http2InboundApplication(IService<HttpRequest, HttpResponse
 {
     public const string Protocol = "HTTP/2";
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))] // once per h2 request: no box per request
     public async ValueTask<HttpResponse> ServeAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var startedAt = _time.GetTimestamp();
