@@ -601,8 +601,9 @@ public sealed class SocketConnection : IDuplexPipe, IAsyncDisposable, IOriginCon
         CancelClosed();
         if (_receiving is not null)
         {
-            // A receive loop held at a full input (bytes the service never read, e.g. a request body it left there before failing, or an abandoned response body: benchmarks/soak)
-            // waits in its flush, which only a reader frees: it is released here, or this close would never end.
+            // A receive loop held at a full input (bytes the service never read: a request body it left there before failing,
+            // a response body a vanished client abandoned, found by benchmarks/soak) waits in its flush, which only a reader
+            // frees: it is released here, or this close would never end.
             _input.Writer.CancelPendingFlush();
             await _receiving.ConfigureAwait(false);
         }
