@@ -45,7 +45,7 @@ public static class NodeListeners
                 ListenerKind.Tls => WithProxyProtocol(listener, TlsStacks.Termination(options.Tls.ServerOptions!, Termination(options, listener), loggers, accessLog: accessLog)),
                 _ => WithProxyProtocol(listener, TlsStacks.Echo(options.Tls.ServerOptions, options.Proxy.Http.Limits, loggers, accessLog: accessLog)),
             };
-            specs.Add(new ListenerSpec(listener.Name, listener.Bind, ProxyTracing.ForListener(listener.Name, stack)) { ServerOptions = ServerOptions(options, listener) with { AccessLog = accessLog } }); // rama.listener on its spans
+            specs.Add(new ListenerSpec(listener.Name, listener.Bind, ProxyTracing.ForListener(listener.Name, stack)) { ServerOptions = ServerOptions(options, listener) with { Refused = RefusalAccessLog.For(accessLog) } }); // rama.listener on its spans
         }
 
         return specs;

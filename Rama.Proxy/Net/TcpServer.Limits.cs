@@ -87,30 +87,12 @@ public sealed partial class TcpServer
         }
     }
 
-    // The access line of an answered refusal: kind and status by what the client was told (HTTP and HTTP/2 503, SOCKS5
-    // reply 1, TLS 503 for the internal_error alert), no method or target (nothing was read as a request), the limit as reason.
     private void WriteRefusal(IPEndPoint? client, RefusalAnswer answer, string reason, long started)
     {
-        if (answer == RefusalAnswer.None || _options.AccessLog is not { IsEnabled: true } accessLog)
+        if (answer != RefusalAnswer.None && _options.Refused is { } refused)
         {
-            return;
+            refused(new ConnectionRefused(client, answer, reason, Stopwatch.GetElapsedTime(started)));
         }
-
-        accessLog.Write(new Observability.AccessLogEntry
-        {
-            Time = DateTimeOffset.UtcNow,
-            Kind = answer switch
-            {
-                RefusalAnswer.Socks5GeneralFailure => Observability.AccessKind.Socks5,
-                RefusalAnswer.TlsInternalError => Observability.AccessKind.Tls,
-                _ => Observability.AccessKind.Http,
-            },
-            Client = client,
-            Status = answer == RefusalAnswer.Socks5GeneralFailure ? 1 : 503,
-            Duration = Stopwatch.GetElapsedTime(started),
-            Protocol = answer == RefusalAnswer.Http2Refused ? "HTTP/2" : null,
-            Reason = reason,
-        });
     }
 
     // A connection closed: its client's slot goes, and a paused accept loop tries again at once.

@@ -1,9 +1,13 @@
 using System.Buffers;
 using System.Globalization;
+using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
 namespace Rama.Proxy.Net;
+
+/// <summary>A connection a listener's limit refused, and answered: its client, the answer, the limit as reason, the answer's time.</summary>
+public readonly record struct ConnectionRefused(IPEndPoint? Client, RefusalAnswer Answer, string Reason, TimeSpan Duration);
 
 /// <summary>What a refused connection was told, from its first byte.</summary>
 public enum RefusalAnswer

@@ -51,10 +51,11 @@ public sealed record TcpServerOptions
     public int MaxPendingRefusals { get; init; } = 64;
 
     /// <summary>
-    /// Where a refused connection's access-log line goes (the 503, SOCKS5 0x01, TLS alert or HTTP/2 refusal, with the
-    /// limit as its reason). Null (default): none.
+    /// Told of every refused connection that was answered (the 503, SOCKS5 0x01, TLS alert or HTTP/2 refusal, with the
+    /// limit as its reason), e.g. <c>Observability.RefusalAccessLog.For(accessLog)</c> for its access-log line. Null
+    /// (default): nobody.
     /// </summary>
-    public Observability.IAccessLog? AccessLog { get; init; }
+    public Action<ConnectionRefused>? Refused { get; init; }
 
     /// <summary>First pause of the accept loop when the process is out of descriptors (EMFILE/ENFILE); doubles per failure. Default 10 ms.</summary>
     public TimeSpan AcceptBackoffInitial { get; init; } = TimeSpan.FromMilliseconds(10);

@@ -341,7 +341,7 @@ public sealed class Http2LimitTests : IDisposable
     private static async Task<(TcpServer Server, IAsyncDisposable Stack, Socket Held)> FullListenerAsync(RecordingAccessLog? log = null)
     {
         var stack = ForwardProxyStack.Create(new ForwardProxyOptions(), StaticProxyAuthenticator.None);
-        var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0), new TcpServerOptions { Name = "edge", MaxConnections = 1, AccessLog = log });
+        var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0), new TcpServerOptions { Name = "edge", MaxConnections = 1, Refused = RefusalAccessLog.For(log) });
         server.Start(stack);
         var held = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await held.ConnectAsync(server.LocalEndPoint);

@@ -37,7 +37,7 @@ public sealed class RefusalAccessLogTests
         var stack = ForwardProxyStack.Create(new ForwardProxyOptions(), StaticProxyAuthenticator.None,
             extras: new ForwardProxyExtras { Https = new TlsServerOptions { Certificates = new ServerCertificates().AddFiles(leaf.Cert, leaf.Key) } });
         await using var ownedStack = (IAsyncDisposable)stack;
-        await using var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0), new TcpServerOptions { Name = "edge", MaxConnections = 1, AccessLog = log });
+        await using var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0), new TcpServerOptions { Name = "edge", MaxConnections = 1, Refused = RefusalAccessLog.For(log) });
         server.Start(stack);
         using var held = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await held.ConnectAsync(server.LocalEndPoint);
@@ -72,7 +72,7 @@ public sealed class RefusalAccessLogTests
         var log = new RecordingAccessLog();
         var stack = ForwardProxyStack.Create(new ForwardProxyOptions(), StaticProxyAuthenticator.None);
         await using var ownedStack = (IAsyncDisposable)stack;
-        await using var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0), new TcpServerOptions { Name = "edge", MaxConnectionsPerIp = 1, AccessLog = log });
+        await using var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0), new TcpServerOptions { Name = "edge", MaxConnectionsPerIp = 1, Refused = RefusalAccessLog.For(log) });
         server.Start(stack);
         using var held = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await held.ConnectAsync(server.LocalEndPoint);
