@@ -134,7 +134,10 @@ public sealed class Http2LimitTests : IDisposable
 
         // curl -T - reads stdin as it goes: an h2 request with no content-length, its body in DATA frames only.
         var h2c = await Cli.RunAsync("curl", ["-sS", "-i", "--http2-prior-knowledge", "-T", "-", $"http://{server.LocalEndPoint}/upload"], Bound, stdin: new byte[64 * 1024]);
-        Assert.True(h2c.ExitCode == 0, h2c.Stderr);
+        // After the whole 413 the server asks the client to stop uploading with RST_STREAM NO_ERROR (RFC 9113 §8.1). curl
+        // exits 0, or 92 when it still had stdin to send once it saw that reset (a race inside curl: seen once under the full
+        // suite's load); the answer it printed is the same either way, and any other failure fails here.
+        Assert.True(h2c.ExitCode is 0 or 92, h2c.Stderr);
         Assert.StartsWith("HTTP/2 413", h2c.Text, StringComparison.Ordinal);
         Assert.EndsWith("\r\n\r\nContent Too Large: the request body grew past the limit of 1024 bytes\n", h2c.Text, StringComparison.Ordinal);
         Assert.Empty(origin.Requests); // not a complete request
