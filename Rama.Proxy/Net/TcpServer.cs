@@ -132,7 +132,6 @@ public sealed partial class TcpServer : IAsyncDisposable
         return new TcpServer(socket, options, logger ?? NullLogger.Instance);
     }
 
-    /// <summary>Starts accepting; each connection runs <paramref name="service"/> then is closed gracefully.</summary>
     /// <summary>
     /// Lets a restarted listener bind a port that still has TIME_WAIT connections, without letting a second process
     /// listen on it. .NET's <c>ReuseAddress</c> sets SO_REUSEPORT too on Linux, and two processes then share the port
@@ -152,6 +151,7 @@ public sealed partial class TcpServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts accepting; each connection runs <paramref name="service"/> then is closed gracefully.</summary>
     public void Start(IService<ConnectionContext, Unit> service)
     {
         Transport = service is ISocketTransportService ? ConnectionTransport.EventLoop : ConnectionTransport.Pipes;
