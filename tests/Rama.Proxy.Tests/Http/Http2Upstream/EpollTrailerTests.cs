@@ -93,6 +93,37 @@ public class EpollTrailerTests
         Assert.DoesNotContain("99", answer, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(ReverseProxyTransport.Epoll)]
+    [InlineData(ReverseProxyTransport.Sockets)]
+    public async Task Trailer_section_larger_than_the_relay_buffer_is_filtered_whole_within_raised_limits(ReverseProxyTransport transport)
+    {
+        // ~150 KB of trailer fields (the epoll relay's body buffer is 64 KiB), a forbidden one every 100 lines.
+        var kept = new StringBuilder();
+        var sent = new StringBuilder();
+        for (var i = 0; i < 1500; i++)
+        {
+            var line = $"X-Pad-{i:D4}: {new string((char)('a' + (i % 26)), 90)}\r\n";
+            kept.Append(line);
+            sent.Append(line);
+            if (i % 100 == 0)
+            {
+                sent.Append("Set-Cookie: n=").Append(i).Append("\r\n");
+            }
+        }
+
+        var limits = new HttpLimits { MaxHeaderBytes = 256 * 1024, MaxHeaderCount = 2000 };
+        await using var origin = new TestOrigin(_ =>
+            Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + sent + "\r\n"));
+        await using var proxy = TrailerProxy.Start(origin.Port, transport, limits);
+
+        var answer = await proxy.Harness.SendAndReadToCloseAsync("GET /big HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
+
+        Assert.StartsWith("HTTP/1.1 200 ", answer, StringComparison.Ordinal);
+        Assert.True(answer.EndsWith("\r\n\r\n5\r\nhello\r\n0\r\n" + kept + "\r\n", StringComparison.Ordinal), answer[..Math.Min(answer.Length, 300)]);
+        Assert.DoesNotContain("Set-Cookie", answer, StringComparison.Ordinal);
+    }
+
     public static TheoryData<ReverseProxyTransport, string> BadOriginSections()
     {
         var data = new TheoryData<ReverseProxyTransport, string>();
@@ -147,12 +178,22 @@ public class EpollTrailerTests
         }
     }
 
+    public static TheoryData<ReverseProxyTransport, string, int> BadRequestSections()
+    {
+        var data = new TheoryData<ReverseProxyTransport, string, int>();
+        foreach (var transport in (ReverseProxyTransport[])[ReverseProxyTransport.Epoll, ReverseProxyTransport.Sockets])
+        {
+            data.Add(transport, "Bad Header\r\n\r\n", 400);
+            data.Add(transport, "X-Fine: 1\r\n folded\r\n\r\n", 400);
+            data.Add(transport, string.Concat(Enumerable.Repeat("X-Many: 1\r\n", new HttpLimits().MaxHeaderCount + 1)) + "\r\n", 431);
+        }
+
+        return data;
+    }
+
     [Theory]
-    [InlineData(ReverseProxyTransport.Epoll, "Bad Header\r\n\r\n")]
-    [InlineData(ReverseProxyTransport.Sockets, "Bad Header\r\n\r\n")]
-    [InlineData(ReverseProxyTransport.Epoll, "X-Fine: 1\r\n folded\r\n\r\n")]
-    [InlineData(ReverseProxyTransport.Sockets, "X-Fine: 1\r\n folded\r\n\r\n")]
-    public async Task Malformed_request_trailer_section_is_answered_400_and_never_reaches_the_origin_whole(ReverseProxyTransport transport, string section)
+    [MemberData(nameof(BadRequestSections))]
+    public async Task Bad_request_trailer_section_is_rejected_and_never_reaches_the_origin_whole(ReverseProxyTransport transport, string section, int status)
     {
         await using var origin = new TestOrigin();
         await using var proxy = TrailerProxy.Start(origin.Port, transport);
@@ -160,7 +201,7 @@ public class EpollTrailerTests
         var answer = await proxy.Harness.SendAndReadToCloseAsync(
             "POST /hash HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + section, Bound);
 
-        Assert.StartsWith("HTTP/1.1 400 ", answer, StringComparison.Ordinal);
+        Assert.StartsWith($"HTTP/1.1 {status} ", answer, StringComparison.Ordinal);
         Assert.DoesNotContain(origin.Requests, r => r.TrailerLines is { Count: > 0 });
     }
 
@@ -194,7 +235,7 @@ public class EpollTrailerTests
 
         public ListLoggerProvider Log { get; }
 
-        public static TrailerProxy Start(int upstreamPort, ReverseProxyTransport transport)
+        public static TrailerProxy Start(int upstreamPort, ReverseProxyTransport transport, HttpLimits? limits = null)
         {
             var log = new ListLoggerProvider();
             var loggers = LoggerFactory.Create(b => b.AddProvider(log).SetMinimumLevel(LogLevel.Debug));
@@ -202,6 +243,7 @@ public class EpollTrailerTests
             {
                 ReverseTransport = transport,
                 Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) },
+                Http = new HttpProxyOptions { Limits = limits ?? new HttpLimits() },
             };
             IService<ConnectionContext, Unit> stack = ReverseProxyStack.Create(options, new HostPort("127.0.0.1", upstreamPort), loggers);
             return new TrailerProxy(new ProxyHarness(stack), loggers, log);
