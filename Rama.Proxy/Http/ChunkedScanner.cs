@@ -1,12 +1,14 @@
 namespace Rama.Proxy.Http;
 
 /// <summary>
-/// Finds where a chunked body (RFC 9112 §7.1) ends while it is passed through unchanged: the framing
-/// (chunk-size lines, the CRLF after each chunk's data, the trailer section) is checked byte by byte,
-/// chunk data is skipped by count. Incremental: feed the body in any pieces. Strict: CRLF line ends,
-/// hex sizes without overflow, bounded chunk-size and trailer lines.
+/// Finds where a chunked body (RFC 9112 §7.1) ends while it is passed through: the framing (chunk-size lines, the CRLF after
+/// each chunk's data) is checked byte by byte, chunk data is skipped by count. Incremental: feed the body in any pieces.
+/// Strict: CRLF line ends, hex sizes without overflow, bounded chunk-size lines. <see cref="Scan"/> stops where the trailer
+/// section starts (<see cref="AtTrailers"/>); <see cref="TryFilterTrailers"/> then checks that section as the pipe stack's
+/// parser does and drops, where it lies, the fields a trailer may not carry (RFC 9110 §6.5.1): the same rule wherever Rama
+/// writes trailers.
 /// </summary>
-internal struct ChunkedScanner(int maxLineBytes, int maxTrailerBytes)
+internal struct ChunkedScanner(HttpLimits limits)
 {
     private enum Step : byte
     {
@@ -16,10 +18,7 @@ internal struct ChunkedScanner(int maxLineBytes, int maxTrailerBytes)
         Data,
         DataCr,
         DataLf,
-        TrailerStart,
-        TrailerLine,
-        TrailerLf,
-        FinalLf,
+        Trailers,
         Done,
     }
 
@@ -27,19 +26,24 @@ internal struct ChunkedScanner(int maxLineBytes, int maxTrailerBytes)
     private long _size;
     private bool _sawDigit;
     private int _lineBytes;
-    private int _trailerBytes;
+    private long _trailerNextLine;
+    private int _trailerLines;
 
     /// <summary>Whether the last chunk and the trailer section's empty line have been seen.</summary>
     public readonly bool IsDone => _step == Step.Done;
 
+    /// <summary>Whether the last chunk has been seen and its trailer section (at least its empty line) is next: <see cref="TryFilterTrailers"/>.</summary>
+    public readonly bool AtTrailers => _step == Step.Trailers;
+
     /// <summary>
-    /// Scans <paramref name="data"/>; returns how many of its bytes belong to the body (all of them unless the
-    /// body ended inside it). Throws <see cref="HttpCodecException"/> (<see cref="HttpRejectReason.InvalidChunk"/>) on bad framing.
+    /// Scans <paramref name="data"/>; returns how many of its bytes belong to the body before its trailer section (all of them
+    /// unless the last chunk's line ended inside it). Throws <see cref="HttpCodecException"/> (<see cref="HttpRejectReason.InvalidChunk"/>)
+    /// on bad framing.
     /// </summary>
     public int Scan(ReadOnlySpan<byte> data)
     {
         var i = 0;
-        while (i < data.Length && _step != Step.Done)
+        while (i < data.Length && _step < Step.Trailers)
         {
             if (_step == Step.Data)
             {
@@ -100,7 +104,7 @@ internal struct ChunkedScanner(int maxLineBytes, int maxTrailerBytes)
                     Expect(b, '\n');
                     _lineBytes = 0;
                     _sawDigit = false;
-                    _step = _size == 0 ? Step.TrailerStart : Step.Data;
+                    _step = _size == 0 ? Step.Trailers : Step.Data;
                     break;
                 case Step.DataCr:
                     Expect(b, '\r');
@@ -110,35 +114,6 @@ internal struct ChunkedScanner(int maxLineBytes, int maxTrailerBytes)
                     Expect(b, '\n');
                     _step = Step.Size;
                     break;
-                case Step.TrailerStart:
-                    if (b == '\r')
-                    {
-                        _step = Step.FinalLf;
-                        break;
-                    }
-
-                    CountTrailer(b);
-                    _step = Step.TrailerLine;
-                    break;
-                case Step.TrailerLine:
-                    if (b == '\r')
-                    {
-                        _step = Step.TrailerLf;
-                    }
-                    else
-                    {
-                        CountTrailer(b);
-                    }
-
-                    break;
-                case Step.TrailerLf:
-                    Expect(b, '\n');
-                    _step = Step.TrailerStart;
-                    break;
-                case Step.FinalLf:
-                    Expect(b, '\n');
-                    _step = Step.Done;
-                    break;
             }
         }
 
@@ -147,18 +122,65 @@ internal struct ChunkedScanner(int maxLineBytes, int maxTrailerBytes)
 
     private void CountLine()
     {
-        if (++_lineBytes > maxLineBytes)
+        if (++_lineBytes > limits.MaxChunkLineBytes)
         {
             Fail();
         }
     }
 
-    private void CountTrailer(byte b)
+    /// <summary>
+    /// At <see cref="AtTrailers"/>: the trailer section that starts at <paramref name="data"/>[0] (RFC 9112 §7.1.2), found and checked
+    /// as the pipe stack checks it (<see cref="Http1Parser.TryScanTrailers"/>: bounded like a header section, the same rejections);
+    /// false while it is incomplete (call again with the same start and more bytes). On true the body is done: the section took
+    /// <paramref name="sectionLength"/> bytes, and the first <paramref name="keptLength"/> bytes of <paramref name="data"/> are now
+    /// the section to send: the field lines a trailer may carry (<see cref="HttpForwardRules.MayBeTrailerName"/>), byte
+    /// for byte and in their order, and the empty line. Nothing moves unless a line is dropped; nothing is written if it throws.
+    /// </summary>
+    public bool TryFilterTrailers(Span<byte> data, out int sectionLength, out int keptLength)
     {
-        if (++_trailerBytes > maxTrailerBytes || b == '\n' || (b < 0x20 && b != '\t') || b == 0x7F)
+        keptLength = 0;
+        if (_trailerNextLine == 0 && data.Length >= 2 && data[0] == '\r' && data[1] == '\n')
         {
-            Fail();
+            sectionLength = keptLength = 2; // the usual case: no trailer fields
+            _step = Step.Done;
+            return true;
         }
+
+        if (!Http1Parser.TryScanTrailers(data, limits, ref _trailerNextLine, ref _trailerLines, out sectionLength))
+        {
+            return false;
+        }
+
+        // Checked whole above: now the lines to drop go, the kept ones close up in place.
+        var read = 0;
+        var written = 0;
+        while (true)
+        {
+            var length = data[read..sectionLength].IndexOf((byte)'\n') + 1;
+            if (length == 2)
+            {
+                data.Slice(read, 2).CopyTo(data[written..]); // the empty line
+                written += 2;
+                break;
+            }
+
+            var line = data.Slice(read, length);
+            if (HttpForwardRules.MayBeTrailerName(line[..line.IndexOf((byte)':')]))
+            {
+                if (written != read)
+                {
+                    line.CopyTo(data[written..]);
+                }
+
+                written += length;
+            }
+
+            read += length;
+        }
+
+        keptLength = written;
+        _step = Step.Done;
+        return true;
     }
 
     private static void Expect(byte b, char expected)

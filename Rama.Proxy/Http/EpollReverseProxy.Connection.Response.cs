@@ -140,7 +140,8 @@ internal sealed partial class EpollReverseProxy
             var bodyAllowed = !(request.IsHead || head.Status < 200 || head.Status is 204 or 304);
             _respFraming = bodyAllowed ? head.Framing : BodyFraming.None;
             _respRemaining = head.ContentLength;
-            _chunks = new ChunkedScanner(Limits.MaxChunkLineBytes, Limits.MaxHeaderBytes);
+            _chunks = new ChunkedScanner(Limits);
+            _trailersIncomplete = false;
             if (_respFraming == BodyFraming.UntilClose)
             {
                 _keepAlive = false; // the origin's close ends the body; so does ours (an HTTP/1.1 client reads to close)
@@ -211,6 +212,11 @@ internal sealed partial class EpollReverseProxy
                 {
                     Classify();
                 }
+                catch (HttpCodecException) when (_chunks.AtTrailers)
+                {
+                    // A bad trailer section: the head and the body before it go out, then the next Classify meets it again and
+                    // aborts, as the pipe stack does (its trailers are read after the head went out).
+                }
                 catch (HttpCodecException ex)
                 {
                     // Bad chunked framing in the first body bytes, before anything went to the client: a 502, like a bad head.
@@ -241,24 +247,49 @@ internal sealed partial class EpollReverseProxy
                 return;
             }
 
-            int take;
             switch (_respFraming)
             {
                 case BodyFraming.ContentLength:
-                    take = (int)Math.Min(available, _respRemaining);
+                    var take = (int)Math.Min(available, _respRemaining);
                     _respRemaining -= take;
                     _bodyDone = _respRemaining == 0;
+                    _approvedEnd += take;
                     break;
                 case BodyFraming.Chunked:
-                    take = _chunks.Scan(_resp.AsSpan(_approvedEnd, available)); // throws on bad framing
-                    _bodyDone = _chunks.IsDone;
+                    _approvedEnd += _chunks.Scan(_resp.AsSpan(_approvedEnd, available)); // throws on bad framing
+                    if (_chunks.AtTrailers && _approvedEnd < _respEnd)
+                    {
+                        ClassifyTrailers();
+                    }
+
                     break;
                 default:
-                    take = available;
+                    _approvedEnd += available;
                     break;
             }
+        }
 
-            _approvedEnd += take;
+        // RFC 9110 §6.5.1: the trailer section goes on without the fields a trailer may not carry, the rule of every other path
+        // that writes trailers (Http1Writer.WriteLastChunk). It waits whole in _resp (bounded like a head); the kept lines close up
+        // in place, and the bytes after the section move down behind them. No trailer fields (the usual "\r\n"): nothing moves.
+        private void ClassifyTrailers()
+        {
+            var sectionStart = _approvedEnd;
+            if (!_chunks.TryFilterTrailers(_resp.AsSpan(sectionStart, _respEnd - sectionStart), out var sectionLength, out var kept))
+            {
+                _trailersIncomplete = true; // read more before looking again
+                return;
+            }
+
+            if (kept < sectionLength)
+            {
+                var after = sectionStart + sectionLength;
+                Buffer.BlockCopy(_resp!, after, _resp!, sectionStart + kept, _respEnd - after);
+                _respEnd -= sectionLength - kept;
+            }
+
+            _approvedEnd += kept;
+            _bodyDone = true;
         }
 
         private bool StepSendResponse()
@@ -327,7 +358,7 @@ internal sealed partial class EpollReverseProxy
                 return true;
             }
 
-            if (_respEnd > _approvedEnd)
+            if (_respEnd > _approvedEnd && !_trailersIncomplete)
             {
                 try
                 {
@@ -350,6 +381,18 @@ internal sealed partial class EpollReverseProxy
             }
 
             CompactResponse();
+            if (_respEnd == _resp!.Length)
+            {
+                // Only a trailer section still incomplete fills the buffer (the body before it was sent, and CompactResponse moved it
+                // to the front): room up to the largest head, more than the section's limit, at which the scan rejects it first.
+                if (_resp.Length >= _owner._maxHeadBuffer)
+                {
+                    return AbortMidBody("trailer section larger than the buffer");
+                }
+
+                _resp = Regrow(_resp, 0, _respEnd, Math.Min(_resp.Length * 2, _owner._maxHeadBuffer));
+            }
+
             var read = origin.Socket.Receive(_resp.AsSpan(_respEnd), SocketFlags.None, out var readError);
             if (readError == SocketError.WouldBlock)
             {
@@ -373,6 +416,7 @@ internal sealed partial class EpollReverseProxy
             }
 
             _respEnd += read;
+            _trailersIncomplete = false;
             if (_respEnd < _resp!.Length)
             {
                 origin.ShortRead();

@@ -103,6 +103,7 @@ internal sealed partial class EpollReverseProxy
         private BodyFraming _respFraming;
         private long _respRemaining;
         private ChunkedScanner _chunks;
+        private bool _trailersIncomplete; // the chunked body's trailer section is not all in _resp yet: read before classifying again
         private bool _bodyDone;
         private bool _keepAlive;
         private bool _originReusable;

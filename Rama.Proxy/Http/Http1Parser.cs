@@ -520,43 +520,53 @@ internal static class Http1Parser
                 return headers;
             }
 
-            // RFC 9112 §5.2: obs-fold (a line starting with SP/HTAB) is rejected with 400.
-            if (line[0] is (byte)' ' or (byte)'\t')
-            {
-                HttpRejection.Throw(HttpRejectReason.ObsoleteLineFolding);
-            }
-
-            var colon = line.IndexOf((byte)':');
-            if (colon <= 0)
-            {
-                HttpRejection.Throw(HttpRejectReason.InvalidHeader);
-            }
-
-            var name = line[..colon];
-            if (name[^1] is (byte)' ' or (byte)'\t')
-            {
-                // RFC 9112 §5.1: no whitespace is allowed between the field name and colon; 400.
-                HttpRejection.Throw(HttpRejectReason.WhitespaceBeforeColon);
-            }
-
-            if (name.ContainsAnyExcept(s_tchar))
-            {
-                HttpRejection.Throw(HttpRejectReason.InvalidHeader);
-            }
-
-            // RFC 9112 §5.1: field-line = field-name ":" OWS field-value OWS
-            var valueStart = colon + 1;
-            var value = line[valueStart..];
-            var leading = value.Length - value.TrimStart(" \t"u8).Length;
-            value = value.Trim(" \t"u8);
-            if (value.ContainsAnyExcept(s_fieldValue))
-            {
-                HttpRejection.Throw(HttpRejectReason.InvalidHeader);
-            }
-
-            headers.Add(head.AsMemory(offset, colon), head.AsMemory(offset + valueStart + leading, value.Length));
+            var colon = CheckFieldLine(line, out var valueStart, out var valueLength);
+            headers.Add(head.AsMemory(offset, colon), head.AsMemory(offset + valueStart, valueLength));
             offset += lf + 1;
         }
+    }
+
+    // One field line without its CRLF, checked; returns the colon's index, the value (without OWS) is line[valueStart..+valueLength].
+    // Inlined: it runs for every field line of every head, as the loop body it was.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int CheckFieldLine(ReadOnlySpan<byte> line, out int valueStart, out int valueLength)
+    {
+        // RFC 9112 §5.2: obs-fold (a line starting with SP/HTAB) is rejected with 400.
+        if (line[0] is (byte)' ' or (byte)'\t')
+        {
+            HttpRejection.Throw(HttpRejectReason.ObsoleteLineFolding);
+        }
+
+        var colon = line.IndexOf((byte)':');
+        if (colon <= 0)
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidHeader);
+        }
+
+        var name = line[..colon];
+        if (name[^1] is (byte)' ' or (byte)'\t')
+        {
+            // RFC 9112 §5.1: no whitespace is allowed between the field name and colon; 400.
+            HttpRejection.Throw(HttpRejectReason.WhitespaceBeforeColon);
+        }
+
+        if (name.ContainsAnyExcept(s_tchar))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidHeader);
+        }
+
+        // RFC 9112 §5.1: field-line = field-name ":" OWS field-value OWS
+        var value = line[(colon + 1)..];
+        var leading = value.Length - value.TrimStart(" \t"u8).Length;
+        value = value.Trim(" \t"u8);
+        if (value.ContainsAnyExcept(s_fieldValue))
+        {
+            HttpRejection.Throw(HttpRejectReason.InvalidHeader);
+        }
+
+        valueStart = colon + 1 + leading;
+        valueLength = value.Length;
+        return colon;
     }
 
     private static int CountLines(ReadOnlySpan<byte> section) => Math.Max(0, section.Count((byte)'\n') - 1);
@@ -811,6 +821,47 @@ internal static class Http1Parser
 
         consumed = end;
         return true;
+    }
+
+    /// <summary>
+    /// The trailer section at the start of <paramref name="section"/> (RFC 9112 §7.1.2) found and checked where it lies, as
+    /// <see cref="TryParseTrailers"/> checks it (bounded by <see cref="HttpLimits.MaxHeaderBytes"/> and
+    /// <see cref="HttpLimits.MaxHeaderCount"/>, each field line's syntax, the same rejections), without a field list: false while
+    /// incomplete (call again with more bytes; the scan resumes at <paramref name="nextLine"/>, <paramref name="lines"/>, which start
+    /// at 0). On true, <paramref name="sectionLength"/> is the section's length with its empty line. Reads only.
+    /// </summary>
+    internal static bool TryScanTrailers(ReadOnlySpan<byte> section, HttpLimits limits, ref long nextLine, ref int lines, out int sectionLength)
+    {
+        sectionLength = 0;
+        if (!TryScanFieldLines(section, 0, limits, ref nextLine, ref lines, out var end))
+        {
+            return false;
+        }
+
+        sectionLength = (int)end;
+        if (end <= 2)
+        {
+            if (end != 2 || section[0] != '\r')
+            {
+                HttpRejection.Throw(HttpRejectReason.InvalidChunk);
+            }
+
+            return true;
+        }
+
+        var offset = 0;
+        while (true)
+        {
+            var lf = section[offset..sectionLength].IndexOf((byte)'\n');
+            var line = TrimCrLf(section.Slice(offset, lf + 1), HttpRejectReason.InvalidHeader);
+            if (line.IsEmpty)
+            {
+                return true;
+            }
+
+            CheckFieldLine(line, out _, out _);
+            offset += lf + 1;
+        }
     }
 
     private static byte[] FieldValueBytes()

@@ -162,24 +162,29 @@ internal static class HttpForwardRules
     /// or the response, or describes the content (those must be in the header section), nor a connection-specific one (RFC 9113
     /// §8.2.2), nor a pseudo-header. A sender drops the rest; gRPC's grpc-status and grpc-message pass.
     /// </summary>
-    internal static bool MayBeTrailer(HttpHeaderField field)
+    internal static bool MayBeTrailer(HttpHeaderField field) => MayBeTrailerName(field.Name.Span);
+
+    /// <summary>
+    /// <see cref="MayBeTrailer"/> by the field's name alone: the epoll relay filters a chunked body's trailer
+    /// section where it lies in its buffer (<see cref="ChunkedScanner.TryFilterTrailers"/>), without a field list.
+    /// </summary>
+    internal static bool MayBeTrailerName(ReadOnlySpan<byte> name)
     {
-        var name = field.Name.Span;
-        if (name.IsEmpty || name[0] == (byte)':' || IsHopByHop(field) || field.NameIs(HeaderNames.Host) || field.NameIs(HeaderNames.ContentLength)
-            || field.NameIs(HeaderNames.Expect))
+        if (name.IsEmpty || name[0] == (byte)':' || IsHopByHop(name) || Ascii.EqualsIgnoreCase(name, HeaderNames.Host)
+            || Ascii.EqualsIgnoreCase(name, HeaderNames.ContentLength) || Ascii.EqualsIgnoreCase(name, HeaderNames.Expect))
         {
             return false;
         }
 
         foreach (var forbidden in ForbiddenTrailers)
         {
-            if (System.Text.Ascii.EqualsIgnoreCase(name, forbidden))
+            if (Ascii.EqualsIgnoreCase(name, forbidden))
             {
                 return false;
             }
         }
 
-        return name.Length < 3 || !System.Text.Ascii.EqualsIgnoreCase(name[..3], "If-"u8); // conditionals (§13.1)
+        return name.Length < 3 || !Ascii.EqualsIgnoreCase(name[..3], "If-"u8); // conditionals (§13.1)
     }
 
     // RFC 9110 §6.5.1's kinds, by name: controls (§7.6.2 Max-Forwards, §14.2 Range, Cache-Control, Pragma), authentication (§11),
@@ -218,10 +223,14 @@ internal static class HttpForwardRules
     internal static bool IsDropped(HttpHeaders source, bool namesOtherFields, HttpHeaderField field) =>
         IsHopByHop(field) || (namesOtherFields && IsNamedByConnection(source, field.Name.Span));
 
-    private static bool IsHopByHop(HttpHeaderField field) =>
-        field.NameIs(HeaderNames.Connection) || field.NameIs(HeaderNames.ProxyConnection) || field.NameIs(HeaderNames.KeepAlive)
-        || field.NameIs(HeaderNames.TE) || field.NameIs(HeaderNames.TransferEncoding) || field.NameIs(HeaderNames.Trailer)
-        || field.NameIs(HeaderNames.Upgrade) || field.NameIs(HeaderNames.ProxyAuthorization) || field.NameIs(HeaderNames.ProxyAuthenticate);
+    private static bool IsHopByHop(HttpHeaderField field) => IsHopByHop(field.Name.Span);
+
+    private static bool IsHopByHop(ReadOnlySpan<byte> name) =>
+        Ascii.EqualsIgnoreCase(name, HeaderNames.Connection) || Ascii.EqualsIgnoreCase(name, HeaderNames.ProxyConnection)
+        || Ascii.EqualsIgnoreCase(name, HeaderNames.KeepAlive) || Ascii.EqualsIgnoreCase(name, HeaderNames.TE)
+        || Ascii.EqualsIgnoreCase(name, HeaderNames.TransferEncoding) || Ascii.EqualsIgnoreCase(name, HeaderNames.Trailer)
+        || Ascii.EqualsIgnoreCase(name, HeaderNames.Upgrade) || Ascii.EqualsIgnoreCase(name, HeaderNames.ProxyAuthorization)
+        || Ascii.EqualsIgnoreCase(name, HeaderNames.ProxyAuthenticate);
 
     /// <summary>
     /// Whether Connection / Proxy-Connection name any field to drop: not when they carry only "close" and

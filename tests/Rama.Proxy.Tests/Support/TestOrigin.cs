@@ -6,8 +6,9 @@ using System.Text;
 
 namespace Rama.Proxy.Tests.Support;
 
-/// <summary>A request as the origin saw it: the raw head lines and a hash of the body.</summary>
-public sealed record OriginRequest(int ConnectionNumber, string RequestLine, IReadOnlyList<string> HeaderLines, long BodyLength, string BodySha256)
+/// <summary>A request as the origin saw it: the raw head lines, a hash of the body and the raw lines of a chunked body's trailer section.</summary>
+public sealed record OriginRequest(int ConnectionNumber, string RequestLine, IReadOnlyList<string> HeaderLines, long BodyLength, string BodySha256,
+    IReadOnlyList<string>? TrailerLines = null)
 {
     public string? Header(string name) =>
         HeaderLines.Where(l => l.StartsWith(name + ":", StringComparison.OrdinalIgnoreCase)).Select(l => l[(name.Length + 1)..].Trim()).FirstOrDefault();
@@ -147,6 +148,7 @@ public sealed class TestOrigin : IAsyncDisposable
                     var request = new OriginRequest(number, requestLine, lines, 0, "");
                     using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
                     long length = 0;
+                    var trailers = new List<string>();
                     if (request.Header("Content-Length") is { } cl)
                     {
                         length = long.Parse(cl, System.Globalization.CultureInfo.InvariantCulture);
@@ -159,8 +161,9 @@ public sealed class TestOrigin : IAsyncDisposable
                             var size = Convert.ToInt64((await reader.ReadLineAsync(_stop.Token))!.Split(';')[0], 16);
                             if (size == 0)
                             {
-                                while (await reader.ReadLineAsync(_stop.Token) is { Length: > 0 })
+                                while (await reader.ReadLineAsync(_stop.Token) is { Length: > 0 } trailer)
                                 {
+                                    trailers.Add(trailer);
                                 }
 
                                 break;
@@ -172,7 +175,7 @@ public sealed class TestOrigin : IAsyncDisposable
                         }
                     }
 
-                    request = request with { BodyLength = length, BodySha256 = Convert.ToHexString(sha.GetHashAndReset()) };
+                    request = request with { BodyLength = length, BodySha256 = Convert.ToHexString(sha.GetHashAndReset()), TrailerLines = trailers };
                     Requests.Enqueue(request);
                     var answer = _handler(request);
                     if (answer is null)
