@@ -59,11 +59,14 @@ public sealed partial class TcpServer
 
         Interlocked.Increment(ref _refused);
         var remoteText = socket.RemoteEndPoint?.ToString() ?? "?";
-        if (Interlocked.Increment(ref _refusing) > _options.MaxPendingRefusals)
+        // Short of descriptors, refusals in flight hold descriptors of the headroom: a quarter of it at most, so the runtime
+        // always has some (at the limit it aborts the process when the thread pool starts a thread).
+        var maxPending = shortOfDescriptors ? Math.Min(_options.MaxPendingRefusals, DescriptorLimit.Headroom / 4) : _options.MaxPendingRefusals;
+        if (Interlocked.Increment(ref _refusing) > maxPending)
         {
             Interlocked.Decrement(ref _refusing);
             socket.Dispose();
-            LogRefusedUnanswered(_logger, remoteText, LocalEndPoint.ToString(), _options.MaxPendingRefusals, reason);
+            LogRefusedUnanswered(_logger, remoteText, LocalEndPoint.ToString(), maxPending, reason);
             return true;
         }
 
@@ -186,6 +189,40 @@ public sealed partial class TcpServer
             }
         }
 
+        /// <summary>
+        /// Short of descriptors (an accepted descriptor fell within the headroom and was refused): the next accept waits the
+        /// initial back-off only, so every client queued meanwhile gets its refusal (503, SOCKS5 0x01, a TLS alert) at a
+        /// bounded rate, at most one per back-off, instead of waiting in the listen queue until descriptors free up.
+        /// EMFILE itself (nothing can be accepted) still waits in <see cref="WaitAsync"/>.
+        /// </summary>
+        public async Task ShortAsync()
+        {
+            Interlocked.Increment(ref server._outOfDescriptors);
+            _failures++;
+            var local = server.LocalEndPoint.ToString();
+            if (_backoff == TimeSpan.Zero)
+            {
+                (_backoff, _since) = (server._options.AcceptBackoffInitial, Stopwatch.GetTimestamp());
+            }
+
+            if (Interlocked.Read(ref s_warned) == 0 || Stopwatch.GetElapsedTime(Interlocked.Read(ref s_warned)) >= WarnEvery)
+            {
+                var first = !_logged;
+                Interlocked.Exchange(ref s_warned, Stopwatch.GetTimestamp());
+                _logged = true;
+                if (first)
+                {
+                    LogShortOfDescriptors(server._logger, local, server.OpenConnections, DescriptorLimit.Headroom, (long)server._options.AcceptBackoffInitial.TotalMilliseconds);
+                }
+                else
+                {
+                    LogStillOutOfDescriptors(server._logger, local, SocketError.TooManyOpenSockets, _failures, server.OpenConnections);
+                }
+            }
+
+            await Task.Delay(server._options.AcceptBackoffInitial).ConfigureAwait(false);
+        }
+
         public void Resumed()
         {
             if (_backoff == TimeSpan.Zero)
@@ -204,6 +241,9 @@ public sealed partial class TcpServer
 
     [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "Accept on {Local} failed: out of descriptors ({Error}); accepting pauses (10 ms doubling to 1 s, or until a connection closes) and the {Open} open connections are kept")]
     private static partial void LogOutOfDescriptors(ILogger logger, string local, SocketError error, int open);
+
+    [LoggerMessage(EventId = 1013, Level = LogLevel.Warning, Message = "Listener {Local} is short of file descriptors, out of descriptors but the {Headroom} it keeps free ({Open} connections open): new clients are refused (503, SOCKS5 0x01, a TLS alert), at most one every {BackoffMs} ms, until descriptors free up; open connections are kept")]
+    private static partial void LogShortOfDescriptors(ILogger logger, string local, int open, int headroom, long backoffMs);
 
     [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Accept on {Local} still out of descriptors ({Error}): {Failures} failed accepts so far, {Open} connections open")]
     private static partial void LogStillOutOfDescriptors(ILogger logger, string local, SocketError error, long failures, int open);

@@ -196,7 +196,7 @@ public sealed partial class TcpServer : IAsyncDisposable
             {
                 if (shortOfDescriptors)
                 {
-                    await pause.WaitAsync(SocketError.TooManyOpenSockets).ConfigureAwait(false);
+                    await pause.ShortAsync().ConfigureAwait(false);
                 }
 
                 continue;
