@@ -22,6 +22,10 @@ internal sealed partial class FleetCoordinator
 
     private RollPlan? _plan;
     private bool _planLoaded;
+
+    // The node this coordinator told to drain (or, for a plan it resumed, the one its predecessor told once the plan was
+    // written): a cancel names only a node that was really told.
+    private string? _toldToDrain;
     private bool _evaluating;
     private string _rollDetail = "";
 
@@ -91,6 +95,7 @@ internal sealed partial class FleetCoordinator
                 _plan = plan;
                 if (plan.Rolling)
                 {
+                    _toldToDrain = plan.Current;
                     LogRollResumed(_logger, plan.Id, plan.Current ?? "-");
                 }
             }
@@ -168,7 +173,7 @@ internal sealed partial class FleetCoordinator
 
         // The node told to drain cannot be taken back (its coordinated shutdown has begun): it leaves and its supervisor
         // starts it again, as in the roll. No other node is asked.
-        var draining = plan.Current is { } current && ProxyIncarnations().ContainsKey(current) ? RollPlan.AddressOf(current) : null;
+        var draining = plan.Current is { } current && current == _toldToDrain && ProxyIncarnations().ContainsKey(current) ? RollPlan.AddressOf(current) : null;
         var cancelled = plan with { Current = null, Finished = DateTimeOffset.UtcNow, Cancelled = true };
         var rolled = Progress(plan).Rolled;
         _rollDetail = draining is null
@@ -224,6 +229,7 @@ internal sealed partial class FleetCoordinator
     {
         if (_cluster.State.Members.FirstOrDefault(m => RollPlan.NodeId(m.UniqueAddress) == node) is { } member)
         {
+            _toldToDrain = node;
             MemberActor(member.Address).Tell(new DrainMember("pbm fleet roll"), Self);
         }
     }

@@ -14,6 +14,7 @@ public sealed partial class TcpServer
     private readonly ConcurrentDictionary<IPAddress, int> _perClient = new();
     private TaskCompletionSource? _freed;
     private int _refusing;
+    private static int s_shortRefusing; // refusals in flight while short of descriptors, every listener of the process
     private long _refused;
     private long _outOfDescriptors;
     private long? _descriptorLimit = ReadDescriptorLimit();
@@ -59,22 +60,35 @@ public sealed partial class TcpServer
 
         Interlocked.Increment(ref _refused);
         var remoteText = socket.RemoteEndPoint?.ToString() ?? "?";
-        // Short of descriptors, refusals in flight hold descriptors of the headroom: a quarter of it at most, so the runtime
-        // always has some (at the limit it aborts the process when the thread pool starts a thread).
-        var maxPending = shortOfDescriptors ? Math.Min(_options.MaxPendingRefusals, DescriptorLimit.Headroom / 4) : _options.MaxPendingRefusals;
-        if (Interlocked.Increment(ref _refusing) > maxPending)
+        // Short of descriptors, refusals in flight hold descriptors of the headroom, which the process shares: all listeners
+        // together hold a quarter of it at most, so the runtime always has some (at the limit it aborts the process when the
+        // thread pool starts a thread).
+        if (shortOfDescriptors && Interlocked.Increment(ref s_shortRefusing) > DescriptorLimit.Headroom / 4)
         {
-            Interlocked.Decrement(ref _refusing);
+            Interlocked.Decrement(ref s_shortRefusing);
             socket.Dispose();
-            LogRefusedUnanswered(_logger, remoteText, LocalEndPoint.ToString(), maxPending, reason);
+            LogRefusedUnanswered(_logger, remoteText, LocalEndPoint.ToString(), DescriptorLimit.Headroom / 4, reason);
             return true;
         }
 
-        _ = RefuseAsync(socket, remoteText, reason);
+        if (Interlocked.Increment(ref _refusing) > _options.MaxPendingRefusals)
+        {
+            Interlocked.Decrement(ref _refusing);
+            if (shortOfDescriptors)
+            {
+                Interlocked.Decrement(ref s_shortRefusing);
+            }
+
+            socket.Dispose();
+            LogRefusedUnanswered(_logger, remoteText, LocalEndPoint.ToString(), _options.MaxPendingRefusals, reason);
+            return true;
+        }
+
+        _ = RefuseAsync(socket, remoteText, reason, shortOfDescriptors);
         return true;
     }
 
-    private async Task RefuseAsync(Socket socket, string remote, string reason)
+    private async Task RefuseAsync(Socket socket, string remote, string reason, bool shortOfDescriptors)
     {
         try
         {
@@ -87,6 +101,11 @@ public sealed partial class TcpServer
         finally
         {
             Interlocked.Decrement(ref _refusing);
+            if (shortOfDescriptors)
+            {
+                Interlocked.Decrement(ref s_shortRefusing);
+                WakeAcceptLoop(); // its descriptor is free again: an accept loop paused on EMFILE tries again
+            }
         }
     }
 
@@ -116,8 +135,10 @@ public sealed partial class TcpServer
     private bool ShortOfDescriptors(Socket socket) =>
         DescriptorLimitNow() is { } limit && socket.SafeHandle.DangerousGetHandle() >= limit - DescriptorLimit.Headroom;
 
-    private bool DescriptorsFree() =>
-        DescriptorLimitNow() is not { } max || DescriptorLimit.LowestFree() is not { } lowest || lowest < max - DescriptorLimit.Headroom;
+    // After EMFILE: accepting again is worth it once half the headroom is free (an accepted descriptor within the headroom
+    // is refused with its answer, at a bounded rate and number); the other half stays the runtime's.
+    private bool DescriptorsToRefuse() =>
+        DescriptorLimitNow() is not { } max || DescriptorLimit.LowestFree() is not { } lowest || lowest < max - DescriptorLimit.Headroom / 2;
 
     // The limit may be changed on a running process (prlimit --pid): read again at most once a second (accept loop only).
     private long? DescriptorLimitNow()
@@ -137,8 +158,9 @@ public sealed partial class TcpServer
     /// <summary>
     /// The accept loop's pause when out of descriptors: the client stays in the listen queue, so retrying at once would
     /// spin the CPU on the same failure. It waits 10 ms, doubling to 1 s (<see cref="TcpServerOptions.AcceptBackoffInitial"/>,
-    /// <see cref="TcpServerOptions.AcceptBackoffMax"/>), or until one of this listener's connections closes (a descriptor
-    /// came free), and warns at most every 10 s. Established connections are not touched.
+    /// <see cref="TcpServerOptions.AcceptBackoffMax"/>), or until one of this listener's connections or refusals closes (a
+    /// descriptor came free), until half the headroom is free, and warns at most every 10 s. Established connections are
+    /// not touched.
     /// </summary>
     private sealed class AcceptPause(TcpServer server)
     {
@@ -174,9 +196,9 @@ public sealed partial class TcpServer
                 Volatile.Write(ref server._freed, freed);
                 await Task.WhenAny(Task.Delay(_backoff), freed.Task).ConfigureAwait(false);
                 Volatile.Write(ref server._freed, null);
-                if (server.DescriptorsFree())
+                if (server.DescriptorsToRefuse())
                 {
-                    return; // one free below the headroom: worth another accept
+                    return; // free within the headroom's lower half: the next accept is served or refused, not left queued
                 }
 
                 _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, server._options.AcceptBackoffMax.Ticks));
@@ -242,7 +264,7 @@ public sealed partial class TcpServer
     [LoggerMessage(EventId = 1010, Level = LogLevel.Warning, Message = "Accept on {Local} failed: out of descriptors ({Error}); accepting pauses (10 ms doubling to 1 s, or until a connection closes) and the {Open} open connections are kept")]
     private static partial void LogOutOfDescriptors(ILogger logger, string local, SocketError error, int open);
 
-    [LoggerMessage(EventId = 1013, Level = LogLevel.Warning, Message = "Listener {Local} is short of file descriptors, out of descriptors but the {Headroom} it keeps free ({Open} connections open): new clients are refused (503, SOCKS5 0x01, a TLS alert), at most one every {BackoffMs} ms, until descriptors free up; open connections are kept")]
+    [LoggerMessage(EventId = 1015, Level = LogLevel.Warning, Message = "Listener {Local} is short of file descriptors, out of descriptors but the {Headroom} it keeps free ({Open} connections open): new clients are refused (503, SOCKS5 0x01, a TLS alert), at most one every {BackoffMs} ms, until descriptors free up; open connections are kept")]
     private static partial void LogShortOfDescriptors(ILogger logger, string local, int open, int headroom, long backoffMs);
 
     [LoggerMessage(EventId = 1011, Level = LogLevel.Warning, Message = "Accept on {Local} still out of descriptors ({Error}): {Failures} failed accepts so far, {Open} connections open")]

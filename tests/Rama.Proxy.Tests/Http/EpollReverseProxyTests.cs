@@ -27,7 +27,7 @@ public class EpollReverseProxyTests
     public async Task Two_pipelined_requests_in_one_write_get_two_responses_in_order()
     {
         await using var origin = new TestOrigin(r => TestOrigin.Response(200, "body of " + r.RequestLine.Split(' ')[1]));
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /first HTTP/1.1\r\nHost: app\r\n\r\nGET /second HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", cts.Token);
@@ -49,7 +49,7 @@ public class EpollReverseProxyTests
         var payload = RandomBytes(10 * 1024 * 1024, seed: 1);
         var answer = Concat(Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {payload.Length}\r\n\r\n"), payload);
         await using var origin = new TestOrigin(_ => answer);
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
 
         var result = await Cli.CurlAsync("--fail", proxy.Url("/big"));
 
@@ -65,7 +65,7 @@ public class EpollReverseProxyTests
         var payload = RandomBytes(10 * 1024 * 1024, seed: 2);
         var answer = ChunkedResponse(payload, seed: 3);
         await using var origin = new TestOrigin(_ => answer);
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
 
         var result = await Cli.CurlAsync("--fail", "-D", "-", "-o", "/dev/null", proxy.Url("/big"));
         Assert.True(result.ExitCode == 0, result.Stderr);
@@ -84,7 +84,7 @@ public class EpollReverseProxyTests
         var payload = RandomBytes(5 * 1024 * 1024, seed: 4);
         using var file = new TempFile(payload);
         await using var origin = new TestOrigin();
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
 
         // "Expect:" (empty) stops curl from asking 100-continue, which would hand the request to the pipe stack.
         var result = await Cli.CurlAsync("--fail", "-H", "Expect:", "--data-binary", "@" + file.Path, proxy.Url("/hash"));
@@ -104,7 +104,7 @@ public class EpollReverseProxyTests
         var payload = RandomBytes(5 * 1024 * 1024, seed: 5);
         using var file = new TempFile(payload);
         await using var origin = new TestOrigin();
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
 
         var result = await Cli.CurlAsync("--fail", "-H", "Expect:", "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + file.Path, proxy.Url("/hash"));
 
@@ -119,7 +119,7 @@ public class EpollReverseProxyTests
     public async Task Http10_request_is_answered_through_the_pipe_stack()
     {
         await using var origin = new TestOrigin();
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
 
         var result = await Cli.CurlAsync("-0", "-i", proxy.Url("/hello"));
 
@@ -135,7 +135,7 @@ public class EpollReverseProxyTests
     public async Task Expect_100_continue_gets_100_then_the_final_answer()
     {
         await using var origin = new TestOrigin();
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         var body = RandomBytes(64 * 1024, seed: 6);
@@ -167,7 +167,7 @@ public class EpollReverseProxyTests
             socket.Shutdown(SocketShutdown.Send); // RFC 9112 §6.3 (8): the close ends the body
             originDone.TrySetResult();
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /until-close HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token); // keep-alive asked: the proxy must still close
@@ -201,7 +201,7 @@ public class EpollReverseProxyTests
             socket.Shutdown(SocketShutdown.Send);
             originDone.TrySetResult();
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /short HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token);
@@ -228,7 +228,7 @@ public class EpollReverseProxyTests
             await socket.SendAsync("zz\r\nnot a chunk\r\n0\r\n\r\n"u8.ToArray(), cts.Token); // a size line that is not hex
             await WaitForCloseAsync(socket, cts.Token);
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /broken HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token);
@@ -254,7 +254,7 @@ public class EpollReverseProxyTests
             await socket.SendAsync("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n"u8.ToArray(), cts.Token);
             await WaitForCloseAsync(socket, cts.Token);
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /broken HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", cts.Token); // a 502 keeps a keep-alive connection
@@ -272,7 +272,7 @@ public class EpollReverseProxyTests
     public async Task Slowloris_partial_head_gets_408_at_the_header_timeout_and_is_closed()
     {
         await using var origin = new TestOrigin();
-        await using var proxy = EpollProxy.Start(origin.Port, new HttpLimits { HeaderTimeout = TimeSpan.FromSeconds(1) });
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, new HttpLimits { HeaderTimeout = TimeSpan.FromSeconds(1) });
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         var clock = Stopwatch.StartNew();
@@ -313,7 +313,7 @@ public class EpollReverseProxyTests
             await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789"u8.ToArray(), cts.Token);
             await WaitForCloseAsync(socket, cts.Token);
         });
-        await using var proxy = EpollProxy.Start(origin.Port, upstreamResponseHeaderTimeout: TimeSpan.FromSeconds(1));
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, upstreamResponseHeaderTimeout: TimeSpan.FromSeconds(1));
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         var clock = System.Diagnostics.Stopwatch.StartNew();
@@ -331,7 +331,7 @@ public class EpollReverseProxyTests
     public async Task Idle_keep_alive_connection_is_closed_at_the_keep_alive_timeout()
     {
         await using var origin = new TestOrigin();
-        await using var proxy = EpollProxy.Start(origin.Port, new HttpLimits { KeepAliveTimeout = TimeSpan.FromSeconds(1) });
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, new HttpLimits { KeepAliveTimeout = TimeSpan.FromSeconds(1) });
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /hello HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token);
@@ -356,7 +356,7 @@ public class EpollReverseProxyTests
             await TinyHttpOrigin.ReadHeadAsync(socket);
             await WaitForCloseAsync(socket, cts.Token); // silent until the proxy gives up
         });
-        await using var proxy = EpollProxy.Start(origin.Port, upstreamResponseHeaderTimeout: TimeSpan.FromSeconds(1));
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, upstreamResponseHeaderTimeout: TimeSpan.FromSeconds(1));
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         var clock = Stopwatch.StartNew();
@@ -374,7 +374,7 @@ public class EpollReverseProxyTests
     [Fact]
     public async Task Refused_upstream_port_answers_502_and_keeps_the_client_connection()
     {
-        await using var proxy = EpollProxy.Start(Ports.Refused());
+        await using var proxy = LoggedReverseProxy.Start(Ports.Refused());
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         for (var i = 0; i < 2; i++)
@@ -401,7 +401,7 @@ public class EpollReverseProxyTests
             socket.Shutdown(SocketShutdown.Send);
             await WaitForCloseAsync(socket, cts.Token);
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         for (var i = 0; i < 5; i++)
@@ -430,7 +430,7 @@ public class EpollReverseProxyTests
             await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nreply"u8.ToArray(), cts.Token);
             await TinyHttpOrigin.ReadHeadAsync(socket);
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         for (var i = 0; i < 5; i++)
@@ -458,7 +458,7 @@ public class EpollReverseProxyTests
         var full = Encoding.ASCII.GetBytes(prefix.Replace("00000", fill.Length.ToString("D5", CultureInfo.InvariantCulture), StringComparison.Ordinal) + fill);
         Assert.Equal(exact, full.Length);
         await using var origin = new TestOrigin(r => r.RequestLine.StartsWith("GET ", StringComparison.Ordinal) ? full : TestOrigin.DefaultHandler(r));
-        await using var proxy = EpollProxy.Start(origin.Port, upstreamResponseHeaderTimeout: TimeSpan.FromSeconds(3));
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, upstreamResponseHeaderTimeout: TimeSpan.FromSeconds(3));
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
 
@@ -489,7 +489,7 @@ public class EpollReverseProxyTests
             await socket.SendAsync("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"u8.ToArray(), cts.Token);
             await WaitForCloseAsync(socket, cts.Token);
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         // RFC 9110 §7.8: a server never switches unasked (an upgrade request goes to the pipe server and its 101 is relayed:
@@ -508,7 +508,7 @@ public class EpollReverseProxyTests
     public async Task Unbind_then_drain_closes_an_idle_keep_alive_connection_promptly()
     {
         await using var origin = new TestOrigin();
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /hello HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token);
@@ -540,7 +540,7 @@ public class EpollReverseProxyTests
             await socket.SendAsync("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate"u8.ToArray(), cts.Token);
             await WaitForCloseAsync(socket, cts.Token);
         });
-        await using var proxy = EpollProxy.Start(origin.Port);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port);
         using var socket = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await SendAsync(socket, "GET /slow HTTP/1.1\r\nHost: app\r\n\r\n", cts.Token);
@@ -698,61 +698,5 @@ public class EpollReverseProxyTests
         public string Path { get; }
 
         public void Dispose() => File.Delete(Path);
-    }
-
-    /// <summary>The epoll reverse proxy (explicitly, not Auto) on 127.0.0.1:0 in front of 127.0.0.1:upstreamPort, with its log collected.</summary>
-    private sealed class EpollProxy : IAsyncDisposable
-    {
-        private readonly ILoggerFactory _loggers;
-
-        private EpollProxy(ProxyHarness harness, ILoggerFactory loggers, ListLoggerProvider log)
-        {
-            Harness = harness;
-            _loggers = loggers;
-            Log = log;
-        }
-
-        public ProxyHarness Harness { get; }
-
-        public ListLoggerProvider Log { get; }
-
-        public static EpollProxy Start(int upstreamPort, HttpLimits? limits = null, TimeSpan? upstreamResponseHeaderTimeout = null)
-        {
-            var log = new ListLoggerProvider();
-            var loggers = LoggerFactory.Create(b => b.AddProvider(log).SetMinimumLevel(LogLevel.Debug));
-            var options = new ForwardProxyOptions
-            {
-                ReverseTransport = ReverseProxyTransport.Epoll,
-                Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) },
-                Http = new HttpProxyOptions
-                {
-                    Limits = limits ?? new HttpLimits(),
-                    UpstreamResponseHeaderTimeout = upstreamResponseHeaderTimeout ?? TimeSpan.FromSeconds(10),
-                },
-            };
-            IService<ConnectionContext, Unit> stack = ReverseProxyStack.Create(options, new HostPort("127.0.0.1", upstreamPort), loggers);
-            return new EpollProxy(new ProxyHarness(stack), loggers, log);
-        }
-
-        public string Url(string path) => $"{Harness.Url}{path}";
-
-        public async ValueTask DisposeAsync()
-        {
-            try
-            {
-                // Bounded: closing a socket still registered with a stuck event loop spins in Socket.Dispose, which no
-                // token can cancel; a test then fails with a TimeoutException here instead of hanging the run.
-                await Task.Run(async () => await Harness.DisposeAsync()).WaitAsync(TimeSpan.FromSeconds(40));
-            }
-            catch (TimeoutException ex)
-            {
-                throw new TimeoutException(
-                    $"the epoll proxy did not shut down ({Harness.Server.OpenConnections} connections open): a connection never closed, or an event-loop thread is stuck", ex);
-            }
-            finally
-            {
-                _loggers.Dispose();
-            }
-        }
     }
 }

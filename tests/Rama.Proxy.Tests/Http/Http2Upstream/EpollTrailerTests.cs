@@ -33,7 +33,7 @@ public class EpollTrailerTests
     public async Task Nginx_trailers_reach_curl_with_X_Checksum_and_without_Set_Cookie(ReverseProxyTransport transport)
     {
         await using var origin = await NginxH2Origin.StartAsync(tls: false, http2: false);
-        await using var proxy = TrailerProxy.Start(origin.Port, transport);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, transport: transport);
 
         var result = await Cli.CurlAsync("--raw", "-D", "-", proxy.Url("/trailers"));
 
@@ -55,7 +55,7 @@ public class EpollTrailerTests
         await using var origin = new TestOrigin(r => r.RequestLine.StartsWith("GET /t ", StringComparison.Ordinal)
             ? Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + trailers + "\r\n")
             : TestOrigin.DefaultHandler(r));
-        await using var proxy = TrailerProxy.Start(origin.Port, transport);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, transport: transport);
 
         // Two requests on one connection: the second answer arriving intact shows the first one's framing ended where it should.
         var answer = await proxy.Harness.SendAndReadToCloseAsync(
@@ -75,7 +75,7 @@ public class EpollTrailerTests
     public async Task Trailer_section_arriving_in_two_pieces_is_filtered_once_whole(ReverseProxyTransport transport)
     {
         await using var origin = new ScriptedOrigin();
-        await using var proxy = TrailerProxy.Start(origin.Port, transport);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, transport: transport);
         using var client = await proxy.Harness.ConnectAsync();
         using var cts = new CancellationTokenSource(Bound);
         await client.SendAsync("GET /split HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n"u8.ToArray(), cts.Token);
@@ -115,7 +115,7 @@ public class EpollTrailerTests
         var limits = new HttpLimits { MaxHeaderBytes = 256 * 1024, MaxHeaderCount = 2000 };
         await using var origin = new TestOrigin(_ =>
             Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + sent + "\r\n"));
-        await using var proxy = TrailerProxy.Start(origin.Port, transport, limits);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, limits, transport: transport);
 
         var answer = await proxy.Harness.SendAndReadToCloseAsync("GET /big HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
 
@@ -144,7 +144,7 @@ public class EpollTrailerTests
     {
         await using var origin = new TestOrigin(_ =>
             Encoding.ASCII.GetBytes("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + section));
-        await using var proxy = TrailerProxy.Start(origin.Port, transport);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, transport: transport);
 
         var answer = await proxy.Harness.SendAndReadToCloseAsync("GET /bad HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n", Bound);
 
@@ -161,7 +161,7 @@ public class EpollTrailerTests
     public async Task Client_request_trailers_reach_the_origin_without_the_forbidden_fields(ReverseProxyTransport transport)
     {
         await using var origin = new TestOrigin();
-        await using var proxy = TrailerProxy.Start(origin.Port, transport);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, transport: transport);
 
         var answer = await proxy.Harness.SendAndReadToCloseAsync(
             "POST /hash HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
@@ -196,7 +196,7 @@ public class EpollTrailerTests
     public async Task Bad_request_trailer_section_is_rejected_and_never_reaches_the_origin_whole(ReverseProxyTransport transport, string section, int status)
     {
         await using var origin = new TestOrigin();
-        await using var proxy = TrailerProxy.Start(origin.Port, transport);
+        await using var proxy = LoggedReverseProxy.Start(origin.Port, transport: transport);
 
         var answer = await proxy.Harness.SendAndReadToCloseAsync(
             "POST /hash HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n" + section, Bound);
@@ -217,52 +217,6 @@ public class EpollTrailerTests
         }
 
         return received.ToString();
-    }
-
-    /// <summary>The reverse listener's stack on one transport, logging at Debug into <see cref="Log"/>; disposal checks every connection closed.</summary>
-    private sealed class TrailerProxy : IAsyncDisposable
-    {
-        private readonly ILoggerFactory _loggers;
-
-        private TrailerProxy(ProxyHarness harness, ILoggerFactory loggers, ListLoggerProvider log)
-        {
-            Harness = harness;
-            _loggers = loggers;
-            Log = log;
-        }
-
-        public ProxyHarness Harness { get; }
-
-        public ListLoggerProvider Log { get; }
-
-        public static TrailerProxy Start(int upstreamPort, ReverseProxyTransport transport, HttpLimits? limits = null)
-        {
-            var log = new ListLoggerProvider();
-            var loggers = LoggerFactory.Create(b => b.AddProvider(log).SetMinimumLevel(LogLevel.Debug));
-            var options = new ForwardProxyOptions
-            {
-                ReverseTransport = transport,
-                Connector = new TcpConnectorOptions { ConnectTimeout = TimeSpan.FromSeconds(5) },
-                Http = new HttpProxyOptions { Limits = limits ?? new HttpLimits() },
-            };
-            IService<ConnectionContext, Unit> stack = ReverseProxyStack.Create(options, new HostPort("127.0.0.1", upstreamPort), loggers);
-            return new TrailerProxy(new ProxyHarness(stack), loggers, log);
-        }
-
-        public string Url(string path) => $"{Harness.Url}{path}";
-
-        public async ValueTask DisposeAsync()
-        {
-            try
-            {
-                // Bounded: a socket left registered with a stuck event loop makes Socket.Dispose spin, uncancellably.
-                await Task.Run(async () => await Harness.DisposeAsync()).WaitAsync(TimeSpan.FromSeconds(40));
-            }
-            finally
-            {
-                _loggers.Dispose();
-            }
-        }
     }
 
     /// <summary>An origin on 127.0.0.1:0 whose test writes each piece of the answer itself, when it chooses.</summary>
