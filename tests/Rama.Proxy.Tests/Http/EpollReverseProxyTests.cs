@@ -685,18 +685,4 @@ public class EpollReverseProxyTests
         output.Write("0\r\nX-Trailer: done\r\n\r\n"u8);
         return output.ToArray();
     }
-
-    /// <summary>A temporary file holding bytes for curl to upload; deleted on dispose.</summary>
-    private sealed class TempFile : IDisposable
-    {
-        public TempFile(byte[] content)
-        {
-            Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"rama-epoll-{Guid.NewGuid():N}.bin");
-            File.WriteAllBytes(Path, content);
-        }
-
-        public string Path { get; }
-
-        public void Dispose() => File.Delete(Path);
-    }
 }

@@ -20,19 +20,13 @@ public sealed class BodyLimitTests : IDisposable
 {
     private const int Limit = 1024;
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
-    private readonly string _big = Path.Combine(Path.GetTempPath(), $"rama-body-{Guid.NewGuid():N}.bin");
-    private readonly string _small = Path.Combine(Path.GetTempPath(), $"rama-body-{Guid.NewGuid():N}.bin");
-
-    public BodyLimitTests()
-    {
-        File.WriteAllBytes(_big, new byte[64 * 1024]);
-        File.WriteAllBytes(_small, new byte[Limit]);
-    }
+    private readonly TempFile _big = TempFile.Zeros(64 * 1024);
+    private readonly TempFile _small = TempFile.Zeros(Limit);
 
     public void Dispose()
     {
-        File.Delete(_big);
-        File.Delete(_small);
+        _big.Dispose();
+        _small.Dispose();
     }
 
     private static HttpLimits Limits => new() { MaxRequestBodySize = Limit };
@@ -43,7 +37,7 @@ public sealed class BodyLimitTests : IDisposable
         await using var origin = new TestOrigin();
         await using var proxy = new ProxyHarness(new HttpProxyOptions { Limits = Limits });
 
-        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "-x", proxy.Url, "--data-binary", "@" + _big, origin.Url("/upload"));
+        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "-x", proxy.Url, "--data-binary", "@" + _big.Path, origin.Url("/upload"));
 
         Assert.True(code == 0, stderr);
         Assert.StartsWith("HTTP/1.1 413 Content Too Large\r\n", stdout, StringComparison.Ordinal);
@@ -75,7 +69,7 @@ public sealed class BodyLimitTests : IDisposable
         await using var origin = new TestOrigin();
         await using var proxy = new ProxyHarness(new HttpProxyOptions { Limits = Limits });
 
-        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "-x", proxy.Url, "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + _big, origin.Url("/upload"));
+        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "-x", proxy.Url, "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + _big.Path, origin.Url("/upload"));
 
         Assert.True(code is 0 or 55 or 56, stderr); // 413, or a reset while curl still sent (documented)
         if (code == 0)
@@ -94,9 +88,9 @@ public sealed class BodyLimitTests : IDisposable
         await using var origin = new TestOrigin();
         await using var proxy = new ProxyHarness(new HttpProxyOptions { Limits = Limits });
 
-        var (code, _, stderr) = await Curl.RunAsync("-sS", "-f", "-x", proxy.Url, "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + _small, origin.Url("/hello"));
+        var (code, _, stderr) = await Curl.RunAsync("-sS", "-f", "-x", proxy.Url, "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + _small.Path, origin.Url("/hello"));
         Assert.True(code == 0, stderr);
-        (code, _, stderr) = await Curl.RunAsync("-sS", "-f", "-x", proxy.Url, "--data-binary", "@" + _small, origin.Url("/hello"));
+        (code, _, stderr) = await Curl.RunAsync("-sS", "-f", "-x", proxy.Url, "--data-binary", "@" + _small.Path, origin.Url("/hello"));
         Assert.True(code == 0, stderr);
 
         Assert.Equal([Limit, Limit], origin.Requests.Select(r => r.BodyLength));
@@ -121,12 +115,12 @@ public sealed class BodyLimitTests : IDisposable
         await using var ownedServer = server;
         var url = $"http://{server.LocalEndPoint}/upload";
 
-        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "--data-binary", "@" + _big, url);
+        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "--data-binary", "@" + _big.Path, url);
         Assert.True(code == 0, stderr);
         Assert.StartsWith("HTTP/1.1 413 Content Too Large\r\n", stdout, StringComparison.Ordinal);
         Assert.EndsWith("Content Too Large: the request body of 65536 bytes is larger than the limit of 1024 bytes\n", stdout, StringComparison.Ordinal);
 
-        (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + _big, url);
+        (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "-H", "Transfer-Encoding: chunked", "--data-binary", "@" + _big.Path, url);
         Assert.True(code is 0 or 55 or 56, stderr);
         if (code == 0)
         {
@@ -134,7 +128,7 @@ public sealed class BodyLimitTests : IDisposable
         }
 
         Assert.Empty(origin.Requests);
-        (code, _, stderr) = await Curl.RunAsync("-sS", "-f", "--data-binary", "@" + _small, $"http://{server.LocalEndPoint}/hello");
+        (code, _, stderr) = await Curl.RunAsync("-sS", "-f", "--data-binary", "@" + _small.Path, $"http://{server.LocalEndPoint}/hello");
         Assert.True(code == 0, stderr);
         Assert.Equal(Limit, Assert.Single(origin.Requests).BodyLength);
         await Eventually.TrueAsync(() => server.OpenConnections == 0, Bound);

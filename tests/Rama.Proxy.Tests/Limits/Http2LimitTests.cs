@@ -24,22 +24,15 @@ public sealed class Http2LimitTests : IDisposable
 {
     private const int Limit = 1024;
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(15);
-    private readonly string _big = Path.Combine(Path.GetTempPath(), $"rama-h2-body-{Guid.NewGuid():N}.bin");
-    private readonly string _small = Path.Combine(Path.GetTempPath(), $"rama-h2-body-{Guid.NewGuid():N}.bin");
-    private readonly string _medium = Path.Combine(Path.GetTempPath(), $"rama-h2-body-{Guid.NewGuid():N}.bin");
-
-    public Http2LimitTests()
-    {
-        File.WriteAllBytes(_big, new byte[64 * 1024]);
-        File.WriteAllBytes(_small, new byte[Limit]);
-        File.WriteAllBytes(_medium, new byte[2 * Limit]);
-    }
+    private readonly TempFile _big = TempFile.Zeros(64 * 1024);
+    private readonly TempFile _small = TempFile.Zeros(Limit);
+    private readonly TempFile _medium = TempFile.Zeros(2 * Limit);
 
     public void Dispose()
     {
-        File.Delete(_big);
-        File.Delete(_small);
-        File.Delete(_medium);
+        _big.Dispose();
+        _small.Dispose();
+        _medium.Dispose();
     }
 
     internal sealed class RecordingAccessLog : IAccessLog
@@ -83,7 +76,7 @@ public sealed class Http2LimitTests : IDisposable
         // A body curl sends whole at once: when the 413 comes while the client still sends, the server resets the rest with
         // NO_ERROR after the complete response (RFC 9113 §8.1), which curl 7.88 takes for a failure and drops the response
         // (nghttp, below, reads it).
-        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "--http2-prior-knowledge", "--data-binary", "@" + _medium, url + "/upload");
+        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "--http2-prior-knowledge", "--data-binary", "@" + _medium.Path, url + "/upload");
 
         Assert.True(code == 0, stderr);
         Assert.StartsWith("HTTP/2 413", stdout, StringComparison.Ordinal);
@@ -91,7 +84,7 @@ public sealed class Http2LimitTests : IDisposable
 
         // The connection goes on: nghttp sends both uploads on one connection (curl 7.88 cannot reuse an h2c prior-knowledge
         // connection at all, nginx's neither), each stream gets its own 413 (the TLS test below shows a reuse with curl).
-        var nghttp = await Cli.RunAsync("nghttp", ["-v", "-d", _big, url + "/again", url + "/more"], Bound);
+        var nghttp = await Cli.RunAsync("nghttp", ["-v", "-d", _big.Path, url + "/again", url + "/more"], Bound);
         Assert.True(nghttp.ExitCode == 0, nghttp.Stderr + nghttp.Text);
         Assert.Equal(2, nghttp.Text.Split(":status: 413").Length - 1);
         Assert.Contains("recv HEADERS frame <length=", nghttp.Text, StringComparison.Ordinal);
@@ -112,12 +105,12 @@ public sealed class Http2LimitTests : IDisposable
         await using var _ = server;
         await using var __ = stack;
 
-        var refused = await Cli.RunAsync("nghttp", ["-v", "-d", _big, $"http://{server.LocalEndPoint}/upload"], Bound);
+        var refused = await Cli.RunAsync("nghttp", ["-v", "-d", _big.Path, $"http://{server.LocalEndPoint}/upload"], Bound);
         Assert.True(refused.ExitCode == 0, refused.Stderr + refused.Text);
         Assert.Contains(":status: 413", refused.Text, StringComparison.Ordinal);
         Assert.Contains("Content Too Large: the request body of 65536 bytes is larger than the limit of 1024 bytes", refused.Text, StringComparison.Ordinal);
 
-        var passed = await Cli.RunAsync("nghttp", ["-v", "-d", _small, $"http://{server.LocalEndPoint}/upload"], Bound);
+        var passed = await Cli.RunAsync("nghttp", ["-v", "-d", _small.Path, $"http://{server.LocalEndPoint}/upload"], Bound);
         Assert.True(passed.ExitCode == 0, passed.Stderr + passed.Text);
         Assert.Contains(":status: 200", passed.Text, StringComparison.Ordinal);
         Assert.Equal(Limit, Assert.Single(origin.Requests).BodyLength); // only the body within the limit reached the origin
@@ -331,7 +324,7 @@ public sealed class Http2LimitTests : IDisposable
         }));
         var url = $"https://localhost:{proxy.Port}";
 
-        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "--http2", "--cacert", pki.CaFile, "--data-binary", "@" + _medium,
+        var (code, stdout, stderr) = await Curl.RunAsync("-sS", "-i", "--http2", "--cacert", pki.CaFile, "--data-binary", "@" + _medium.Path,
             "-w", "=> %{http_code} connects=%{num_connects} version=%{http_version}\n", url + "/upload", url + "/again");
 
         Assert.True(code == 0, stderr);
