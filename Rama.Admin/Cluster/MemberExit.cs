@@ -20,4 +20,33 @@ public static class MemberExit
             _ => (ExitCodes.Ok, "stopped"),
         };
     }
+
+    /// <summary>
+    /// The actor system of a host whose start just failed, when that system had already begun its coordinated shutdown
+    /// (the fleet refused this member while Akka.Hosting was still starting actors, so the start failed with
+    /// "cannot create child while terminating"): the failure is a consequence of the stop, and <see cref="Of"/> says why.
+    /// Null when the system never started or is not stopping.
+    /// </summary>
+    public static ActorSystem? StoppingWhileStarting(IServiceProvider services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        try
+        {
+            var system = services.GetService(typeof(ActorSystem)) as ActorSystem;
+            return system is not null && CoordinatedShutdown.Get(system).ShutdownReason is not null ? system : null;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
+        {
+            // Akka.Hosting had not created the system yet.
+            return null;
+        }
+    }
+
+    /// <summary>Waits (bounded) for a system that is shutting down to terminate, then says why it stopped.</summary>
+    public static async Task<(int Code, string Message)> AfterTerminationAsync(ActorSystem system, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(system);
+        await Task.WhenAny(system.WhenTerminated, Task.Delay(timeout)).ConfigureAwait(false);
+        return Of(system);
+    }
 }
