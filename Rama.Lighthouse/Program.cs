@@ -60,17 +60,17 @@ catch (Exception) when (stopping.IsCancellationRequested)
     logger.LogInformation("Rama lighthouse {Message} before it was ready", stoppedMessage);
     return stoppedCode;
 }
+catch (AdminBindException ex)
+{
+    await Console.Error.WriteLineAsync("rama-lighthouse: could not start: " + ex.Message).ConfigureAwait(false);
+    return ExitCodes.BadOptions;
+}
 catch (Exception) when (MemberExit.StoppingWhileStarting(host.Services) is { } shuttingDown)
 {
     // The fleet stopped this member (a trust failure) while Akka.Hosting was still starting actors.
     var (stoppedCode, stoppedMessage) = await MemberExit.AfterTerminationAsync(shuttingDown, TimeSpan.FromSeconds(30)).ConfigureAwait(false);
     logger.LogInformation("Rama lighthouse {Message} before it was ready", stoppedMessage);
     return stoppedCode;
-}
-catch (AdminBindException ex)
-{
-    await Console.Error.WriteLineAsync("rama-lighthouse: could not start: " + ex.Message).ConfigureAwait(false);
-    return ExitCodes.BadOptions;
 }
 catch (Exception ex) when (ex is System.Net.Sockets.SocketException or AggregateException or InvalidOperationException or Akka.Remote.RemoteTransportException)
 {

@@ -181,14 +181,6 @@ public static class Program
         {
             return await StoppedBeforeReadyAsync().ConfigureAwait(false);
         }
-        catch (Exception) when (MemberExit.StoppingWhileStarting(host.Services) is { } shuttingDown)
-        {
-            // The fleet stopped this member (a trust failure) while Akka.Hosting was still starting actors; the host may
-            // not have been told to stop yet, so wait on the actor system, not on the host.
-            var (stoppedCode, stoppedMessage) = await MemberExit.AfterTerminationAsync(shuttingDown, options.DrainTimeout + TimeSpan.FromSeconds(10)).ConfigureAwait(false);
-            logger.LogInformation("Rama node {Message} before it was ready", stoppedMessage);
-            return stoppedCode;
-        }
         catch (Exception ex) when (ex is ListenerBindException or AdminBindException)
         {
             await Console.Error.WriteLineAsync("rama-node: could not start: " + ex.Message).ConfigureAwait(false);
@@ -205,6 +197,14 @@ public static class Program
             // Akka.Remote could not bind the cluster address (in use, not a local address).
             await Console.Error.WriteLineAsync($"rama-node: could not start: cluster address {options.Cluster.Bind}: {ex.GetBaseException().Message}").ConfigureAwait(false);
             return ExitCodes.BadOptions;
+        }
+        catch (Exception) when (MemberExit.StoppingWhileStarting(host.Services) is { } shuttingDown)
+        {
+            // The fleet stopped this member (a trust failure) while Akka.Hosting was still starting actors; the host may
+            // not have been told to stop yet, so wait on the actor system, not on the host.
+            var (stoppedCode, stoppedMessage) = await MemberExit.AfterTerminationAsync(shuttingDown, options.DrainTimeout + TimeSpan.FromSeconds(10)).ConfigureAwait(false);
+            logger.LogInformation("Rama node {Message} before it was ready", stoppedMessage);
+            return stoppedCode;
         }
         catch (Exception ex) when (ex is System.Net.Sockets.SocketException or InvalidOperationException or TimeoutException or AskTimeoutException)
         {

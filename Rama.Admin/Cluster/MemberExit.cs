@@ -25,7 +25,7 @@ public static class MemberExit
     /// The actor system of a host whose start just failed, when that system had already begun its coordinated shutdown
     /// (the fleet refused this member while Akka.Hosting was still starting actors, so the start failed with
     /// "cannot create child while terminating"): the failure is a consequence of the stop, and <see cref="Of"/> says why.
-    /// Null when the system never started or is not stopping.
+    /// Null when the system never started, is not stopping, or stops for another reason than the fleet's.
     /// </summary>
     public static ActorSystem? StoppingWhileStarting(IServiceProvider services)
     {
@@ -33,7 +33,11 @@ public static class MemberExit
         try
         {
             var system = services.GetService(typeof(ActorSystem)) as ActorSystem;
-            return system is not null && CoordinatedShutdown.Get(system).ShutdownReason is not null ? system : null;
+            // Only the fleet's reasons: a start that failed on its own (a listener that cannot bind) also runs the
+            // coordinated shutdown, and keeps its own exit code.
+            return system is not null && CoordinatedShutdown.Get(system).ShutdownReason is
+                Transport.FleetTrustFailureReason or CoordinatedShutdown.ClusterDowningReason or CoordinatedShutdown.ClusterJoinUnsuccessfulReason
+                ? system : null;
         }
         catch (Exception ex) when (ex is InvalidOperationException or ObjectDisposedException)
         {

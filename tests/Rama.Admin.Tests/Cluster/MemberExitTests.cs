@@ -35,6 +35,17 @@ public sealed class MemberExitTests
     }
 
     [Fact]
+    public async Task A_start_that_failed_on_its_own_keeps_its_own_exit_code_even_though_the_system_stops()
+    {
+        // A listener that cannot bind fails the start and Akka.Hosting runs the coordinated shutdown: not the fleet's doing.
+        using var system = ActorSystem.Create("rama");
+        await using var services = new ServiceCollection().AddSingleton(system).BuildServiceProvider();
+        _ = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.UnknownReason.Instance);
+        await system.WhenTerminated.WaitAsync(Wait);
+        Assert.Null(MemberExit.StoppingWhileStarting(services));
+    }
+
+    [Fact]
     public void A_start_that_fails_before_the_actor_system_exists_is_not_taken_for_a_stop()
     {
         using var services = new ServiceCollection().BuildServiceProvider();
