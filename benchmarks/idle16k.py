@@ -1,18 +1,20 @@
 #!/usr/bin/python3
-"""16,000 idle tunnels against one rama-node under its real descriptor limit (issue 15, item 6).
+"""16,000 idle tunnels against rama-node(s) under the real descriptor limit (issue 15, item 6).
 
 Starts nothing itself: give it the node's pid and port and an origin (an nginx that answers GET /1k and keeps
-connections). Opens --count CONNECT tunnels (64 handshakes at a time), each used for one request and then held; then
+connections); or several nodes of a fleet (--pid and --proxy as comma-separated lists, in the same order), which take
+the tunnels in turn, as a load balancer in front of the fleet would hand them out. Opens --count CONNECT tunnels (64 handshakes at a time), each used for one request and then held; then
 --socks extra SOCKS5 tunnels past the limit; then uses every held tunnel again; then closes them all and opens a new
 tunnel to see the node recover. Prints key=value lines: how many were held, how each refused one was answered, the
 node's CPU seconds and RSS at each step, and whether the process stayed up.
 
   benchmarks/idle16k.py --pid PID --proxy 127.0.0.1:8080 --target 127.0.0.1:8000 --count 16000
+  benchmarks/idle16k.py --pid PID1,PID2 --proxy 127.0.0.1:8080,127.0.0.1:8081 --target 127.0.0.1:8000 --count 16000
 """
 import argparse, asyncio, collections, os, resource, time
 
 
-def proc(pid):
+def proc_one(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -23,6 +25,16 @@ def proc(pid):
                 rss = int(line.split()[1])
     fds = len(os.listdir(f"/proc/{pid}/fd"))
     return cpu, rss, fds
+
+
+def proc(pids):
+    """CPU seconds, RSS KiB and descriptors summed over the nodes."""
+    each = [proc_one(pid) for pid in pids]
+    return sum(e[0] for e in each), sum(e[1] for e in each), sum(e[2] for e in each)
+
+
+def per_node(pids):
+    return " ".join(f"node{i}_fds={proc_one(pid)[2]}" for i, pid in enumerate(pids))
 
 
 async def read_head(reader):
@@ -72,31 +84,36 @@ async def socks5(proxy, target):
 
 async def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--pid", type=int, required=True)
-    p.add_argument("--proxy", required=True)
+    p.add_argument("--pid", required=True, help="the node's pid, or the nodes' pids comma-separated")
+    p.add_argument("--proxy", required=True, help="host:port, or one per node comma-separated (same order as --pid)")
     p.add_argument("--target", required=True)
     p.add_argument("--count", type=int, default=16000)
     p.add_argument("--socks", type=int, default=50)
     a = p.parse_args()
-    proxy = (a.proxy.rsplit(":", 1)[0], int(a.proxy.rsplit(":", 1)[1]))
+    pids = [int(p) for p in a.pid.split(",")]
+    proxies = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1])) for p in a.proxy.split(",")]
+    if len(pids) != len(proxies):
+        raise SystemExit("--pid and --proxy must name as many nodes")
+    proxy = proxies[0]
     target = (a.target.rsplit(":", 1)[0], int(a.target.rsplit(":", 1)[1]))
     request = f"GET /1k HTTP/1.1\r\nHost: {a.target}\r\n\r\n".encode()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     print(f"client_nofile={hard}")
-    with open(f"/proc/{a.pid}/limits") as f:
-        print("node_" + [l for l in f if l.startswith("Max open files")][0].strip().replace("  ", " ").replace(" ", "_", 3))
+    for i, pid in enumerate(pids):
+        with open(f"/proc/{pid}/limits") as f:
+            print(f"node{i}_" + [l for l in f if l.startswith("Max open files")][0].strip().replace("  ", " ").replace(" ", "_", 3))
 
-    cpu0, rss0, fds0 = proc(a.pid)
+    cpu0, rss0, fds0 = proc(pids)
     print(f"before: cpu_s={cpu0:.2f} rss_kib={rss0} fds={fds0}")
     held, answers = [], collections.Counter()
     gate = asyncio.Semaphore(64)
     started = time.monotonic()
 
-    async def one():
+    async def one(i):
         async with gate:
             try:
-                tunnel, answer = await connect_tunnel(proxy, target, request)
+                tunnel, answer = await connect_tunnel(proxies[i % len(proxies)], target, request)
             except (ConnectionError, asyncio.TimeoutError, asyncio.IncompleteReadError, OSError, IndexError) as e:
                 answers[f"error {type(e).__name__}"] += 1
                 return
@@ -104,16 +121,17 @@ async def main():
             if tunnel:
                 held.append(tunnel)
 
-    await asyncio.gather(*(one() for _ in range(a.count)))
+    await asyncio.gather(*(one(i) for i in range(a.count)))
     elapsed = time.monotonic() - started
     await asyncio.sleep(3)
-    cpu1, rss1, fds1 = proc(a.pid)
+    cpu1, rss1, fds1 = proc(pids)
     print(f"attempted={a.count} held={len(held)} seconds={elapsed:.1f}")
     for answer, n in answers.most_common():
         print(f"answer[{n}]={answer}")
-    print(f"held: cpu_s={cpu1:.2f} (+{cpu1 - cpu0:.2f}) rss_kib={rss1} (+{rss1 - rss0}, {((rss1 - rss0) * 1024 // max(1, len(held)))} B/tunnel) fds={fds1}")
+    print(f"held: cpu_s={cpu1:.2f} (+{cpu1 - cpu0:.2f}) rss_kib={rss1} (+{rss1 - rss0}, {((rss1 - rss0) * 1024 // max(1, len(held)))} B/tunnel) fds={fds1} {per_node(pids)}")
 
-    socks = collections.Counter([await socks5(proxy, target) for _ in range(a.socks)])
+    # Past the limit (one node: it is full; a fleet that held everything: these are simply served).
+    socks = collections.Counter([await socks5(proxies[i % len(proxies)], target) for i in range(a.socks)])
     for answer, n in socks.most_common():
         print(f"socks5_past_limit[{n}]={answer}")
 
@@ -125,21 +143,21 @@ async def main():
             ok += 1
         except Exception:
             bad += 1
-    cpu2, rss2, fds2 = proc(a.pid)
+    cpu2, rss2, fds2 = proc(pids)
     print(f"reused: ok={ok} failed={bad} cpu_s={cpu2:.2f} rss_kib={rss2}")
 
     for _, writer in held:
         writer.close()
     held.clear()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc(a.pid)[2] > fds0 + 64:
+    while time.monotonic() < deadline and proc(pids)[2] > fds0 + 64 * len(pids):
         await asyncio.sleep(0.2)
     t0 = time.monotonic()
     tunnel, answer = await connect_tunnel(proxy, target, request)
     print(f"recovered: answer={answer} after_close_ms={(time.monotonic() - t0) * 1000:.0f}")
     tunnel[1].close()
-    cpu3, rss3, fds3 = proc(a.pid)
-    print(f"after: cpu_s={cpu3:.2f} rss_kib={rss3} fds={fds3} alive={os.path.exists(f'/proc/{a.pid}')}")
+    cpu3, rss3, fds3 = proc(pids)
+    print(f"after: cpu_s={cpu3:.2f} rss_kib={rss3} fds={fds3} alive={all(os.path.exists(f'/proc/{pid}') for pid in pids)}")
 
 
 asyncio.run(main())
