@@ -8,7 +8,10 @@ namespace Rama.Proxy.Core;
 /// </summary>
 public sealed class Extensions
 {
-    private Dictionary<Type, object>? _values;
+    // A few values per bag (a request's: its HTTP/2 stream, fingerprints, routing): a small array scanned by type beats a
+    // dictionary's hashing and costs one allocation instead of three.
+    private Entry[]? _values;
+    private int _count;
     private readonly Extensions? _parent;
 
     public Extensions()
@@ -18,13 +21,33 @@ public sealed class Extensions
     /// <summary>A child bag: reads fall back to the parent (a request's bag over its connection's).</summary>
     public Extensions(Extensions parent) => _parent = parent;
 
-    public void Set<T>(T value) where T : notnull => (_values ??= [])[typeof(T)] = value;
+    public void Set<T>(T value) where T : notnull
+    {
+        var index = IndexOf(typeof(T));
+        if (index >= 0)
+        {
+            _values![index].Value = value;
+            return;
+        }
+
+        if (_values is null)
+        {
+            _values = new Entry[4];
+        }
+        else if (_count == _values.Length)
+        {
+            Array.Resize(ref _values, _count * 2);
+        }
+
+        _values[_count++] = new Entry(typeof(T), value);
+    }
 
     public bool TryGet<T>([NotNullWhen(true)] out T? value) where T : notnull
     {
-        if (_values is not null && _values.TryGetValue(typeof(T), out var boxed))
+        var index = IndexOf(typeof(T));
+        if (index >= 0)
         {
-            value = (T)boxed;
+            value = (T)_values![index].Value;
             return true;
         }
 
@@ -41,5 +64,36 @@ public sealed class Extensions
 
     public bool Contains<T>() where T : notnull => TryGet<T>(out _);
 
-    public bool Remove<T>() where T : notnull => _values is not null && _values.Remove(typeof(T));
+    public bool Remove<T>() where T : notnull
+    {
+        var index = IndexOf(typeof(T));
+        if (index < 0)
+        {
+            return false;
+        }
+
+        _count--;
+        Array.Copy(_values!, index + 1, _values!, index, _count - index);
+        _values![_count] = default;
+        return true;
+    }
+
+    private int IndexOf(Type type)
+    {
+        for (var i = 0; i < _count; i++)
+        {
+            if (ReferenceEquals(_values![i].Type, type))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    private struct Entry(Type type, object value)
+    {
+        public Type Type = type;
+        public object Value = value;
+    }
 }

@@ -184,7 +184,7 @@ internal sealed class Http2ClientSession(IDuplexPipe transport, Http2ClientOptio
     {
         try
         {
-            await SendBodyAsync(stream, request.Body, () => HttpForwardRules.TrailersToSend(request.Trailers), stream.Aborted.Token).ConfigureAwait(false);
+            await SendBodyAsync(stream, request.Body, TrailerSource.Of(request), stream.Aborted.Token).ConfigureAwait(false);
             await request.Body.CompleteAsync().ConfigureAwait(false);
         }
         catch (Exception error)
@@ -267,7 +267,7 @@ internal sealed class Http2ClientSession(IDuplexPipe transport, Http2ClientOptio
         stream.ExpectedLength = stream.RequestIsHead || block.Status is 204 or 304 ? -1 : block.ContentLength;
         var response = new HttpResponse(block.Status, block.Headers)
         {
-            Body = endStream ? EmptyBody.Instance : stream.Body,
+            Body = endStream ? EmptyBody.Instance : stream.Body!,
             BodyLength = block.ContentLength >= 0 ? block.ContentLength : null,
         };
         stream.Response = response;

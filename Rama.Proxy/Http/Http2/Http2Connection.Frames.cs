@@ -80,12 +80,13 @@ internal abstract partial class Http2Connection
             {
                 if (!stream.Reset)
                 {
+                    var inbound = stream.Inbound!.Writer; // DATA reaches only a stream open on the peer's side, which has its pipe
                     foreach (var segment in data)
                     {
-                        stream.Inbound.Writer.Write(segment.Span);
+                        inbound.Write(segment.Span);
                     }
 
-                    var flush = stream.Inbound.Writer.FlushAsync(CancellationToken.None); // never pauses (threshold 0)
+                    var flush = inbound.FlushAsync(CancellationToken.None); // never pauses (threshold 0)
                     Debug.Assert(flush.IsCompleted, "the inbound pipe never pauses");
                 }
             }
@@ -126,7 +127,7 @@ internal abstract partial class Http2Connection
         {
             if (!stream.Reset)
             {
-                stream.Inbound.Writer.Complete();
+                stream.Inbound?.Writer.Complete();
             }
         }
 

@@ -439,13 +439,9 @@ internal abstract partial class Http2Connection
                 return null;
             }
 
-            var stream = new Http2Stream(this, streamId, _peerInitialWindow, Limits.InitialStreamWindowSize) { HeadReceived = true, RemoteClosed = endStream };
+            var stream = new Http2Stream(this, streamId, _peerInitialWindow, Limits.InitialStreamWindowSize, withoutPeerBody: endStream) { HeadReceived = true, RemoteClosed = endStream };
             _streams.Add(streamId, stream);
             _activePeerStreams++;
-            if (endStream)
-            {
-                stream.Inbound.Writer.Complete();
-            }
 
             return stream;
         }
@@ -503,7 +499,7 @@ internal abstract partial class Http2Connection
     }
 
     /// <summary>Sends a head or trailers on <paramref name="stream"/> (§8.1); END_STREAM half-closes it.</summary>
-    protected async ValueTask SendHeadersAsync(Http2Stream stream, HpackHeaderField[] fields, bool endStream, CancellationToken cancellationToken)
+    protected async ValueTask SendHeadersAsync(Http2Stream stream, ReadOnlyMemory<HpackHeaderField> fields, bool endStream, CancellationToken cancellationToken)
     {
         using var linked = Link(cancellationToken, out var token);
         if (!await EnterWriterAsync(token).ConfigureAwait(false))
@@ -518,7 +514,7 @@ internal abstract partial class Http2Connection
                 throw new IOException($"stream {stream.Id} was reset");
             }
 
-            WriteHeaderBlockLocked(stream.Id, fields, endStream);
+            WriteHeaderBlockLocked(stream.Id, fields.Span, endStream);
             stream.HeadSent = true;
             if (endStream)
             {
@@ -548,13 +544,13 @@ internal abstract partial class Http2Connection
     /// <paramref name="trailers"/> returns (read after completion) or END_STREAM. Holds no more than one read of the
     /// body: what the peer does not let us send stays in the body's own pipe.
     /// </summary>
-    protected async Task SendBodyAsync(Http2Stream stream, PipeReader body, Func<HttpHeaders?> trailers, CancellationToken cancellationToken)
+    protected async Task SendBodyAsync(Http2Stream stream, PipeReader body, TrailerSource trailers, CancellationToken cancellationToken)
     {
         while (true)
         {
             var result = await body.ReadAsync(cancellationToken).ConfigureAwait(false);
             var buffer = result.Buffer;
-            var trailerFields = result.IsCompleted ? trailers() : null;
+            var trailerFields = result.IsCompleted ? trailers.Read() : null;
             var endWithData = result.IsCompleted && (trailerFields is null || trailerFields.Count == 0);
             while (!buffer.IsEmpty)
             {
@@ -588,7 +584,7 @@ internal abstract partial class Http2Connection
     /// far as the send windows allow, go out in one write (one flush, one send, one TLS record for a small response);
     /// the rest follows as <see cref="SendBodyAsync"/> sends it.
     /// </summary>
-    protected async Task SendHeadAndBodyAsync(Http2Stream stream, HpackHeaderField[] fields, PipeReader body, Func<HttpHeaders?> trailers, CancellationToken cancellationToken)
+    protected async Task SendHeadAndBodyAsync(Http2Stream stream, ReadOnlyMemory<HpackHeaderField> fields, PipeReader body, TrailerSource trailers, CancellationToken cancellationToken)
     {
         bool ended;
         using (Link(cancellationToken, out var token))
@@ -605,7 +601,7 @@ internal abstract partial class Http2Connection
                     throw new IOException($"stream {stream.Id} was reset");
                 }
 
-                WriteHeaderBlockLocked(stream.Id, fields, endStream: false);
+                WriteHeaderBlockLocked(stream.Id, fields.Span, endStream: false);
                 stream.HeadSent = true;
                 ended = WriteReadyDataLocked(stream, body, trailers);
                 await EndWriteLockedAsync(token).ConfigureAwait(false);
@@ -626,7 +622,7 @@ internal abstract partial class Http2Connection
     /// Under the write lock: DATA for what <paramref name="body"/> holds now, within the send windows (no waiting). True
     /// when that ended the stream; otherwise the body's reader is left at the first byte not sent.
     /// </summary>
-    private bool WriteReadyDataLocked(Http2Stream stream, PipeReader body, Func<HttpHeaders?> trailers)
+    private bool WriteReadyDataLocked(Http2Stream stream, PipeReader body, TrailerSource trailers)
     {
         if (!body.TryRead(out var result))
         {
@@ -634,7 +630,7 @@ internal abstract partial class Http2Connection
         }
 
         var buffer = result.Buffer;
-        var endWithData = result.IsCompleted && trailers() is not { Count: > 0 };
+        var endWithData = result.IsCompleted && trailers.Read() is not { Count: > 0 };
         while (!buffer.IsEmpty)
         {
             var size = TryReserveSendWindow(stream, buffer.Length);
@@ -716,18 +712,61 @@ internal abstract partial class Http2Connection
 
         foreach (var field in headers)
         {
-            var name = field.Name.Span;
-            if (IsConnectionSpecific(name) || (name.Length > 0 && name[0] == (byte)':')
-                || (System.Text.Ascii.EqualsIgnoreCase(name, "te"u8) && !field.Value.Span.SequenceEqual("trailers"u8)))
+            if (IsForwardable(field))
             {
-                continue;
+                fields.Add(new HpackHeaderField(Lower(field.Name), field.Value));
             }
-
-            fields.Add(new HpackHeaderField(Lower(field.Name), field.Value));
         }
 
         return [.. fields];
     }
+
+    /// <summary>
+    /// <see cref="ToFields"/> for a response head into an array from the shared pool (no allocation per response): :status,
+    /// the fields, then <paramref name="contentLength"/> when given. Encode it, then give it back with <see cref="ReturnFields"/>.
+    /// </summary>
+    protected static ArraySegment<HpackHeaderField> RentResponseFields(HttpHeaders headers, int status, byte[]? contentLength)
+    {
+        var array = ArrayPool<HpackHeaderField>.Shared.Rent(headers.Count + 2);
+        var n = 0;
+        array[n++] = new HpackHeaderField(StatusName, StatusValue(status));
+        foreach (var field in headers)
+        {
+            if (!IsForwardable(field))
+            {
+                continue;
+            }
+
+            array[n++] = new HpackHeaderField(Lower(field.Name), field.Value);
+        }
+
+        if (contentLength is not null)
+        {
+            array[n++] = new HpackHeaderField(ContentLengthName, contentLength);
+        }
+
+        return new ArraySegment<HpackHeaderField>(array, 0, n);
+    }
+
+    /// <summary>Gives back an array of <see cref="RentResponseFields"/>, cleared (it holds references to header bytes).</summary>
+    protected static void ReturnFields(ArraySegment<HpackHeaderField> fields)
+    {
+        if (fields.Array is { } array)
+        {
+            fields.AsSpan().Clear();
+            ArrayPool<HpackHeaderField>.Shared.Return(array);
+        }
+    }
+
+    // §8.2.2: connection-specific fields and pseudo-headers from HTTP/1.1 are not sent; TE only as "trailers".
+    private static bool IsForwardable(HttpHeaderField field)
+    {
+        var name = field.Name.Span;
+        return !(IsConnectionSpecific(name) || (name.Length > 0 && name[0] == (byte)':')
+            || (System.Text.Ascii.EqualsIgnoreCase(name, "te"u8) && !field.Value.Span.SequenceEqual("trailers"u8)));
+    }
+
+    private static readonly byte[] ContentLengthName = "content-length"u8.ToArray();
 
     private static bool IsConnectionSpecific(ReadOnlySpan<byte> name) =>
         System.Text.Ascii.EqualsIgnoreCase(name, "connection"u8) || System.Text.Ascii.EqualsIgnoreCase(name, "keep-alive"u8)
@@ -786,4 +825,22 @@ internal abstract partial class Http2Connection
         System.Text.Ascii.ToLowerInPlace(copy, out _);
         return copy;
     }
+}
+
+/// <summary>
+/// Where the trailers of a message being sent come from once its body has ended: a static function of a state object,
+/// so a response needs no closure and no delegate of its own.
+/// </summary>
+internal readonly struct TrailerSource(Func<object?, HttpHeaders?> read, object? state)
+{
+    /// <summary>No trailers.</summary>
+    public static TrailerSource None => new(static _ => null, null);
+
+    /// <summary>The trailers of <paramref name="response"/> that may go on (<see cref="HttpForwardRules.TrailersToSend"/>).</summary>
+    public static TrailerSource Of(HttpResponse response) => new(static r => HttpForwardRules.TrailersToSend(((HttpResponse)r!).Trailers), response);
+
+    /// <summary>The trailers of <paramref name="request"/> that may go on.</summary>
+    public static TrailerSource Of(HttpRequest request) => new(static r => HttpForwardRules.TrailersToSend(((HttpRequest)r!).Trailers), request);
+
+    public HttpHeaders? Read() => read(state);
 }

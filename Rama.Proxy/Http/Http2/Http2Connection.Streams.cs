@@ -65,7 +65,7 @@ internal abstract partial class Http2Connection
         GiveBackConnectionWindow((int)unread);
         lock (stream)
         {
-            stream.Inbound.Writer.Complete(reason); // completing twice is a no-op
+            stream.Inbound?.Writer.Complete(reason); // completing twice is a no-op
         }
 
         try

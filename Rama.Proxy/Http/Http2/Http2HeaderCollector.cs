@@ -13,7 +13,9 @@ namespace Rama.Proxy.Http.Http2;
 internal sealed class Http2HeaderCollector(bool request, bool trailers) : IHpackHeaderHandler
 {
     private bool _regularSeen;
-    private readonly StringBuilder _pseudoOrder = new(4);
+    // The pseudo-headers' letters in order, one byte each (at most five distinct: a repeat is malformed before it is added).
+    private ulong _pseudoOrder;
+    private int _pseudoCount;
 
     public string? Method { get; private set; }
     public string? Scheme { get; private set; }
@@ -31,10 +33,24 @@ internal sealed class Http2HeaderCollector(bool request, bool trailers) : IHpack
     public long ContentLength { get; private set; } = -1;
 
     /// <summary>The first letters of the pseudo-headers in order (m, a, s, p; t for :protocol; the Akamai PS field).</summary>
-    public string PseudoHeaderOrder => _pseudoOrder.ToString();
+    public string PseudoHeaderOrder => string.Create(_pseudoCount, _pseudoOrder, static (chars, order) =>
+    {
+        for (var i = 0; i < chars.Length; i++)
+        {
+            chars[i] = (char)(byte)(order >> (8 * i));
+        }
+    });
 
     /// <summary>Why the message is malformed, or null.</summary>
     public string? Malformed { get; private set; }
+
+    private void AddPseudo(char letter)
+    {
+        if (_pseudoCount < 8)
+        {
+            _pseudoOrder |= (ulong)(byte)letter << (8 * _pseudoCount++);
+        }
+    }
 
     public void OnHeader(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, bool neverIndexed)
     {
@@ -118,7 +134,7 @@ internal sealed class Http2HeaderCollector(bool request, bool trailers) : IHpack
                 return current;
             }
 
-            _pseudoOrder.Append(letter);
+            AddPseudo(letter);
             return Encoding.Latin1.GetString(v);
         }
 
@@ -132,7 +148,7 @@ internal sealed class Http2HeaderCollector(bool request, bool trailers) : IHpack
                     return;
                 }
 
-                _pseudoOrder.Append('m');
+                AddPseudo('m');
                 Method = HttpMethods.Intern(value);
             }
             else if (name.SequenceEqual(":scheme"u8))
@@ -165,7 +181,7 @@ internal sealed class Http2HeaderCollector(bool request, bool trailers) : IHpack
             return;
         }
 
-        _pseudoOrder.Append('s');
+        AddPseudo('s');
         if (value.Length != 3 || !System.Buffers.Text.Utf8Parser.TryParse(value, out int status, out _) || status < 100)
         {
             Malformed = "invalid :status";

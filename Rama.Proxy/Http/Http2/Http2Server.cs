@@ -158,7 +158,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         var request = new HttpRequest(method, target, form, HttpProtocolVersion.Http2, headers, connection?.Extensions)
         {
             Connection = connection,
-            Body = endStream ? EmptyBody.Instance : stream.Body,
+            Body = endStream ? EmptyBody.Instance : stream.Body!,
             BodyFraming = endStream || method == HttpMethods.Connect ? BodyFraming.None
                 : block.ContentLength >= 0 ? BodyFraming.ContentLength : BodyFraming.Chunked,
             ContentLength = Math.Max(0, block.ContentLength),
@@ -183,7 +183,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         }
         catch (Exception) when (token.IsCancellationRequested)
         {
-            await stream.Body.CompleteAsync().ConfigureAwait(false);
+            await stream.CompleteBodyAsync().ConfigureAwait(false);
             return;
         }
         catch (Exception error)
@@ -210,7 +210,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         finally
         {
             await response.Body.CompleteAsync().ConfigureAwait(false);
-            await stream.Body.CompleteAsync().ConfigureAwait(false);
+            await stream.CompleteBodyAsync().ConfigureAwait(false);
         }
 
         if (!stream.Reset && stream.LocalClosed && !stream.RemoteClosed)
@@ -250,27 +250,36 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
 
         var tunnel = response.OnUpgrade is not null && request.IsConnect && status is >= 200 and < 300;
         var noBody = request.IsHead || status is 204 or 304;
-        var fields = ToFields(response.Headers, status);
-        if (!tunnel && !noBody && response.BodyLength is { } length && !response.Headers.Contains("content-length"u8))
-        {
-            fields = [.. fields, new("content-length"u8.ToArray(), Encoding.ASCII.GetBytes(length.ToString(System.Globalization.CultureInfo.InvariantCulture)))];
-        }
+        var contentLength = !tunnel && !noBody && response.BodyLength is { } length && !response.Headers.Contains("content-length"u8)
+            ? Encoding.ASCII.GetBytes(length.ToString(System.Globalization.CultureInfo.InvariantCulture))
+            : null;
 
-        if (tunnel)
+        // The head's fields from the shared pool: they are encoded (under the write lock) before each send below returns.
+        var fields = RentResponseFields(response.Headers, status, contentLength);
+        try
         {
-            await SendHeadersAsync(stream, fields, endStream: false, token).ConfigureAwait(false);
-            await RunTunnelAsync(stream, response.OnUpgrade!, token).ConfigureAwait(false);
-            return;
-        }
+            if (tunnel)
+            {
+                await SendHeadersAsync(stream, fields, endStream: false, token).ConfigureAwait(false);
+                ReturnFields(fields);
+                fields = default;
+                await RunTunnelAsync(stream, response.OnUpgrade!, token).ConfigureAwait(false);
+                return;
+            }
 
-        var empty = noBody || (ReferenceEquals(response.Body, EmptyBody.Instance) && (response.Trailers is null || response.Trailers.Count == 0));
-        if (empty)
-        {
-            await SendHeadersAsync(stream, fields, endStream: true, token).ConfigureAwait(false);
+            var empty = noBody || (ReferenceEquals(response.Body, EmptyBody.Instance) && (response.Trailers is null || response.Trailers.Count == 0));
+            if (empty)
+            {
+                await SendHeadersAsync(stream, fields, endStream: true, token).ConfigureAwait(false);
+            }
+            else
+            {
+                await SendHeadAndBodyAsync(stream, fields, response.Body, TrailerSource.Of(response), token).ConfigureAwait(false);
+            }
         }
-        else
+        finally
         {
-            await SendHeadAndBodyAsync(stream, fields, response.Body, () => HttpForwardRules.TrailersToSend(response.Trailers), token).ConfigureAwait(false);
+            ReturnFields(fields);
         }
     }
 
@@ -280,7 +289,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         var pump = PumpAsync();
         try
         {
-            await onUpgrade(new TunnelPipe(stream.Body, outbound.Writer), token).ConfigureAwait(false);
+            await onUpgrade(new TunnelPipe((PipeReader?)stream.Body ?? EmptyBody.Instance, outbound.Writer), token).ConfigureAwait(false);
         }
         finally
         {
@@ -293,7 +302,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         {
             try
             {
-                await SendBodyAsync(stream, outbound.Reader, static () => null, token).ConfigureAwait(false);
+                await SendBodyAsync(stream, outbound.Reader, TrailerSource.None, token).ConfigureAwait(false);
                 await outbound.Reader.CompleteAsync().ConfigureAwait(false);
             }
             catch (Exception error)

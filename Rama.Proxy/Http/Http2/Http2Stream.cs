@@ -12,13 +12,19 @@ internal sealed class Http2Stream
 {
     private static readonly PipeOptions InboundOptions = new(pauseWriterThreshold: 0, resumeWriterThreshold: 0, useSynchronizationContext: false);
 
-    public Http2Stream(Http2Connection connection, int id, long sendWindow, int receiveWindow)
+    /// <param name="withoutPeerBody">The peer's message ended with its head (END_STREAM on HEADERS: a GET): no DATA can
+    /// follow (§5.1), so the stream has no inbound pipe and no body reader (no allocation for them).</param>
+    public Http2Stream(Http2Connection connection, int id, long sendWindow, int receiveWindow, bool withoutPeerBody = false)
     {
         Connection = connection;
         Id = id;
         SendWindow = sendWindow;
         ReceiveWindow = receiveWindow;
-        Body = new Http2BodyReader(this, Inbound.Reader);
+        if (!withoutPeerBody)
+        {
+            Inbound = new Pipe(InboundOptions);
+            Body = new Http2BodyReader(this, Inbound.Reader);
+        }
     }
 
     public Http2Connection Connection { get; }
@@ -29,10 +35,13 @@ internal sealed class Http2Stream
     /// The peer's bytes (request body on a server, response body on a client). It never pauses: flow control bounds
     /// what it holds to our stream window (§5.2), which the reader reopens as it consumes.
     /// </summary>
-    public Pipe Inbound { get; } = new(InboundOptions);
+    public Pipe? Inbound { get; }
 
-    /// <summary>What the application reads: <see cref="Inbound"/>, reporting consumed bytes for WINDOW_UPDATE.</summary>
-    public Http2BodyReader Body { get; }
+    /// <summary>What the application reads: <see cref="Inbound"/>, reporting consumed bytes for WINDOW_UPDATE; null when the peer's message had no body.</summary>
+    public Http2BodyReader? Body { get; }
+
+    /// <summary>Completes <see cref="Body"/> (the application is done reading), if there is one.</summary>
+    public ValueTask CompleteBodyAsync() => Body?.CompleteAsync() ?? default;
 
     /// <summary>Cancelled when the stream is reset (by either side) or the connection ends.</summary>
     public CancellationTokenSource Aborted { get; } = new();
