@@ -88,7 +88,8 @@ public sealed class FleetWatchTests(ITestOutputHelper output) : IAsyncLifetime
             $"{clients.Sum(c => c.Successes)} requests ok, {clients.Sum(c => c.Failures.Count)} failed, {clients.Sum(c => c.Moves)} moves");
         output.WriteLine(WatchOutput());
         Assert.Equal("3/3", done.Fields["rolled"]);
-        Assert.Empty(clients.SelectMany(c => c.Failures));
+        var failures = clients.SelectMany(c => c.Failures).ToList();
+        Assert.True(failures.Count == 0, "failed requests:\n" + string.Join("\n", failures));
         foreach (var node in new[] { "node1", "node2", "node3" })
         {
             Assert.Contains($"{node} was not running: started it again", WatchOutput(), StringComparison.Ordinal);

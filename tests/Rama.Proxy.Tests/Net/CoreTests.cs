@@ -213,6 +213,69 @@ public sealed class CoreTests
     }
 
     [Fact]
+    public async Task Clients_that_connected_and_sent_before_the_server_unbinds_are_served_not_reset()
+    {
+        // Each connection answers the byte it receives, then ends: what a drained node does with a request in flight.
+        var service = Service.FromFunc<ConnectionContext, Unit>(async (c, ct) =>
+        {
+            var read = await c.Transport.Input.ReadAsync(ct);
+            var first = read.Buffer.IsEmpty ? (byte)0 : read.Buffer.FirstSpan[0];
+            c.Transport.Input.AdvanceTo(read.Buffer.End);
+            await c.Transport.Output.WriteAsync(new[] { first }, ct);
+            return Unit.Value;
+        });
+        await using var server = TcpServer.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+
+        // 200 clients complete their handshakes (the kernel queues them until the accept loop takes them) and send; the
+        // server starts accepting and unbinds at once. (Start takes what is queued before it returns, so this does not
+        // catch the listen-queue case itself, which needs an accept loop that lags, as on a loaded node: the fleet roll
+        // tests under load found that one.)
+        var clients = new Socket[200];
+        try
+        {
+            for (var i = 0; i < clients.Length; i++)
+            {
+                clients[i] = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            }
+
+            await Task.WhenAll(clients.Select(c => c.ConnectAsync(server.LocalEndPoint)));
+            await Task.WhenAll(clients.Select((c, i) => c.SendAsync(new[] { (byte)(i % 250 + 1) })));
+            server.Start(service);
+            var accepted = server.AcceptedConnections;
+            await server.UnbindAsync();
+
+            var answers = await Task.WhenAll(clients.Select(async (c, i) =>
+            {
+                using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+                var buffer = new byte[1];
+                try
+                {
+                    return await c.ReceiveAsync(buffer, SocketFlags.None, cts.Token) == 1 && buffer[0] == (byte)(i % 250 + 1) ? "ok" : "closed unanswered";
+                }
+                catch (SocketException ex)
+                {
+                    return ex.SocketErrorCode.ToString();
+                }
+            }));
+            var failed = answers.Where(a => a != "ok").GroupBy(a => a).Select(g => $"{g.Count()} {g.Key}").ToList();
+            Assert.True(failed.Count == 0, $"{accepted} of 200 accepted when the server unbound; then: {string.Join(", ", failed)}");
+            Assert.True(await server.DrainAsync(TimeSpan.FromSeconds(10)));
+
+            // Unbound means unbound: a new client is refused.
+            using var late = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            var refused = await Assert.ThrowsAsync<SocketException>(async () => await late.ConnectAsync(server.LocalEndPoint));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                client?.Dispose();
+            }
+        }
+    }
+
+    [Fact]
     public async Task Abort_all_closes_connections_that_outlive_the_drain()
     {
         var service = Service.FromFunc<ConnectionContext, Unit>(async (c, ct) =>
