@@ -72,30 +72,10 @@ public sealed class LimitsNodeTests(ITestOutputHelper output)
             }
 
             // Then the node's limit: what it holds now, the 64 it keeps free, and room for about 30 more.
-            var open = Directory.GetFiles($"/proc/{node.Pid}/fd").Length;
-            var limit = open + 64 + 30;
-            var prlimit = await Cli.RunAsync("prlimit", ["--pid", node.Pid.ToString(CultureInfo.InvariantCulture), $"--nofile={limit}:{limit}"]);
-            Assert.True(prlimit.ExitCode == 0, prlimit.Stderr);
-            await Task.Delay(1100); // the accept loop reads the limit again at most once a second (a wait for the node's clock, not a condition)
+            var (open, limit) = await LowerDescriptorLimitAsync(node);
 
             // Keep-alive connections to the echo listener (one descriptor each) until one is not served.
-            var served = new List<Socket>();
-            string? refusal = null;
-            for (var i = 0; i < 200 && refusal is null; i++)
-            {
-                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                clients.Add(client);
-                await client.ConnectAsync(echoListener);
-                var answer = await RequestAsync(client, TimeSpan.FromSeconds(2));
-                if (answer.StartsWith("HTTP/1.1 200", StringComparison.Ordinal))
-                {
-                    served.Add(client);
-                }
-                else
-                {
-                    refusal = answer.Length == 0 ? "(no answer: queued)" : answer;
-                }
-            }
+            var (served, refusal) = await FillUntilRefusedAsync(echoListener, clients);
 
             output.WriteLine($"descriptor limit {limit}, {open} open at the start; {served.Count} keep-alive connections served, then: {refusal}");
             Assert.NotNull(refusal);
@@ -184,30 +164,10 @@ public sealed class LimitsNodeTests(ITestOutputHelper output)
         var clients = new List<Socket>();
         try
         {
-            var open = Directory.GetFiles($"/proc/{node.Pid}/fd").Length;
-            var limit = open + 64 + 30;
-            var prlimit = await Cli.RunAsync("prlimit", ["--pid", node.Pid.ToString(CultureInfo.InvariantCulture), $"--nofile={limit}:{limit}"]);
-            Assert.True(prlimit.ExitCode == 0, prlimit.Stderr);
-            await Task.Delay(1100); // the accept loop reads the limit again at most once a second (a wait for the node's clock, not a condition)
+            var (_, limit) = await LowerDescriptorLimitAsync(node);
 
             // Keep-alive connections until the node is short of descriptors (the first refusal).
-            var served = new List<Socket>();
-            string? refusal = null;
-            for (var i = 0; i < 200 && refusal is null; i++)
-            {
-                var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-                clients.Add(client);
-                await client.ConnectAsync(echoListener);
-                var answer = await RequestAsync(client, TimeSpan.FromSeconds(2));
-                if (answer.StartsWith("HTTP/1.1 200", StringComparison.Ordinal))
-                {
-                    served.Add(client);
-                }
-                else
-                {
-                    refusal = answer;
-                }
-            }
+            var (served, refusal) = await FillUntilRefusedAsync(echoListener, clients);
 
             Assert.StartsWith("HTTP/1.1 503 Service Unavailable", refusal, StringComparison.Ordinal);
             var baseline = Directory.GetFiles($"/proc/{node.Pid}/fd").Length;
@@ -283,6 +243,39 @@ public sealed class LimitsNodeTests(ITestOutputHelper output)
                 client.Dispose();
             }
         }
+    }
+
+    // The node's descriptor limit lowered to what it holds now, the 64 it keeps free, and room for about 30 more.
+    private static async Task<(int Open, int Limit)> LowerDescriptorLimitAsync(NodeProcess node)
+    {
+        var open = Directory.GetFiles($"/proc/{node.Pid}/fd").Length;
+        var limit = open + 64 + 30;
+        var prlimit = await Cli.RunAsync("prlimit", ["--pid", node.Pid.ToString(CultureInfo.InvariantCulture), $"--nofile={limit}:{limit}"]);
+        Assert.True(prlimit.ExitCode == 0, prlimit.Stderr);
+        await Task.Delay(1100); // the accept loop reads the limit again at most once a second (a wait for the node's clock, not a condition)
+        return (open, limit);
+    }
+
+    // Keep-alive connections to the echo listener (one descriptor each, kept in clients) until one is not served: the
+    // served ones, and the answer of the first that was not ("(no answer: queued)" when it got nothing).
+    private static async Task<(List<Socket> Served, string? Refusal)> FillUntilRefusedAsync(IPEndPoint echoListener, List<Socket> clients)
+    {
+        var served = new List<Socket>();
+        for (var i = 0; i < 200; i++)
+        {
+            var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            clients.Add(client);
+            await client.ConnectAsync(echoListener);
+            var answer = await RequestAsync(client, TimeSpan.FromSeconds(2));
+            if (!answer.StartsWith("HTTP/1.1 200", StringComparison.Ordinal))
+            {
+                return (served, answer.Length == 0 ? "(no answer: queued)" : answer);
+            }
+
+            served.Add(client);
+        }
+
+        return (served, null);
     }
 
     private static async Task<Socket> TunnelAsync(IPEndPoint proxy, int port)
