@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Rama.Admin.Admin;
 using Rama.Admin.Cluster;
 using Rama.Admin.Hosting;
+using Rama.Admin.Logging;
 using Rama.Admin.Options;
 
 // The Lighthouse seed node: an Akka.NET cluster member with the role "lighthouse" and no proxy code. Configured like
@@ -34,11 +35,7 @@ using var certificates = ClusterHostingExtensions.CreateCertificates(cluster);
 var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory, Args = [] });
 builder.Configuration.Sources.Clear();
 builder.Configuration.AddConfiguration(startup.Configuration!);
-builder.Logging.AddSimpleConsole(o =>
-{
-    o.SingleLine = true;
-    o.TimestampFormat = "HH:mm:ss.fff ";
-});
+builder.Logging.AddRamaConsole(); // the simple console format, single line, written in batches (Rama.Admin.Logging)
 builder.Services.AddRamaClusterOptions(cluster);
 builder.Services.AddRamaAdmin(admin);
 // --otlp: the fleet's metrics (no proxy, no spans); without it no OpenTelemetry SDK at all.

@@ -14,6 +14,7 @@ using Rama.Actors.Upstreams;
 using Rama.Admin.Admin;
 using Rama.Admin.Cluster;
 using Rama.Admin.Hosting;
+using Rama.Admin.Logging;
 using Rama.Admin.Options;
 using Rama.Proxy.Upstream;
 
@@ -72,11 +73,7 @@ public static class Program
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { ContentRootPath = AppContext.BaseDirectory, Args = [] });
         builder.Configuration.Sources.Clear();
         builder.Configuration.AddConfiguration(startup.Configuration!);
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss.fff ";
-        });
+        builder.Logging.AddRamaConsole(); // the simple console format, single line, written in batches (Rama.Admin.Logging)
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = options.DrainTimeout + TimeSpan.FromSeconds(30));
         if (options.Listeners.Any(l => l.Routing is not null))
         {

@@ -38,8 +38,10 @@ internal static class WebSocketPeers
                     say("HANDSHAKE", json.dumps([[k, v] for k, v in headers.raw_items()]))
                     return None
                 if path == "/after-echo":
-                    # A parser-blocking script: answered once an echo went back, so the page's load event (and chromium's
-                    # --dump-dom) comes after the WebSocket message, or after 20 s.
+                    # A parser-blocking script: answered once the page closed its WebSocket (which its onmessage does after
+                    # writing the echo into the DOM), so the load event (and chromium's --dump-dom) comes after the DOM
+                    # changed, or after 20 s. Answering once the echo was sent raced: the script could arrive before the
+                    # message did (they travel on different connections).
                     try:
                         await asyncio.wait_for(echoed.wait(), 20)
                     except asyncio.TimeoutError:
@@ -50,9 +52,9 @@ internal static class WebSocketPeers
                 try:
                     async for message in ws:
                         await ws.send(message)
-                        echoed.set()
                 finally:
                     say("CLOSED", ws.close_code, ws.close_reason)
+                    echoed.set()
             tls = None
             if os.environ.get("RAMA_WS_CERT"):
                 # wss: an origin behind TLS (the MITM tests), with the certificate and key the test issued.
