@@ -89,28 +89,49 @@ internal static class HpackStaticTable
     public static int Find(ReadOnlySpan<byte> name, ReadOnlySpan<byte> value, out bool fullMatch)
     {
         fullMatch = false;
-        var nameIndex = 0;
-        for (var i = 0; i < s_entries.Length; i++)
+        if ((uint)name.Length >= (uint)s_byNameLength.Length)
         {
-            var entry = s_entries[i];
-            if (entry.Name.Length != name.Length || !name.SequenceEqual(entry.Name))
+            return 0;
+        }
+
+        // Only the entries whose name has this length (at most 6 of the 61; the encoder looks up every field it sends).
+        var nameIndex = 0;
+        foreach (var index in s_byNameLength[name.Length])
+        {
+            var entry = s_entries[index - 1];
+            if (!name.SequenceEqual(entry.Name))
             {
                 continue;
             }
 
             if (nameIndex == 0)
             {
-                nameIndex = i + 1;
+                nameIndex = index;
             }
 
             if (value.SequenceEqual(entry.Value))
             {
                 fullMatch = true;
-                return i + 1;
+                return index;
             }
         }
 
         return nameIndex;
+    }
+
+    // 1-based indices of the entries by the length of their name, in table order (so the first name match is the lowest index).
+    private static readonly byte[][] s_byNameLength = BuildNameLengthBuckets();
+
+    private static byte[][] BuildNameLengthBuckets()
+    {
+        var longest = s_entries.Max(e => e.Name.Length);
+        var buckets = new List<byte>[longest + 1];
+        for (var i = 0; i < s_entries.Length; i++)
+        {
+            (buckets[s_entries[i].Name.Length] ??= []).Add((byte)(i + 1));
+        }
+
+        return [.. buckets.Select(b => b is null ? [] : b.ToArray())];
     }
 
     private static HpackTableEntry E(string name, string value) => new(Encoding.ASCII.GetBytes(name), Encoding.ASCII.GetBytes(value));

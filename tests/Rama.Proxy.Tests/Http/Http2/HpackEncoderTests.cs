@@ -23,6 +23,28 @@ public class HpackEncoderTests
     }
 
     [Fact]
+    public void The_static_table_lookup_finds_every_entry_and_the_lowest_index_for_a_name()
+    {
+        // RFC 7541 Appendix A: each (name, value) pair at its own index; a name with another value gets its first index
+        // (":status" 8, "accept-encoding" 16), an unknown or longer name none.
+        for (var index = 1; index <= HpackStaticTable.Count; index++)
+        {
+            var entry = HpackStaticTable.Get(index);
+            Assert.Equal(index, HpackStaticTable.Find(entry.Name, entry.Value, out var full));
+            Assert.True(full, Encoding.ASCII.GetString(entry.Name));
+        }
+
+        Assert.Equal(8, HpackStaticTable.Find(":status"u8, "418"u8, out var statusFull));
+        Assert.False(statusFull);
+        Assert.Equal(2, HpackStaticTable.Find(":method"u8, "PUT"u8, out _));
+        Assert.Equal(16, HpackStaticTable.Find("accept-encoding"u8, "br"u8, out _));
+        Assert.Equal(0, HpackStaticTable.Find("x-request-id"u8, "1"u8, out var unknownFull));
+        Assert.False(unknownFull);
+        Assert.Equal(0, HpackStaticTable.Find("access-control-allow-credentials-and-more"u8, ""u8, out _));
+        Assert.Equal(0, HpackStaticTable.Find(""u8, ""u8, out _));
+    }
+
+    [Fact]
     public void Long_cookie_is_indexed_and_sensitivity_can_be_turned_off()
     {
         var encoder = new HpackEncoder();
