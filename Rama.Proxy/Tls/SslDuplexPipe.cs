@@ -78,6 +78,11 @@ public sealed class SslDuplexPipe : IDuplexPipe, IAsyncDisposable
 
         public override void CancelPendingFlush() => inner.CancelPendingFlush();
 
+        // What waits unflushed: the HTTP/2 writer coalesces stream frames into one flush (one TLS record) while it is small.
+        public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
+
+        public override long UnflushedBytes => inner.UnflushedBytes;
+
         public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
 
         public override ValueTask<FlushResult> WriteAsync(ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default) =>
