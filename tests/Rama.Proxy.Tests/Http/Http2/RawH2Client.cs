@@ -20,10 +20,12 @@ internal sealed class RawH2Client : IAsyncDisposable
     private readonly CancellationTokenSource _drain = new();
     private readonly CancellationTokenSource _abort = new();
 
-    public RawH2Client(IService<HttpRequest, HttpResponse>? application = null, Http2Limits? limits = null, TimeProvider? time = null)
+    public RawH2Client(IService<HttpRequest, HttpResponse>? application = null, Http2Limits? limits = null, TimeProvider? time = null,
+        Func<PipeWriter, PipeWriter>? serverOutput = null)
     {
         Time = time as FakeTimeProvider;
-        Server = Http2Server.ServeAsync(new Duplex(_toServer.Reader, _fromServer.Writer), application ?? Http2TestServices.Application(), limits,
+        var output = serverOutput is null ? _fromServer.Writer : serverOutput(_fromServer.Writer);
+        Server = Http2Server.ServeAsync(new Duplex(_toServer.Reader, output), application ?? Http2TestServices.Application(), limits,
             time: time, drain: _drain.Token, abort: _abort.Token);
     }
 
