@@ -185,7 +185,8 @@ internal sealed class ConsoleLineSink : IDisposable
     {
         try
         {
-            var bytes = Encoding.UTF8.GetBytes(line.ToArray());
+            var bytes = new byte[Encoding.UTF8.GetByteCount(line)];
+            Encoding.UTF8.GetBytes(line, bytes);
             _stream.Write(bytes, 0, bytes.Length);
             _stream.Flush();
         }

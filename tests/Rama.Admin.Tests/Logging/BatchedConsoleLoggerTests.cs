@@ -122,7 +122,9 @@ public sealed partial class BatchedConsoleLoggerTests
 
         // 2,000 lines of 1 KiB do not fit in the 1 MiB the sink holds: the writer waits at the bound.
         Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref appended) >= ConsoleLineSink.MaxBufferedBytes / 1024 - 1, Wait));
-        Assert.NotSame(writer, await Task.WhenAny(writer, Task.Delay(200))); // still held, well past what 2,000 appends take
+        // A negative (the writer stays held), so there is no condition to wait on: 200 ms is far past what the remaining
+        // ~1,000 appends take when nothing holds them (microseconds each).
+        Assert.NotSame(writer, await Task.WhenAny(writer, Task.Delay(200)));
         Assert.InRange(Volatile.Read(ref appended), ConsoleLineSink.MaxBufferedBytes / 1024 - 1, ConsoleLineSink.MaxBufferedBytes / 1024);
         gate.Set();
         await writer.WaitAsync(Wait);
@@ -215,7 +217,7 @@ public sealed partial class BatchedConsoleLoggerTests
         public override void Write(byte[] buffer, int offset, int count)
         {
             _entered = true;
-            gate?.Wait();
+            gate?.Wait(); // blocks the sink's own writer thread on purpose: a stdout that does not take what is written
             if (FailWrites)
             {
                 throw new IOException("Broken pipe");
