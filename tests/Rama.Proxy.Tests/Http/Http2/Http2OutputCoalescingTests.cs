@@ -58,7 +58,7 @@ public sealed class Http2OutputCoalescingTests
         // Without this the HTTP/2 server over TLS flushed (encrypted and sent) every response on its own.
         var wire = new Pipe();
         var back = new Pipe();
-        var duplex = new Duplex(back.Reader, wire.Writer);
+        var duplex = new RawH2Client.Duplex(back.Reader, wire.Writer);
         using var ssl = new SslStream(new MemoryStream());
         var plain = new SslDuplexPipe(ssl, duplex);
         Assert.True(plain.Output.CanGetUnflushedBytes);
@@ -66,13 +66,6 @@ public sealed class Http2OutputCoalescingTests
         span[..100].Fill(1);
         plain.Output.Advance(100);
         Assert.Equal(100, plain.Output.UnflushedBytes);
-    }
-
-    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
     }
 
     private sealed class CountingWriter(PipeWriter inner) : PipeWriter

@@ -208,7 +208,7 @@ internal sealed class RawH2Client : IAsyncDisposable
         }
     }
 
-    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    internal sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
     {
         public PipeReader Input { get; } = input;
 
