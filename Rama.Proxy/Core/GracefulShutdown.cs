@@ -11,6 +11,12 @@ public sealed class GracefulShutdown : IDisposable
     private TaskCompletionSource? _idle;
     private int _active;
 
+    /// <summary>
+    /// How long a connection accepted before the shutdown still has for its first request (or first bytes) once the
+    /// shutdown has begun: its client sent it before it could see any sign of the shutdown.
+    /// </summary>
+    public static readonly TimeSpan FirstRequestGrace = TimeSpan.FromSeconds(2);
+
     /// <summary>Cancelled when shutdown is requested: stop accepting, finish what is in flight.</summary>
     public CancellationToken ShutdownRequested => _requested.Token;
 

@@ -182,10 +182,24 @@ internal sealed partial class EpollReverseProxy
         private void OnShutdown()
         {
             _closeAfterResponse = true;
-            if (_phase == Phase.ReadingHead && _inEnd == _inStart)
+            if (_phase != Phase.ReadingHead || _inEnd != _inStart)
+            {
+                return;
+            }
+
+            if (_servedAny)
             {
                 LogClose(_owner._logger, _context.Id, "shutting down while idle");
                 Close("shutting down while idle");
+                return;
+            }
+
+            // A connection accepted before the shutdown whose first request is still on its way: its client saw no sign of
+            // the shutdown, so closing it now loses that request. It gets a short grace (never more than it had) to send it.
+            var graceEnds = _owner.NowMs + (long)GracefulShutdown.FirstRequestGrace.TotalMilliseconds;
+            if (_deadline == Deadline.Idle && _deadlineMs > graceEnds)
+            {
+                _deadlineMs = graceEnds;
             }
         }
 
@@ -214,8 +228,9 @@ internal sealed partial class EpollReverseProxy
             switch (kind)
             {
                 case Deadline.Idle:
-                    LogClose(_owner._logger, _context.Id, "idle timeout");
-                    Close("idle timeout");
+                    var reason = !_servedAny && _context.ShutdownRequested.IsCancellationRequested ? "shutting down before the first request arrived" : "idle timeout";
+                    LogClose(_owner._logger, _context.Id, reason);
+                    Close(reason);
                     break;
                 case Deadline.Header:
                     // Slowloris: the head did not complete within HeaderTimeout of its first byte.

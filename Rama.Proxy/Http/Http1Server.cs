@@ -127,8 +127,6 @@ internal sealed partial class Http1Connection : IDisposable
         _headToken = CancellationTokenSource.CreateLinkedTokenSource(_timer.Token, connection.ConnectionClosed);
     }
 
-    /// <summary>How long a new connection's first request may still take to arrive once the shutdown has started.</summary>
-    internal static readonly TimeSpan FirstRequestShutdownGrace = TimeSpan.FromSeconds(2);
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -177,7 +175,7 @@ internal sealed partial class Http1Connection : IDisposable
         // A first request still on its way when the shutdown starts gets a short grace, not the whole header timeout: a
         // connection that stays silent (a browser's preconnect) must not hold the drain.
         using var grace = first
-            ? _connection.ShutdownRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(FirstRequestShutdownGrace), _timer)
+            ? _connection.ShutdownRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(GracefulShutdown.FirstRequestGrace), _timer)
             : default;
         while (true)
         {
