@@ -24,7 +24,7 @@ internal abstract partial class Http2Connection
         TaskCompletionSource<bool> waiter;
         lock (_sync)
         {
-            if (_closed_ || _goAwayReceived < int.MaxValue || _goAwaySent < int.MaxValue)
+            if (_closed_ || _goAwayReceived != NoGoAway || _goAwaySent != NoGoAway)
             {
                 return false;
             }

@@ -37,8 +37,11 @@ internal abstract partial class Http2Connection
     private int _nextLocalStreamId;
     private int _activePeerStreams;
     private int _activeLocalStreams;
-    private int _goAwaySent = int.MaxValue;
-    private int _goAwayReceived = int.MaxValue;
+    // The last stream identifier of the (final) GOAWAY sent and of the lowest GOAWAY received; NoGoAway until one is. Kept
+    // wider than a stream identifier: a GOAWAY with 2^31-1 (the first of a graceful shutdown, §6.8) is a GOAWAY too.
+    private const long NoGoAway = long.MaxValue;
+    private long _goAwaySent = NoGoAway;
+    private long _goAwayReceived = NoGoAway;
 
     private int _connectionReceiveWindow;
     private int _connectionUnannounced;
@@ -91,7 +94,7 @@ internal abstract partial class Http2Connection
         {
             lock (_sync)
             {
-                return _goAwayReceived;
+                return (int)Math.Min(_goAwayReceived, int.MaxValue);
             }
         }
     }
@@ -103,7 +106,7 @@ internal abstract partial class Http2Connection
         {
             lock (_sync)
             {
-                return _goAwaySent;
+                return (int)Math.Min(_goAwaySent, int.MaxValue);
             }
         }
     }
@@ -115,7 +118,7 @@ internal abstract partial class Http2Connection
         {
             lock (_sync)
             {
-                return _closed_ || _goAwaySent < int.MaxValue || _goAwayReceived < int.MaxValue || _nextLocalStreamId > int.MaxValue - 2;
+                return _closed_ || _goAwaySent != NoGoAway || _goAwayReceived != NoGoAway || _nextLocalStreamId > int.MaxValue - 2;
             }
         }
     }
@@ -322,7 +325,8 @@ internal abstract partial class Http2Connection
         return linked;
     }
 
-    private async ValueTask SendPingAckAsync(ulong data)
+    /// <summary>PING (§6.7): an ACK of the peer's, or one of ours (its ACK comes to <see cref="OnPingAck"/>).</summary>
+    protected async ValueTask SendPingAsync(ulong data, bool ack)
     {
         if (!await EnterWriterAsync(_writesAborted.Token).ConfigureAwait(false))
         {
@@ -331,7 +335,7 @@ internal abstract partial class Http2Connection
 
         try
         {
-            Http2FrameWriter.WritePing(_output, data, ack: true); // §6.7
+            Http2FrameWriter.WritePing(_output, data, ack); // §6.7
             await EndWriteLockedAsync(_writesAborted.Token).ConfigureAwait(false);
         }
         finally
@@ -360,15 +364,24 @@ internal abstract partial class Http2Connection
 
     /// <summary>
     /// GOAWAY (§6.8) with our last processed peer stream; never throws (best effort within a short timeout: a peer
-    /// that does not read is not waited for).
+    /// that does not read is not waited for). <paramref name="announce"/>: the first GOAWAY of a graceful shutdown, with
+    /// 2^31-1: the peer opens no new stream, and streams it sent before it saw this are still taken (nothing is refused
+    /// until the final GOAWAY).
     /// </summary>
-    protected async ValueTask SendGoAwayAsync(Http2ErrorCode code, string? debug)
+    protected async ValueTask SendGoAwayAsync(Http2ErrorCode code, string? debug, bool announce = false)
     {
         int last;
         lock (_sync)
         {
-            last = IsServer ? _lastPeerStreamId : 0;
-            _goAwaySent = Math.Min(_goAwaySent, last);
+            if (announce)
+            {
+                last = int.MaxValue;
+            }
+            else
+            {
+                last = IsServer ? _lastPeerStreamId : 0;
+                _goAwaySent = Math.Min(_goAwaySent, last);
+            }
         }
 
         try
@@ -501,7 +514,7 @@ internal abstract partial class Http2Connection
             Http2Stream stream;
             lock (_sync)
             {
-                if (_closed_ || _goAwayReceived < int.MaxValue || _nextLocalStreamId > int.MaxValue - 2)
+                if (_closed_ || _goAwayReceived != NoGoAway || _nextLocalStreamId > int.MaxValue - 2)
                 {
                     return null;
                 }

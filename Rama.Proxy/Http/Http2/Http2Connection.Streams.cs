@@ -228,7 +228,7 @@ internal abstract partial class Http2Connection
         bool close;
         lock (_sync)
         {
-            close = (_goAwaySent < int.MaxValue || _goAwayReceived < int.MaxValue) && _streams.Count == 0;
+            close = (_goAwaySent != NoGoAway || _goAwayReceived != NoGoAway) && _streams.Count == 0;
         }
 
         if (close)

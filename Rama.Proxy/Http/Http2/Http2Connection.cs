@@ -98,6 +98,11 @@ internal abstract partial class Http2Connection
     {
     }
 
+    /// <summary>Called when the ACK of a PING arrives, with its opaque data (§6.7).</summary>
+    protected virtual void OnPingAck(ulong data)
+    {
+    }
+
     /// <summary>True when <paramref name="streamId"/> is one the peer initiates (§5.1.1: clients odd, servers even).</summary>
     protected bool IsPeerInitiated(int streamId) => (streamId & 1) == (IsServer ? 1 : 0);
 
@@ -275,7 +280,13 @@ internal abstract partial class Http2Connection
                 Http2Exception.Connection(Http2ErrorCode.ProtocolError, "PUSH_PROMISE received");
                 return ValueTask.CompletedTask;
             case Http2FrameType.Ping:
-                return header.HasFlag(Http2Flags.Ack) ? ValueTask.CompletedTask : SendPingAckAsync(Http2FrameReader.ReadPing(payload));
+                if (header.HasFlag(Http2Flags.Ack))
+                {
+                    OnPingAck(Http2FrameReader.ReadPing(payload));
+                    return ValueTask.CompletedTask;
+                }
+
+                return SendPingAsync(Http2FrameReader.ReadPing(payload), ack: true);
             case Http2FrameType.GoAway:
                 OnGoAwayFrame(payload);
                 return ValueTask.CompletedTask;

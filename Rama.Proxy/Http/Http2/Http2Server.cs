@@ -70,15 +70,51 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
     TimeProvider time, ConnectionContext? connection, long connectionId)
     : Http2Connection(transport, isServer: true, limits, logger, time, connectionId)
 {
-    private readonly List<Task> _running = [];
+    /// <summary>The opaque data of the PING that measures the drain's round trip ("drain" in ASCII).</summary>
+    internal const ulong DrainPingData = 0x0000_0064_7261_696E;
 
-    /// <summary>§6.8: GOAWAY with the last stream we took; those finish, later ones are refused; close when none is left.</summary>
+    /// <summary>How long the drain waits for that PING's ACK before it sends the final GOAWAY anyway.</summary>
+    internal static readonly TimeSpan DrainRoundTripWait = TimeSpan.FromSeconds(1);
+
+    private readonly List<Task> _running = [];
+    private readonly TaskCompletionSource _drainPingAcked = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// §6.8 graceful shutdown, in two steps as the RFC recommends: a GOAWAY with 2^31-1 tells the client to open no new
+    /// stream, while streams it sent before it saw that are still taken (a client that opened one as the drain began
+    /// would otherwise see it refused); after one round trip (the ACK of a PING sent behind it, at most
+    /// <see cref="DrainRoundTripWait"/>) the final GOAWAY names the last stream taken. Those finish, later ones are
+    /// refused (REFUSED_STREAM: safe to retry), and the connection closes when none is left.
+    /// </summary>
     public void BeginDrain() => _ = DrainAsync();
 
     private async Task DrainAsync()
     {
+        await SendGoAwayAsync(Http2ErrorCode.NoError, null, announce: true).ConfigureAwait(false);
+        await SendPingAsync(DrainPingData, ack: false).ConfigureAwait(false);
+        try
+        {
+            await _drainPingAcked.Task.WaitAsync(DrainRoundTripWait, Time, Closing).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+            // a client that does not answer PING gets the final GOAWAY anyway
+        }
+        catch (OperationCanceledException)
+        {
+            return; // the connection ended meanwhile
+        }
+
         await SendGoAwayAsync(Http2ErrorCode.NoError, null).ConfigureAwait(false);
         CloseWhenIdle();
+    }
+
+    protected override void OnPingAck(ulong data)
+    {
+        if (data == DrainPingData)
+        {
+            _drainPingAcked.TrySetResult();
+        }
     }
 
     protected override async ValueTask OnHeadAsync(Http2Stream? stream, int streamId, Http2HeaderCollector block, bool endStream, bool tooLarge)

@@ -184,6 +184,34 @@ public class Http2ClientTests
     }
 
     [Fact]
+    public async Task The_first_goaway_of_a_graceful_shutdown_with_the_largest_stream_id_makes_the_connection_unusable()
+    {
+        // §6.8: an origin that shuts down gracefully (Kestrel does) first sends GOAWAY with 2^31-1: no stream is refused
+        // yet, but no new one may start. The pool must take its next request elsewhere, not to this connection.
+        var toServer = new Pipe();
+        var toClient = new Pipe();
+        var client = Http2ClientConnection.Start(new DuplexPipe(toClient.Reader, toServer.Writer));
+        try
+        {
+            var frames = new ArrayBufferWriter<byte>();
+            Http2FrameWriter.WriteSettings(frames, []);
+            Http2FrameWriter.WriteSettingsAck(frames); // the client's SETTINGS (sent at start) are taken: nothing times out
+            Http2FrameWriter.WriteGoAway(frames, int.MaxValue, Http2ErrorCode.NoError);
+            await toClient.Writer.WriteAsync(frames.WrittenMemory);
+            await Eventually.TrueAsync(() => !client.IsUsable, TimeSpan.FromSeconds(10), "a GOAWAY with 2^31-1 left the connection usable");
+
+            var refused = await client.SendAsync(Get("/hello")).WaitAsync(TimeSpan.FromSeconds(10));
+            Assert.True(refused.IsRetryable);
+            await client.Completion.WaitAsync(TimeSpan.FromSeconds(5)); // nothing in flight: the client closes it
+        }
+        finally
+        {
+            await toClient.Writer.CompleteAsync();
+            await client.DisposeAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    [Fact]
     public async Task Abandoned_response_body_resets_the_stream()
     {
         await using var loop = new Loopback(Http2TestServices.Application());

@@ -308,9 +308,10 @@ public class Http2ServerConformanceTests
     }
 
     [Fact]
-    public async Task Goaway_drain_lets_in_flight_streams_finish_then_closes()
+    public async Task Goaway_drain_takes_streams_sent_before_the_client_saw_it_lets_them_finish_then_closes()
     {
-        // §6.8
+        // §6.8: GOAWAY with 2^31-1 and a PING; a stream the client opened before it saw them is still served; the PING's
+        // ACK (one round trip) brings the final GOAWAY with the last stream taken, and later streams are refused.
         var gate = new TaskCompletionSource();
         await using var client = new RawH2Client(Http2TestServices.Application(gate));
         await client.HandshakeAsync();
@@ -319,17 +320,46 @@ public class Http2ServerConformanceTests
         await client.SendAsync(o => Http2FrameWriter.WritePing(o, 7, ack: false));
         await client.ExpectAsync(Http2FrameType.Ping); // both streams were read
         client.Drain();
-        var (_, payload) = await client.ExpectAsync(Http2FrameType.GoAway);
-        var (last, code, _) = Http2FrameReader.ReadGoAway(new ReadOnlySequence<byte>(payload));
-        Assert.Equal((3, Http2ErrorCode.NoError), (last, code));
-        await client.HeadersAsync(5, true, RawH2Client.Get());
-        Assert.Equal(Http2ErrorCode.RefusedStream, await client.ExpectRstStreamAsync(5));
+        Assert.Equal((int.MaxValue, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
+        var (ping, data) = await client.ExpectAsync(Http2FrameType.Ping);
+        Assert.False(ping.HasFlag(Http2Flags.Ack));
+
+        await client.HeadersAsync(5, true, RawH2Client.Get("/slow")); // on its way when the GOAWAY left
+        await client.SendAsync(o => Http2FrameWriter.WritePing(o, Http2FrameReader.ReadPing(new ReadOnlySequence<byte>(data)), ack: true));
+        Assert.Equal((5, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
+        await client.HeadersAsync(7, true, RawH2Client.Get());
+        Assert.Equal(Http2ErrorCode.RefusedStream, await client.ExpectRstStreamAsync(7));
         Assert.False(client.Server.IsCompleted);
         gate.SetResult();
-        var responses = await client.ReadResponsesAsync(new HpackDecoder(), 1, 3);
-        Assert.Equal((200, 200), (responses[1].Status, responses[3].Status));
+        var responses = await client.ReadResponsesAsync(new HpackDecoder(), 1, 3, 5);
+        Assert.Equal((200, 200, 200), (responses[1].Status, responses[3].Status, responses[5].Status));
         Assert.Null(await client.TryReadFrameAsync());
         await client.Server.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    [Fact]
+    public async Task Goaway_drain_of_a_client_that_never_acks_the_ping_sends_the_final_goaway_after_the_round_trip_wait()
+    {
+        await using var client = new RawH2Client(Http2TestServices.Application());
+        await client.HandshakeAsync();
+        client.Drain();
+        Assert.Equal((int.MaxValue, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
+        await client.ExpectAsync(Http2FrameType.Ping);
+        var waited = System.Diagnostics.Stopwatch.StartNew();
+        await client.HeadersAsync(1, true, RawH2Client.Get());
+        Assert.Equal(200, (await client.ReadResponseAsync(1, new HpackDecoder())).Status);
+
+        Assert.Equal((1, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
+        Assert.InRange(waited.Elapsed, Http2ServerConnection.DrainRoundTripWait * 0.8, TimeSpan.FromSeconds(9));
+        Assert.Null(await client.TryReadFrameAsync()); // nothing in flight: closed
+        await client.Server.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
+    private static async Task<(int Last, Http2ErrorCode Code)> ExpectGoAwayAsync(RawH2Client client)
+    {
+        var (_, payload) = await client.ExpectAsync(Http2FrameType.GoAway);
+        var (last, code, _) = Http2FrameReader.ReadGoAway(new ReadOnlySequence<byte>(payload));
+        return (last, code);
     }
 
     [Fact]
