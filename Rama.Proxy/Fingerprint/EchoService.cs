@@ -48,7 +48,7 @@ public sealed class EchoService : IService<HttpRequest, HttpResponse>
             }
 
             json.WriteEndArray();
-            var ja4h = request.Extensions.Get<Ja4H>() ?? Ja4H.From(request);
+            var ja4h = request.Extensions.Get<Ja4H>() ?? Ja4H.Cached(request);
             json.WriteString("ja4h", ja4h.Fingerprint);
             json.WriteString("ja4h_r", ja4h.Raw);
             WriteHttp2(json, request.Extensions.Get<Http.Http2.Http2Fingerprint>());

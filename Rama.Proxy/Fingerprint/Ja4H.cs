@@ -21,12 +21,32 @@ public sealed record Ja4H(string Fingerprint, string Raw)
             return From(request.Method, request.Version == HttpProtocolVersion.Http10 ? "10" : "11", request.Headers);
         }
 
-        // HTTP/2: version "20"; pseudo-headers are not headers, and the Host our HTTP/2 server adds from :authority (first,
-        // same value) was not sent by the client.
-        var authority = request.Extensions.Get<Http.Http2.Http2RequestInfo>()?.Authority;
+        // HTTP/2: version "20"; pseudo-headers are not headers.
         var headers = request.Headers;
-        var synthesized = authority is not null && headers.Count > 0 && headers[0].NameIs("host"u8) && headers[0].ValueText == authority;
-        return From(request.Method, "20", synthesized ? headers.Skip(1) : headers);
+        return From(request.Method, "20", HasSynthesizedHost(request) ? headers.Skip(1) : headers);
+    }
+
+    /// <summary>
+    /// The request's JA4H, reused from its connection's last request when the inputs are the same (method, version, header
+    /// names in order, Cookie and Accept-Language values): a client sends the same header set on every request of a
+    /// connection, and the fingerprint costs string joins and up to three SHA-256 hashes.
+    /// </summary>
+    public static Ja4H Cached(HttpRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        return request.Connection is { } connection ? connection.Ja4HCache.Get(request) : From(request);
+    }
+
+    /// <summary>The Host our HTTP/2 server adds from :authority (first, same value) was not sent by the client.</summary>
+    internal static bool HasSynthesizedHost(HttpRequest request)
+    {
+        if (request.Version != HttpProtocolVersion.Http2 || request.Headers.Count == 0 || !request.Headers[0].NameIs("host"u8))
+        {
+            return false;
+        }
+
+        var authority = request.Extensions.Get<Http.Http2.Http2RequestInfo>()?.Authority;
+        return authority is not null && Ja4HCache.Latin1Equals(request.Headers[0].Value.Span, authority);
     }
 
     /// <summary>JA4H from the method, the two-digit version ("10", "11", "20", "30") and the header fields in order.</summary>

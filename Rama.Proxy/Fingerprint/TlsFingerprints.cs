@@ -19,7 +19,7 @@ public sealed partial class FingerprintLogLayer(ILogger logger) : ILayer<HttpReq
     {
         if (logger.IsEnabled(LogLevel.Information))
         {
-            var ja4h = Ja4H.From(request);
+            var ja4h = Ja4H.Cached(request);
             request.Extensions.Set(ja4h);
             var tls = request.Extensions.Get<TlsFingerprints>();
             LogRequest(logger, request.Method, request.Target, tls?.Ja3.Hash ?? "-", tls?.Ja4.Fingerprint ?? "-", ja4h.Fingerprint,

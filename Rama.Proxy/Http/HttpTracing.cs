@@ -130,7 +130,7 @@ internal static class HttpTracing
             activity.SetTag("user_agent.original", agent);
         }
 
-        activity.SetTag("rama.fingerprint.ja4h", Fingerprint.Ja4H.From(request).Fingerprint);
+        activity.SetTag("rama.fingerprint.ja4h", (request.Extensions.Get<Fingerprint.Ja4H>() ?? Fingerprint.Ja4H.Cached(request)).Fingerprint);
         if (request.Extensions.Get<Http2.Http2Fingerprint>() is { } http2)
         {
             activity.SetTag("rama.fingerprint.akamai", http2.Akamai);

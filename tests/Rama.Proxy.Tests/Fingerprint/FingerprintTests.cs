@@ -123,6 +123,68 @@ public class FingerprintTests
     }
 
     [Fact]
+    public async Task Ja4h_cached_on_a_connection_equals_the_computed_one_for_every_request_and_is_reused_for_a_repeat()
+    {
+        // One connection, requests whose JA4H inputs differ one at a time (and then repeat): the connection's cache must
+        // never hand one request another's fingerprint, and a request that repeats the last inputs takes the same object.
+        using var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync(System.Net.IPAddress.Loopback, ((System.Net.IPEndPoint)listener.LocalEndpoint).Port);
+        using var accepted = await listener.AcceptSocketAsync();
+        await using var socket = new Rama.Proxy.Net.SocketConnection(accepted);
+        var connection = new Rama.Proxy.Net.ConnectionContext(1, socket, CancellationToken.None);
+
+        HttpRequest Request(string method, HttpProtocolVersion version, params (string Name, string Value)[] fields)
+        {
+            var request = new HttpRequest(method, "/", RequestTargetForm.Origin, version, Headers(fields), connection.Extensions) { Connection = connection };
+            if (version == HttpProtocolVersion.Http2)
+            {
+                request.Extensions.Set(new Rama.Proxy.Http.Http2.Http2RequestInfo(1, "https", "a.example", null));
+            }
+
+            return request;
+        }
+
+        (string, string)[] browser = [("Host", "a.example"), ("User-Agent", "u"), ("Accept", "*/*"), ("Accept-Language", "en-US,en"), ("Cookie", "b=2; a=1")];
+        HttpRequest Base() => Request("GET", HttpProtocolVersion.Http11, browser);
+        // Each differs from the base in one input; each follows a base request, so the cache holds the base's entry.
+        var variants = new[]
+        {
+            Request("POST", HttpProtocolVersion.Http11, browser),
+            Request("GET", HttpProtocolVersion.Http10, browser),
+            Request("GET", HttpProtocolVersion.Http11, [.. browser[..4], ("Cookie", "b=2; a=3")]), // a cookie value
+            Request("GET", HttpProtocolVersion.Http11, [.. browser[..4], ("Cookie", "b=2; c=1")]), // a cookie name
+            Request("GET", HttpProtocolVersion.Http11, [.. browser[..3], ("Accept-Language", "da"), browser[4]]),
+            Request("GET", HttpProtocolVersion.Http11, [browser[0], browser[2], browser[1], .. browser[3..]]), // the order
+            Request("GET", HttpProtocolVersion.Http11, [.. browser, ("Referer", "https://a.example/")]),
+            Request("GET", HttpProtocolVersion.Http11, [("host", "a.example"), .. browser[1..]]), // the name's case
+            Request("GET", HttpProtocolVersion.Http2, browser), // Host from :authority: not sent by the client, skipped
+            Request("GET", HttpProtocolVersion.Http2, [("Host", "b.example"), .. browser[1..]]), // a Host of its own: counted
+        };
+
+        var first = Ja4H.Cached(Base());
+        Assert.Same(first, Ja4H.Cached(Base())); // a repeat is not computed again
+        foreach (var variant in variants)
+        {
+            Assert.Equal(first, Ja4H.Cached(Base()));
+            var expected = Ja4H.From(variant);
+            Assert.NotEqual(first, expected);
+            Assert.Equal(expected, Ja4H.Cached(variant));
+        }
+
+        // Two h2 requests with the same names: one Host came from :authority (skipped), the other was the client's own.
+        var fromAuthority = Request("GET", HttpProtocolVersion.Http2, browser);
+        Assert.Equal(Ja4H.From(fromAuthority), Ja4H.Cached(fromAuthority)); // after the last variant: its own Host
+        var own = Request("GET", HttpProtocolVersion.Http2, [("Host", "b.example"), .. browser[1..]]);
+        Assert.Equal(Ja4H.From(own), Ja4H.Cached(own));
+
+        // Only the presence of a Referer counts: a request that differs in its value alone takes the last one's.
+        var referer = Ja4H.Cached(Request("GET", HttpProtocolVersion.Http11, [.. browser, ("Referer", "https://a.example/")]));
+        Assert.Same(referer, Ja4H.Cached(Request("GET", HttpProtocolVersion.Http11, [.. browser, ("Referer", "https://b.example/")])));
+    }
+
+    [Fact]
     public void Ja4h_without_cookie_or_language()
     {
         var ja4h = Ja4H.From("GET", "11", Headers(("Host", "a"), ("Accept-Language", "da, en-GB;q=0.8")));
