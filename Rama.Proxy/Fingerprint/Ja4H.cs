@@ -34,7 +34,7 @@ public sealed record Ja4H(string Fingerprint, string Raw)
     public static Ja4H Cached(HttpRequest request)
     {
         ArgumentNullException.ThrowIfNull(request);
-        return request.Connection is { } connection ? connection.Ja4HCache.Get(request) : From(request);
+        return request.Connection is { } connection ? Ja4HCache.Of(connection).Get(request) : From(request);
     }
 
     /// <summary>The Host our HTTP/2 server adds from :authority (first, same value) was not sent by the client.</summary>

@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using Rama.Proxy.Http;
+using Rama.Proxy.Net;
 
 namespace Rama.Proxy.Fingerprint;
 
@@ -14,7 +16,13 @@ internal sealed class Ja4HCache
     /// <summary>Inputs longer than this (a request with kilobytes of cookies) are not cached: computed each time.</summary>
     private const int MaxKeyBytes = 4096;
 
+    // Kept beside the connection, not in it (Net sits below Fingerprint), and gone with it.
+    private static readonly ConditionalWeakTable<ConnectionContext, Ja4HCache> Caches = new();
+
     private Entry? _last;
+
+    /// <summary>The cache of <paramref name="connection"/> (created on first use; shared by the streams of an h2 connection).</summary>
+    public static Ja4HCache Of(ConnectionContext connection) => Caches.GetValue(connection, static _ => new Ja4HCache());
 
     public Ja4H Get(HttpRequest request)
     {

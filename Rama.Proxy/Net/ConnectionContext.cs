@@ -100,11 +100,6 @@ public sealed class ConnectionContext
 
     public Extensions Extensions { get; }
 
-    /// <summary>The connection's last JA4H and its inputs (created on first use; shared by the streams of an h2 connection).</summary>
-    internal Fingerprint.Ja4HCache Ja4HCache => _ja4hCache ?? Interlocked.CompareExchange(ref _ja4hCache, new Fingerprint.Ja4HCache(), null) ?? _ja4hCache;
-
-    private Fingerprint.Ja4HCache? _ja4hCache;
-
     /// <summary>The peer's address; a PROXY-protocol layer may replace it with the original client's.</summary>
     public IPEndPoint? RemoteEndPoint { get; set; }
 
