@@ -126,6 +126,52 @@ public class Http2RealPeerTests(ITestOutputHelper output)
         await AssertNoOpenConnectionsAsync(server);
     }
 
+    [Fact]
+    public async Task Nghttp_answers_the_drain_ping_gets_the_final_goaway_after_one_round_trip_and_its_stream_in_flight_finishes()
+    {
+        // RFC 9113 §6.8 with a real client: GOAWAY 2^31-1 and a PING; nghttp2 ACKs the PING, and the final GOAWAY (its
+        // request's stream as the last) follows at once, not after the server's 1 s wait for a client that does not answer.
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var application = Http2TestServices.Application(gate);
+        await using var server = Http2TestServices.StartServer(Rama.Proxy.Core.Service.FromFunc<Rama.Proxy.Http.HttpRequest, Rama.Proxy.Http.HttpResponse>((request, ct) =>
+        {
+            started.TrySetResult();
+            return application.ServeAsync(request, ct);
+        }));
+        var nghttp = RunAsync("nghttp", "-nv", $"http://127.0.0.1:{server.LocalEndPoint.Port}/slow");
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var unbind = server.UnbindAsync();
+        await Eventually.TrueAsync(() => server.OpenConnections == 1 && unbind.IsCompleted, TimeSpan.FromSeconds(10), "the server did not unbind");
+        gate.SetResult();
+        var (code, stdout, stderr) = await nghttp;
+        output.WriteLine(stdout);
+
+        Assert.True(code == 0, stderr + stdout);
+        var stream = int.Parse(System.Text.RegularExpressions.Regex.Match(stdout, @"send HEADERS frame <[^>]*stream_id=(\d+)>").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.Contains($"recv (stream_id={stream}) :status: 200", stdout, StringComparison.Ordinal);
+        Assert.Matches($@"recv DATA frame <length=\d+, flags=0x01, stream_id={stream}>", stdout); // the body to its END_STREAM
+        var goaways = GoAways(stdout);
+        Assert.Equal([int.MaxValue, stream], goaways.Select(g => g.Last));
+        Assert.Matches(@"send PING frame <length=8, flags=0x01", stdout); // nghttp2 ACKed the server's PING
+        Assert.True(goaways[1].At - goaways[0].At < 0.5, $"the final GOAWAY came {goaways[1].At - goaways[0].At:F3} s after the first: the ACK was not used");
+        Assert.True(await server.DrainAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    // nghttp -v: "[  0.012] recv GOAWAY frame <length=8, flags=0x00, stream_id=0>" then "(last_stream_id=1, error_code=...".
+    private static List<(double At, int Last)> GoAways(string verbose)
+    {
+        var found = new List<(double, int)>();
+        var matches = System.Text.RegularExpressions.Regex.Matches(verbose, @"\[\s*(\d+\.\d+)\] recv GOAWAY frame[^\n]*\n\s*\(last_stream_id=(\d+)");
+        foreach (System.Text.RegularExpressions.Match match in matches)
+        {
+            found.Add((double.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(match.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture)));
+        }
+
+        return found;
+    }
+
     private static async Task AssertNoOpenConnectionsAsync(Rama.Proxy.Net.TcpServer server)
     {
         await Eventually.TrueAsync(() => server.OpenConnections == 0, TimeSpan.FromSeconds(10), "connections stayed open");
