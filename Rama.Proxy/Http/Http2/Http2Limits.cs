@@ -62,6 +62,13 @@ public sealed record Http2Limits
     /// </summary>
     public TimeSpan IdleTimeout { get; init; } = TimeSpan.FromSeconds(130);
 
+    /// <summary>
+    /// A server's graceful drain (RFC 9113 §6.8) sends GOAWAY with 2^31-1 and a PING, and the final GOAWAY when the PING's ACK
+    /// is back: one round trip, for streams the client opened before it saw the first. A client that does not answer gets
+    /// the final GOAWAY after this long. Default 1 s.
+    /// </summary>
+    public TimeSpan DrainPingTimeout { get; init; } = TimeSpan.FromSeconds(1);
+
     /// <summary>How long a server waits for the client preface and first SETTINGS. Default 10 s: Kestrel's request headers timeout.</summary>
     public TimeSpan PrefaceTimeout { get; init; } = TimeSpan.FromSeconds(10);
 
@@ -95,6 +102,7 @@ public sealed record Http2Limits
         HttpLimits.PositiveTime(SettingsAckTimeout, nameof(SettingsAckTimeout));
         HttpLimits.PositiveTime(SendWindowTimeout, nameof(SendWindowTimeout));
         HttpLimits.PositiveTime(PrefaceTimeout, nameof(PrefaceTimeout));
+        HttpLimits.PositiveTime(DrainPingTimeout, nameof(DrainPingTimeout));
         if (IdleTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentException($"{nameof(Http2Limits)}.{nameof(IdleTimeout)} must be positive", nameof(IdleTimeout));

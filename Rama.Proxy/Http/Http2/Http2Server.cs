@@ -73,9 +73,6 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
     /// <summary>The opaque data of the PING that measures the drain's round trip ("drain" in ASCII).</summary>
     internal const ulong DrainPingData = 0x0000_0064_7261_696E;
 
-    /// <summary>How long the drain waits for that PING's ACK before it sends the final GOAWAY anyway.</summary>
-    internal static readonly TimeSpan DrainRoundTripWait = TimeSpan.FromSeconds(1);
-
     private readonly List<Task> _running = [];
     private readonly TaskCompletionSource _drainPingAcked = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
@@ -83,7 +80,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
     /// §6.8 graceful shutdown, in two steps as the RFC recommends: a GOAWAY with 2^31-1 tells the client to open no new
     /// stream, while streams it sent before it saw that are still taken (a client that opened one as the drain began
     /// would otherwise see it refused); after one round trip (the ACK of a PING sent behind it, at most
-    /// <see cref="DrainRoundTripWait"/>) the final GOAWAY names the last stream taken. Those finish, later ones are
+    /// <see cref="Http2Limits.DrainPingTimeout"/>) the final GOAWAY names the last stream taken. Those finish, later ones are
     /// refused (REFUSED_STREAM: safe to retry), and the connection closes when none is left.
     /// </summary>
     public void BeginDrain() => _ = DrainAsync();
@@ -94,7 +91,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         await SendPingAsync(DrainPingData, ack: false).ConfigureAwait(false);
         try
         {
-            await _drainPingAcked.Task.WaitAsync(DrainRoundTripWait, Time, Closing).ConfigureAwait(false);
+            await _drainPingAcked.Task.WaitAsync(Limits.DrainPingTimeout, Time, Closing).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {

@@ -350,7 +350,7 @@ public class Http2ServerConformanceTests
         Assert.Equal(200, (await client.ReadResponseAsync(1, new HpackDecoder())).Status);
 
         Assert.Equal((1, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
-        Assert.InRange(waited.Elapsed, Http2ServerConnection.DrainRoundTripWait * 0.8, TimeSpan.FromSeconds(9));
+        Assert.InRange(waited.Elapsed, new Http2Limits().DrainPingTimeout * 0.8, TimeSpan.FromSeconds(9));
         Assert.Null(await client.TryReadFrameAsync()); // nothing in flight: closed
         await client.Server.WaitAsync(TimeSpan.FromSeconds(10));
     }
