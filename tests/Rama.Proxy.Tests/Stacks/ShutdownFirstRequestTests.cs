@@ -59,10 +59,10 @@ public sealed class ShutdownFirstRequestTests
         using var cts = new CancellationTokenSource(Bound);
 
         await socket.SendAsync(new byte[] { 0x05, 0x01, 0x00 }, cts.Token); // version 5, one method: no authentication
-        Assert.Equal(new byte[] { 0x05, 0x00 }, await ReceiveExactlyAsync(socket, 2, cts.Token));
+        Assert.Equal(new byte[] { 0x05, 0x00 }, await Sockets.ReceiveExactlyAsync(socket, 2));
         var port = (ushort)origin.Port;
         await socket.SendAsync(new byte[] { 0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, (byte)(port >> 8), (byte)port }, cts.Token); // CONNECT IPv4
-        var reply = await ReceiveExactlyAsync(socket, 10, cts.Token);
+        var reply = await Sockets.ReceiveExactlyAsync(socket, 10);
         Assert.Equal(0x00, reply[1]); // succeeded
         await socket.SendAsync("GET / HTTP/1.1\r\nHost: origin\r\n\r\n"u8.ToArray(), cts.Token);
         var answer = await ProxyHarness.ReadToCloseAsync(socket, cts.Token);
@@ -126,23 +126,5 @@ public sealed class ShutdownFirstRequestTests
         await Eventually.TrueAsync(() => proxy.Server.OpenConnections == 1, Bound, "the server never accepted the connection");
         await proxy.Server.UnbindAsync();
         return socket;
-    }
-
-    private static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count, CancellationToken cancellationToken)
-    {
-        var buffer = new byte[count];
-        var read = 0;
-        while (read < count)
-        {
-            var n = await socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None, cancellationToken);
-            if (n == 0)
-            {
-                throw new IOException($"closed after {read} of {count} bytes: {Convert.ToHexString(buffer, 0, read)}");
-            }
-
-            read += n;
-        }
-
-        return buffer;
     }
 }
