@@ -127,7 +127,6 @@ internal sealed partial class Http1Connection : IDisposable
         _headToken = CancellationTokenSource.CreateLinkedTokenSource(_timer.Token, connection.ConnectionClosed);
     }
 
-
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         var first = true;

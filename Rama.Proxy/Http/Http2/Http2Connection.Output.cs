@@ -375,12 +375,17 @@ internal abstract partial class Http2Connection
         {
             if (announce)
             {
+                if (_goAwaySent != NoGoAway)
+                {
+                    return; // a GOAWAY went out already: the identifier it sent must never grow (§6.8)
+                }
+
                 last = int.MaxValue;
             }
             else
             {
-                last = IsServer ? _lastPeerStreamId : 0;
-                _goAwaySent = Math.Min(_goAwaySent, last);
+                _goAwaySent = Math.Min(_goAwaySent, IsServer ? _lastPeerStreamId : 0);
+                last = (int)_goAwaySent; // never more than a GOAWAY sent before (§6.8)
             }
         }
 

@@ -355,6 +355,29 @@ public class Http2ServerConformanceTests
         await client.Server.WaitAsync(TimeSpan.FromSeconds(10));
     }
 
+    [Fact]
+    public async Task A_goaway_after_the_drains_final_one_never_names_a_higher_stream()
+    {
+        // §6.8: "Endpoints MUST NOT increase the value they send in the last stream identifier". A stream the client opens
+        // after the final GOAWAY is refused, and a connection error after that still names the drain's last stream.
+        var gate = new TaskCompletionSource();
+        await using var client = new RawH2Client(Http2TestServices.Application(gate));
+        await client.HandshakeAsync();
+        await client.HeadersAsync(1, true, RawH2Client.Get("/slow"));
+        client.Drain();
+        Assert.Equal((int.MaxValue, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
+        var (_, data) = await client.ExpectAsync(Http2FrameType.Ping);
+        await client.SendAsync(o => Http2FrameWriter.WritePing(o, Http2FrameReader.ReadPing(new ReadOnlySequence<byte>(data)), ack: true));
+        Assert.Equal((1, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
+
+        await client.HeadersAsync(3, true, RawH2Client.Get());
+        Assert.Equal(Http2ErrorCode.RefusedStream, await client.ExpectRstStreamAsync(3));
+        await client.SendAsync(o => Http2FrameWriter.WriteWindowUpdate(o, 0, 0)); // a zero increment on the connection: PROTOCOL_ERROR (§6.9)
+        Assert.Equal((1, Http2ErrorCode.ProtocolError), await ExpectGoAwayAsync(client));
+        gate.SetResult();
+        await client.Server.WaitAsync(TimeSpan.FromSeconds(10));
+    }
+
     private static async Task<(int Last, Http2ErrorCode Code)> ExpectGoAwayAsync(RawH2Client client)
     {
         var (_, payload) = await client.ExpectAsync(Http2FrameType.GoAway);
