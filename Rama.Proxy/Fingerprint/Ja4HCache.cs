@@ -76,7 +76,7 @@ internal sealed class Ja4HCache
     // so no two different inputs write the same bytes.
     private static int KeyLength(HttpRequest request)
     {
-        var length = 4 + request.Method.Length + 2;
+        var length = 4 + request.Method.Length;
         foreach (var field in request.Headers)
         {
             length += 2 + field.Name.Length + (HasCountedValue(field) ? 4 + field.Value.Length : 0);
@@ -98,8 +98,6 @@ internal sealed class Ja4HCache
             key[at++] = (byte)c;
         }
 
-        key[at++] = 0xFF; // end of the method
-        key[at++] = 0xFF;
         foreach (var field in request.Headers)
         {
             key[at++] = (byte)(field.Name.Length >> 8);

@@ -363,32 +363,42 @@ internal abstract partial class Http2Connection
     }
 
     /// <summary>
-    /// GOAWAY (§6.8) with our last processed peer stream; never throws (best effort within a short timeout: a peer
-    /// that does not read is not waited for). <paramref name="announce"/>: the first GOAWAY of a graceful shutdown, with
-    /// 2^31-1: the peer opens no new stream, and streams it sent before it saw this are still taken (nothing is refused
-    /// until the final GOAWAY).
+    /// GOAWAY (§6.8) with our last processed peer stream, never more than a GOAWAY sent before; never throws (best effort
+    /// within a short timeout: a peer that does not read is not waited for).
     /// </summary>
-    protected async ValueTask SendGoAwayAsync(Http2ErrorCode code, string? debug, bool announce = false)
+    protected ValueTask SendGoAwayAsync(Http2ErrorCode code, string? debug)
     {
         int last;
         lock (_sync)
         {
-            if (announce)
-            {
-                if (_goAwaySent != NoGoAway)
-                {
-                    return; // a GOAWAY went out already: the identifier it sent must never grow (§6.8)
-                }
+            _goAwaySent = Math.Min(_goAwaySent, IsServer ? _lastPeerStreamId : 0);
+            last = (int)_goAwaySent;
+        }
 
-                last = int.MaxValue;
-            }
-            else
+        return WriteGoAwayAsync(last, code, debug);
+    }
+
+    /// <summary>
+    /// The first GOAWAY of a graceful shutdown, with 2^31-1: the peer opens no new stream, and streams it sent before it saw
+    /// this are still taken (nothing is refused until the final GOAWAY). False when a GOAWAY went out already: the
+    /// identifier it sent must never grow (§6.8).
+    /// </summary>
+    protected async ValueTask<bool> AnnounceGoAwayAsync()
+    {
+        lock (_sync)
+        {
+            if (_goAwaySent != NoGoAway)
             {
-                _goAwaySent = Math.Min(_goAwaySent, IsServer ? _lastPeerStreamId : 0);
-                last = (int)_goAwaySent; // never more than a GOAWAY sent before (§6.8)
+                return false;
             }
         }
 
+        await WriteGoAwayAsync(int.MaxValue, Http2ErrorCode.NoError, null).ConfigureAwait(false);
+        return true;
+    }
+
+    private async ValueTask WriteGoAwayAsync(int last, Http2ErrorCode code, string? debug)
+    {
         try
         {
             using var timeout = new CancellationTokenSource(GoAwayWriteTimeout, Time);

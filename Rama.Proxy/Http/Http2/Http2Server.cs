@@ -87,13 +87,12 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
 
     private async Task DrainAsync()
     {
-        if (GoAwaySentLastStreamId < int.MaxValue)
+        if (!await AnnounceGoAwayAsync().ConfigureAwait(false))
         {
             CloseWhenIdle(); // a GOAWAY went out already (its streams finish): the drain has nothing to announce
             return;
         }
 
-        await SendGoAwayAsync(Http2ErrorCode.NoError, null, announce: true).ConfigureAwait(false);
         await SendPingAsync(DrainPingData, ack: false).ConfigureAwait(false);
         try
         {
