@@ -344,7 +344,13 @@ internal abstract partial class Http2Connection
         }
     }
 
-    protected async ValueTask SendRstStreamAsync(int streamId, Http2ErrorCode code)
+    /// <summary>
+    /// RST_STREAM, flushed at once. <paramref name="afterResponse"/>: the stream's complete response waits unflushed
+    /// (a deferred flush) and goes out in a send of its own first. RFC 9113 §8.1's early response ends with RST_STREAM
+    /// NO_ERROR, and curl (nghttp2) that receives the two in one read while it still uploads fails the transfer (exit 92,
+    /// sometimes without the response) where it takes the response it read first.
+    /// </summary>
+    protected async ValueTask SendRstStreamAsync(int streamId, Http2ErrorCode code, bool afterResponse = false)
     {
         if (!await EnterWriterAsync(_writesAborted.Token).ConfigureAwait(false))
         {
@@ -353,6 +359,11 @@ internal abstract partial class Http2Connection
 
         try
         {
+            if (afterResponse && _unflushed)
+            {
+                await FlushLockedAsync(_writesAborted.Token).ConfigureAwait(false);
+            }
+
             Http2FrameWriter.WriteRstStream(_output, streamId, code);
             await EndWriteLockedAsync(_writesAborted.Token).ConfigureAwait(false);
         }

@@ -255,7 +255,7 @@ internal sealed class Http2ServerConnection(IDuplexPipe transport, IService<Http
         {
             // RFC 9113 §8.1: the response is complete; the rest of the request body is not wanted.
             AbortStream(stream, Http2ErrorCode.NoError, new IOException("response complete before the request body"));
-            await SendRstStreamAsync(stream.Id, Http2ErrorCode.NoError).ConfigureAwait(false);
+            await SendRstStreamAsync(stream.Id, Http2ErrorCode.NoError, afterResponse: true).ConfigureAwait(false);
         }
     }
 
