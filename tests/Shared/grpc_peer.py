@@ -102,7 +102,9 @@ def client(port, case):
     if case == "deadline":
         started = time.monotonic()
         try:
-            method("Slow", "unary_unary")(b"x", timeout=0.5)
+            # 2 s: long enough for the call to reach the server through the proxy's first upstream dial on a loaded
+            # machine (at 0.5 s a CI run saw the deadline pass before the server's handler started: nothing to cancel).
+            method("Slow", "unary_unary")(b"x", timeout=2.0)
         except grpc.RpcError as error:
             say(f"{error.code().name} after {time.monotonic() - started:.2f} s")
             return error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
