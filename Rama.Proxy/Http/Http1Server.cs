@@ -170,12 +170,10 @@ internal sealed partial class Http1Connection : IDisposable
         var state = default(HeadScanState);
         var started = false;
         var detect = first && _server.Http2 is not null && !_connection.Extensions.Contains<Http1Continued>();
-        _timer.CancelAfter(idleTimeout);
-        // A first request still on its way when the shutdown starts gets a short grace, not the whole header timeout: a
-        // connection that stays silent (a browser's preconnect) must not hold the drain.
-        using var grace = first
-            ? _connection.ShutdownRequested.UnsafeRegister(static s => ((CancellationTokenSource)s!).CancelAfter(GracefulShutdown.FirstRequestGrace), _timer)
-            : default;
+        // A first request still on its way when the shutdown starts gets a short grace, not the whole idle or header timeout:
+        // a connection that stays silent (a browser's preconnect) or trickles its head must not hold the drain.
+        using var grace = first ? new FirstRequestDeadline(_timer, _connection.ShutdownRequested, _server.Time) : null;
+        Arm(idleTimeout);
         while (true)
         {
             ReadResult result;
@@ -211,6 +209,7 @@ internal sealed partial class Http1Connection : IDisposable
                 {
                     case Http2.PrefaceMatch.Match:
                         _input.AdvanceTo(buffer.Start); // nothing consumed or examined: the HTTP/2 server reads the preface
+                        grace?.Release();
                         _timer.CancelAfter(Timeout.InfiniteTimeSpan);
                         PrefaceSeen = true;
                         return null;
@@ -220,7 +219,7 @@ internal sealed partial class Http1Connection : IDisposable
                     default:
                         if (firstBytes)
                         {
-                            _timer.CancelAfter(_limits.HeaderTimeout);
+                            Arm(_limits.HeaderTimeout);
                         }
 
                         _input.AdvanceTo(buffer.Start, buffer.End);
@@ -251,6 +250,7 @@ internal sealed partial class Http1Connection : IDisposable
             if (parsed)
             {
                 _input.AdvanceTo(consumed);
+                grace?.Release();
                 _timer.CancelAfter(Timeout.InfiniteTimeSpan);
                 request!.Connection = _connection;
                 return request;
@@ -260,7 +260,7 @@ internal sealed partial class Http1Connection : IDisposable
             {
                 // The head is incomplete: the header timeout runs from its first byte; later bytes do not extend it.
                 // (A head that arrives whole, the usual case, is parsed without re-arming the timer.)
-                _timer.CancelAfter(_limits.HeaderTimeout);
+                Arm(_limits.HeaderTimeout);
             }
 
             _input.AdvanceTo(buffer.Start, buffer.End);
@@ -270,6 +270,18 @@ internal sealed partial class Http1Connection : IDisposable
                 _connection.TrySetCloseReason(reason);
                 LogIdleClose(_logger, _connection.Id, reason);
                 return null;
+            }
+        }
+
+        void Arm(TimeSpan after)
+        {
+            if (grace is null)
+            {
+                _timer.CancelAfter(after);
+            }
+            else
+            {
+                grace.Arm(after);
             }
         }
     }

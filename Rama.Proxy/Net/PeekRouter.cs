@@ -50,10 +50,11 @@ public sealed partial class PeekRouter(
     {
         var input = connection.Transport.Input;
         IService<ConnectionContext, Unit>? chosen = null;
-        using (var timeout = new CancellationTokenSource(firstBytesTimeout, _time))
+        using (var timeout = new CancellationTokenSource(Timeout.InfiniteTimeSpan, _time))
         using (var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeout.Token))
-        using (connection.ShutdownRequested.UnsafeRegister(static s => ((FirstBytesDeadline)s!).Shorten(), new FirstBytesDeadline(timeout, firstBytesTimeout, _time)))
+        using (var deadline = new FirstRequestDeadline(timeout, connection.ShutdownRequested, _time))
         {
+            deadline.Arm(firstBytesTimeout);
             try
             {
                 while (chosen is null)
@@ -107,33 +108,6 @@ public sealed partial class PeekRouter(
         }
 
         return chosen;
-    }
-
-    /// <summary>
-    /// A connection accepted before the shutdown began may still be sending its first bytes: its client saw no sign of the
-    /// shutdown, so closing it at once loses a request (a rolled node did, 1 in ~700 under load). The shutdown shortens
-    /// the first-bytes deadline to <see cref="GracefulShutdown.FirstRequestGrace"/> (never lengthens it), so a silent
-    /// connection (a browser's preconnect) does not hold the drain.
-    /// </summary>
-    private sealed class FirstBytesDeadline(CancellationTokenSource timeout, TimeSpan firstBytesTimeout, TimeProvider time)
-    {
-        private readonly long _started = time.GetTimestamp();
-
-        public void Shorten()
-        {
-            var left = firstBytesTimeout - time.GetElapsedTime(_started);
-            if (left > GracefulShutdown.FirstRequestGrace)
-            {
-                try
-                {
-                    timeout.CancelAfter(GracefulShutdown.FirstRequestGrace);
-                }
-                catch (ObjectDisposedException)
-                {
-                    // the peek ended as the shutdown began
-                }
-            }
-        }
     }
 
     [LoggerMessage(EventId = 1200, Level = LogLevel.Debug, Message = "Connection {ConnectionId}: closing, {Reason}")]

@@ -85,6 +85,22 @@ public sealed class ShutdownFirstRequestTests
         Assert.Equal(0, await Sockets.ReceiveOrZeroAsync(socket)); // closed without an answer: nothing was asked
     }
 
+    [Fact]
+    public async Task A_first_head_that_starts_after_the_drain_and_never_ends_gets_408_at_the_grace_not_the_header_timeout()
+    {
+        await using var proxy = new ProxyHarness(ForwardProxyStack.Create(Options, StaticProxyAuthenticator.None));
+        using var socket = await AcceptedBeforeTheDrainAsync(proxy);
+        using var cts = new CancellationTokenSource(LongFirstBytesTimeout / 3);
+        var clock = Stopwatch.StartNew();
+
+        await socket.SendAsync("GET http://127.0.0.1:9/ HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"u8.ToArray(), cts.Token); // the head's end never comes
+        var answer = await ProxyHarness.ReadToCloseAsync(socket, cts.Token);
+
+        Assert.StartsWith("HTTP/1.1 408 ", answer, StringComparison.Ordinal);
+        Assert.True(clock.Elapsed < LongFirstBytesTimeout / 3, $"answered after {clock.Elapsed}");
+        Assert.True(await proxy.Server.DrainAsync(Bound));
+    }
+
     [Theory]
     [InlineData(ReverseProxyTransport.Epoll)]
     [InlineData(ReverseProxyTransport.Sockets)]
