@@ -211,18 +211,23 @@ internal abstract partial class Http2Connection
 
     /// <summary>
     /// Ends a counted write under the lock: flushes, unless another writer is queued (it flushes our frames with its
-    /// own). False when the transport's reader is gone.
+    /// own) and fewer than <see cref="DeferredFlushLimit"/> bytes wait unflushed. False when the transport's reader is gone.
     /// </summary>
     private ValueTask<bool> EndWriteLockedAsync(CancellationToken cancellationToken, bool deferFlush = false)
     {
         _holderCounted = false;
         _unflushed = true; // before the decrement: a queued writer that gives up after it sees this
-        if (Interlocked.Decrement(ref _queuedWriters) > 0)
+        var others = Interlocked.Decrement(ref _queuedWriters) > 0;
+        // Unflushed bytes are not held back by the transport's pause threshold (only a flush is): under steady contention
+        // (streams sending bodies at once) every writer found another queued, none flushed, and the writer grew without
+        // bound (300 MB of heap, 4 streams of 20 MB). Past the limit the holder flushes, and waits for the transport.
+        var small = _output.CanGetUnflushedBytes && _output.UnflushedBytes < DeferredFlushLimit;
+        if (others && small)
         {
             return ValueTask.FromResult(true);
         }
 
-        if (deferFlush && _output.CanGetUnflushedBytes && _output.UnflushedBytes < DeferredFlushLimit)
+        if (deferFlush && small)
         {
             ScheduleDeferredFlush();
             return ValueTask.FromResult(true);
