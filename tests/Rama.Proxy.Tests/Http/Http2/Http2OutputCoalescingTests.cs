@@ -53,60 +53,6 @@ public sealed class Http2OutputCoalescingTests
     }
 
     [Fact]
-    public async Task Bodies_sent_at_once_on_wide_windows_keep_what_waits_unflushed_bounded()
-    {
-        // Streams sending bodies at once contend for the writer: each writer that found another queued left its frames to
-        // that one, and under steady contention none flushed. What waited unflushed is not held back by the transport (only
-        // a flush is), so it grew with the bodies: 4 streams of 20 MB through the reverse proxy made a 300 MB heap and ran
-        // at 135 MB/s (h2load -m 4; 790 MB/s bounded).
-        const int Streams = 16;
-        const int BodyBytes = 2 * 1024 * 1024;
-        var chunk = new byte[16 * 1024];
-        var application = Service.FromFunc<HttpRequest, HttpResponse>((request, ct) =>
-        {
-            var body = new Pipe();
-            _ = Task.Run(async () =>
-            {
-                for (var sent = 0; sent < BodyBytes; sent += chunk.Length)
-                {
-                    await body.Writer.WriteAsync(chunk, ct);
-                }
-
-                await body.Writer.CompleteAsync();
-            }, ct);
-            return ValueTask.FromResult(new HttpResponse(200) { Body = body.Reader, BodyLength = BodyBytes });
-        });
-        CountingWriter? counter = null;
-        // A transport whose flush takes a moment (a socket send, a TLS record) while the bodies keep coming: writers queue.
-        await using var client = new RawH2Client(application, serverOutput: inner => counter = new CountingWriter(inner, slowFlush: true));
-        await client.HandshakeAsync(new Http2Setting((ushort)Http2SettingId.InitialWindowSize, int.MaxValue)); // h2load's and browsers' wide windows
-        await client.SendAsync(o => Http2FrameWriter.WriteWindowUpdate(o, 0, int.MaxValue - 65_535));
-        for (var i = 0; i < Streams; i++)
-        {
-            await client.HeadersAsync(1 + 2 * i, true, RawH2Client.Get("/" + i));
-        }
-
-        var received = 0L;
-        var ended = new HashSet<int>();
-        while (ended.Count < Streams)
-        {
-            var (header, payload) = await client.ReadFrameAsync().WaitAsync(TimeSpan.FromSeconds(30));
-            if (header.Type == Http2FrameType.Data)
-            {
-                received += payload.Length;
-            }
-
-            if (header.StreamId != 0 && header.HasFlag(Http2Flags.EndStream))
-            {
-                ended.Add(header.StreamId);
-            }
-        }
-
-        Assert.Equal((long)Streams * BodyBytes, received);
-        Assert.True(counter!.MaxUnflushed <= 256 * 1024, $"{counter.MaxUnflushed:N0} bytes waited unflushed at once ({Streams} bodies of {BodyBytes:N0})");
-    }
-
-    [Fact]
     public void The_tls_listeners_plaintext_writer_tells_what_waits_unflushed()
     {
         // Without this the HTTP/2 server over TLS flushed (encrypted and sent) every response on its own.
@@ -121,48 +67,49 @@ public sealed class Http2OutputCoalescingTests
         plain.Output.Advance(100);
         Assert.Equal(100, plain.Output.UnflushedBytes);
     }
+}
 
-    private sealed class CountingWriter(PipeWriter inner, bool slowFlush = false) : PipeWriter
+/// <summary>A writer that counts its flushes and the most bytes that waited unflushed at once; <c>slowFlush</c> plays a transport whose flush takes a moment.</summary>
+internal sealed class CountingWriter(PipeWriter inner, bool slowFlush = false) : PipeWriter
+{
+    private int _flushes;
+    private long _maxUnflushed;
+
+    public int Flushes => Volatile.Read(ref _flushes);
+
+    /// <summary>The most bytes that waited unflushed at once.</summary>
+    public long MaxUnflushed => Interlocked.Read(ref _maxUnflushed);
+
+    public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
+
+    public override long UnflushedBytes => inner.UnflushedBytes;
+
+    public override void Advance(int bytes)
     {
-        private int _flushes;
-        private long _maxUnflushed;
-
-        public int Flushes => Volatile.Read(ref _flushes);
-
-        /// <summary>The most bytes that waited unflushed at once.</summary>
-        public long MaxUnflushed => Interlocked.Read(ref _maxUnflushed);
-
-        public override bool CanGetUnflushedBytes => inner.CanGetUnflushedBytes;
-
-        public override long UnflushedBytes => inner.UnflushedBytes;
-
-        public override void Advance(int bytes)
+        inner.Advance(bytes);
+        if (inner.CanGetUnflushedBytes && inner.UnflushedBytes > Interlocked.Read(ref _maxUnflushed))
         {
-            inner.Advance(bytes);
-            if (inner.CanGetUnflushedBytes && inner.UnflushedBytes > Interlocked.Read(ref _maxUnflushed))
-            {
-                Interlocked.Exchange(ref _maxUnflushed, inner.UnflushedBytes); // one writer at a time holds the lock
-            }
+            Interlocked.Exchange(ref _maxUnflushed, inner.UnflushedBytes); // one writer at a time holds the lock
         }
+    }
 
-        public override Memory<byte> GetMemory(int sizeHint = 0) => inner.GetMemory(sizeHint);
+    public override Memory<byte> GetMemory(int sizeHint = 0) => inner.GetMemory(sizeHint);
 
-        public override Span<byte> GetSpan(int sizeHint = 0) => inner.GetSpan(sizeHint);
+    public override Span<byte> GetSpan(int sizeHint = 0) => inner.GetSpan(sizeHint);
 
-        public override void CancelPendingFlush() => inner.CancelPendingFlush();
+    public override void CancelPendingFlush() => inner.CancelPendingFlush();
 
-        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+    public override void Complete(Exception? exception = null) => inner.Complete(exception);
 
-        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
-        {
-            Interlocked.Increment(ref _flushes);
-            return slowFlush ? SlowFlushAsync(cancellationToken) : inner.FlushAsync(cancellationToken);
-        }
+    public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+    {
+        Interlocked.Increment(ref _flushes);
+        return slowFlush ? SlowFlushAsync(cancellationToken) : inner.FlushAsync(cancellationToken);
+    }
 
-        private async ValueTask<FlushResult> SlowFlushAsync(CancellationToken cancellationToken)
-        {
-            await Task.Delay(1, cancellationToken);
-            return await inner.FlushAsync(cancellationToken);
-        }
+    private async ValueTask<FlushResult> SlowFlushAsync(CancellationToken cancellationToken)
+    {
+        await Task.Delay(1, cancellationToken);
+        return await inner.FlushAsync(cancellationToken);
     }
 }
