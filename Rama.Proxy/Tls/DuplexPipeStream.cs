@@ -54,24 +54,39 @@ internal sealed class DuplexPipeStream(IDuplexPipe pipe) : Stream
     public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
         ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
-    public override async ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Copies a TLS record into the connection's writer without flushing it: SslStream writes one record per call (16 KiB of
+    /// plaintext at most) and flushes its inner stream between handshake messages and on its own FlushAsync, which the
+    /// plaintext writer calls once after all its segments. The records of one flush leave in one send, not one each (a bulk
+    /// download over TLS made one ~8 KiB sendmsg per record). The bytes of one write are bounded by the record size; what a
+    /// flush leaves waits under the transport's back-pressure like any other write.
+    /// </summary>
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
     {
-        var flush = await pipe.Output.WriteAsync(buffer, cancellationToken).ConfigureAwait(false);
+        if (cancellationToken.IsCancellationRequested)
+        {
+            return ValueTask.FromCanceled(cancellationToken);
+        }
+
+        pipe.Output.Write(buffer.Span);
+        return ValueTask.CompletedTask;
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        var flush = await pipe.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
         if (flush.IsCompleted)
         {
             throw new IOException("the peer stopped reading");
         }
     }
 
-    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
-
-    public override async Task FlushAsync(CancellationToken cancellationToken) =>
-        await pipe.Output.FlushAsync(cancellationToken).ConfigureAwait(false);
-
     public override void Flush()
     {
-        // Writes are flushed as they happen (PipeWriter.WriteAsync flushes).
+        // Nothing flushes synchronously here: SslStream flushes through FlushAsync.
     }
 
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("async only");
