@@ -5,6 +5,7 @@ using System.Runtime.InteropServices;
 using System.Security.Cryptography.X509Certificates;
 using Rama.Proxy.Http;
 using Rama.Proxy.Net;
+using Rama.Proxy.Tls;
 
 namespace Rama.Proxy.Upstream;
 
@@ -119,45 +120,6 @@ internal sealed partial class UpstreamTls
         public PipeReader Input { get; } = PipeReader.Create(ssl, new StreamPipeReaderOptions(leaveOpen: true));
 
         public PipeWriter Output { get; } = PipeWriter.Create(ssl, new StreamPipeWriterOptions(leaveOpen: true));
-    }
-
-    /// <summary>A duplex pipe as a stream (what SslStream needs underneath).</summary>
-    private sealed class DuplexPipeStream(IDuplexPipe pipe) : Stream
-    {
-        private readonly Stream _input = pipe.Input.AsStream(leaveOpen: true);
-        private readonly Stream _output = pipe.Output.AsStream(leaveOpen: true);
-
-        public override bool CanRead => true;
-
-        public override bool CanWrite => true;
-
-        public override bool CanSeek => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => _input.Read(buffer, offset, count);
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) => _input.ReadAsync(buffer, cancellationToken);
-
-        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            _input.ReadAsync(buffer, offset, count, cancellationToken);
-
-        public override void Write(byte[] buffer, int offset, int count) => _output.Write(buffer, offset, count);
-
-        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default) => _output.WriteAsync(buffer, cancellationToken);
-
-        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
-            _output.WriteAsync(buffer, offset, count, cancellationToken);
-
-        public override void Flush() => _output.Flush();
-
-        public override Task FlushAsync(CancellationToken cancellationToken) => _output.FlushAsync(cancellationToken);
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 
     /// <summary>socketpair(2): two connected Unix stream sockets, no listener, nothing another process can reach.</summary>
