@@ -14,12 +14,15 @@ namespace Rama.Proxy.Core;
 /// </remarks>
 public sealed class FirstRequestDeadline : IDisposable
 {
+    private static readonly TimeSpan None = TimeSpan.MaxValue;
+
     private readonly CancellationTokenSource _source;
     private readonly TimeProvider _time;
+    private readonly long _origin; // the clock's timestamp the deadlines below are measured from
     private readonly object _gate = new();
     private readonly CancellationTokenRegistration _shutdown;
-    private long _deadline = long.MaxValue; // TimeProvider timestamps; MaxValue: none
-    private long _graceEnds = long.MaxValue;
+    private TimeSpan _deadline = None;
+    private TimeSpan _graceEnds = None;
     private bool _released;
 
     /// <param name="source">The token source whose cancellation ends the wait; the caller owns it (it may outlive this rule).</param>
@@ -29,6 +32,7 @@ public sealed class FirstRequestDeadline : IDisposable
     {
         _source = source;
         _time = time;
+        _origin = time.GetTimestamp();
         _shutdown = shutdownRequested.UnsafeRegister(static s => ((FirstRequestDeadline)s!).BeginGrace(), this);
     }
 
@@ -37,7 +41,7 @@ public sealed class FirstRequestDeadline : IDisposable
     {
         lock (_gate)
         {
-            _deadline = after == Timeout.InfiniteTimeSpan ? long.MaxValue : _time.GetTimestamp() + ToTicks(after);
+            _deadline = after == Timeout.InfiniteTimeSpan ? None : Now + after;
             ApplyLocked();
         }
     }
@@ -64,7 +68,7 @@ public sealed class FirstRequestDeadline : IDisposable
                 return;
             }
 
-            _graceEnds = _time.GetTimestamp() + ToTicks(GracefulShutdown.FirstRequestGrace);
+            _graceEnds = Now + GracefulShutdown.FirstRequestGrace;
             ApplyLocked();
         }
     }
@@ -76,18 +80,10 @@ public sealed class FirstRequestDeadline : IDisposable
             return;
         }
 
-        var end = Math.Min(_deadline, _graceEnds);
+        var end = _deadline < _graceEnds ? _deadline : _graceEnds;
         try
         {
-            if (end == long.MaxValue)
-            {
-                _source.CancelAfter(Timeout.InfiniteTimeSpan);
-            }
-            else
-            {
-                var left = end - _time.GetTimestamp();
-                _source.CancelAfter(left <= 0 ? TimeSpan.Zero : TimeSpan.FromTicks((long)(left * ((double)TimeSpan.TicksPerSecond / _time.TimestampFrequency))));
-            }
+            _source.CancelAfter(end == None ? Timeout.InfiniteTimeSpan : TimeSpan.FromTicks(Math.Max(0, (end - Now).Ticks)));
         }
         catch (ObjectDisposedException)
         {
@@ -95,5 +91,5 @@ public sealed class FirstRequestDeadline : IDisposable
         }
     }
 
-    private long ToTicks(TimeSpan span) => (long)(span.Ticks * ((double)_time.TimestampFrequency / TimeSpan.TicksPerSecond));
+    private TimeSpan Now => _time.GetElapsedTime(_origin);
 }
