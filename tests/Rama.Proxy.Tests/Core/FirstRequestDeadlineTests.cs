@@ -25,10 +25,7 @@ public sealed class FirstRequestDeadlineTests
 
         _time.Advance(TimeSpan.FromSeconds(5));
         _shutdown.Cancel();
-        _time.Advance(Grace - Tick);
-        Assert.False(source.IsCancellationRequested);
-        _time.Advance(Tick);
-        Assert.True(source.IsCancellationRequested);
+        AssertCancelledAfter(source, Grace);
     }
 
     [Fact]
@@ -53,10 +50,7 @@ public sealed class FirstRequestDeadlineTests
 
         _time.Advance(Grace / 2);
         deadline.Arm(TimeSpan.FromSeconds(30)); // the first byte came: the header timeout starts
-        _time.Advance(Grace / 2 - Tick);
-        Assert.False(source.IsCancellationRequested);
-        _time.Advance(Tick);
-        Assert.True(source.IsCancellationRequested);
+        AssertCancelledAfter(source, Grace / 2);
     }
 
     [Fact]
@@ -67,10 +61,7 @@ public sealed class FirstRequestDeadlineTests
         using var deadline = new FirstRequestDeadline(source, _shutdown.Token, _time);
         deadline.Arm(TimeSpan.FromSeconds(30));
 
-        _time.Advance(Grace - Tick);
-        Assert.False(source.IsCancellationRequested);
-        _time.Advance(Tick);
-        Assert.True(source.IsCancellationRequested);
+        AssertCancelledAfter(source, Grace);
     }
 
     [Fact]
@@ -96,7 +87,13 @@ public sealed class FirstRequestDeadlineTests
         _time.Advance(TimeSpan.FromMilliseconds(900));
         deadline.Arm(TimeSpan.FromSeconds(10));
 
-        _time.Advance(TimeSpan.FromSeconds(10) - Tick);
+        AssertCancelledAfter(source, TimeSpan.FromSeconds(10));
+    }
+
+    /// <summary>Not cancelled a tick before <paramref name="after"/> from now, cancelled at it.</summary>
+    private void AssertCancelledAfter(CancellationTokenSource source, TimeSpan after)
+    {
+        _time.Advance(after - Tick);
         Assert.False(source.IsCancellationRequested);
         _time.Advance(Tick);
         Assert.True(source.IsCancellationRequested);

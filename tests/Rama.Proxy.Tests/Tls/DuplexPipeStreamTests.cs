@@ -1,9 +1,9 @@
 using System.IO.Pipelines;
 using System.Net.Security;
 using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Rama.Proxy.Tests.Http.Http2;
 using Rama.Proxy.Tls;
+using Rama.Testing;
 
 namespace Rama.Proxy.Tests.Tls;
 
@@ -17,12 +17,12 @@ public sealed class DuplexPipeStreamTests
     [Fact]
     public async Task The_records_of_one_plaintext_flush_leave_in_one_connection_flush_and_arrive_whole()
     {
-        using var certificate = SelfSigned();
+        using var certificate = Upstream.UpstreamConnectorTests.SelfSignedLocalhost();
         var toClient = new Pipe();
         var toServer = new Pipe();
         var wire = new CountingWriter(toClient.Writer);
-        await using var serverSsl = new SslStream(new DuplexPipeStream(new RawDuplex(toServer.Reader, wire)));
-        await using var clientSsl = new SslStream(new DuplexPipeStream(new RawDuplex(toClient.Reader, toServer.Writer)), false,
+        await using var serverSsl = new SslStream(new DuplexPipeStream(new TestDuplexPipe(toServer.Reader, wire)));
+        await using var clientSsl = new SslStream(new DuplexPipeStream(new TestDuplexPipe(toClient.Reader, toServer.Writer)), false,
             (_, presented, _, _) => presented is not null && presented.GetCertHashString() == certificate.GetCertHashString()); // this test's own certificate only
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await Task.WhenAll(
@@ -49,20 +49,5 @@ public sealed class DuplexPipeStreamTests
 
         Assert.Equal(body, received.ToArray());
         Assert.Equal(1, wire.Flushes - before);
-    }
-
-    private static X509Certificate2 SelfSigned()
-    {
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
-        using var ephemeral = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
-        return X509CertificateLoader.LoadPkcs12(ephemeral.Export(X509ContentType.Pfx), null);
-    }
-
-    private sealed class RawDuplex(PipeReader input, PipeWriter output) : IDuplexPipe
-    {
-        public PipeReader Input { get; } = input;
-
-        public PipeWriter Output { get; } = output;
     }
 }
