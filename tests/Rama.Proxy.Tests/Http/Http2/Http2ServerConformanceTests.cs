@@ -319,13 +319,11 @@ public class Http2ServerConformanceTests
         await client.HeadersAsync(3, true, RawH2Client.Get("/slow"));
         await client.SendAsync(o => Http2FrameWriter.WritePing(o, 7, ack: false));
         await client.ExpectAsync(Http2FrameType.Ping); // both streams were read
-        client.Drain();
-        Assert.Equal((int.MaxValue, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
-        var (ping, data) = await client.ExpectAsync(Http2FrameType.Ping);
+        var (ping, data) = await DrainAndExpectAnnouncementAsync(client);
         Assert.False(ping.HasFlag(Http2Flags.Ack));
 
         await client.HeadersAsync(5, true, RawH2Client.Get("/slow")); // on its way when the GOAWAY left
-        await client.SendAsync(o => Http2FrameWriter.WritePing(o, Http2FrameReader.ReadPing(new ReadOnlySequence<byte>(data)), ack: true));
+        await AckPingAsync(client, data);
         Assert.Equal((5, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
         await client.HeadersAsync(7, true, RawH2Client.Get());
         Assert.Equal(Http2ErrorCode.RefusedStream, await client.ExpectRstStreamAsync(7));
@@ -342,9 +340,7 @@ public class Http2ServerConformanceTests
     {
         await using var client = new RawH2Client(Http2TestServices.Application());
         await client.HandshakeAsync();
-        client.Drain();
-        Assert.Equal((int.MaxValue, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
-        await client.ExpectAsync(Http2FrameType.Ping);
+        await DrainAndExpectAnnouncementAsync(client);
         var waited = System.Diagnostics.Stopwatch.StartNew();
         await client.HeadersAsync(1, true, RawH2Client.Get());
         Assert.Equal(200, (await client.ReadResponseAsync(1, new HpackDecoder())).Status);
@@ -364,10 +360,8 @@ public class Http2ServerConformanceTests
         await using var client = new RawH2Client(Http2TestServices.Application(gate));
         await client.HandshakeAsync();
         await client.HeadersAsync(1, true, RawH2Client.Get("/slow"));
-        client.Drain();
-        Assert.Equal((int.MaxValue, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
-        var (_, data) = await client.ExpectAsync(Http2FrameType.Ping);
-        await client.SendAsync(o => Http2FrameWriter.WritePing(o, Http2FrameReader.ReadPing(new ReadOnlySequence<byte>(data)), ack: true));
+        var (_, data) = await DrainAndExpectAnnouncementAsync(client);
+        await AckPingAsync(client, data);
         Assert.Equal((1, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
 
         await client.HeadersAsync(3, true, RawH2Client.Get());
@@ -377,6 +371,17 @@ public class Http2ServerConformanceTests
         gate.SetResult();
         await client.Server.WaitAsync(TimeSpan.FromSeconds(10));
     }
+
+    /// <summary>Starts the server's drain and reads its first step: GOAWAY 2^31-1 NO_ERROR, then the PING that times the round trip.</summary>
+    private static async Task<(Http2FrameHeader Header, byte[] Payload)> DrainAndExpectAnnouncementAsync(RawH2Client client)
+    {
+        client.Drain();
+        Assert.Equal((int.MaxValue, Http2ErrorCode.NoError), await ExpectGoAwayAsync(client));
+        return await client.ExpectAsync(Http2FrameType.Ping);
+    }
+
+    private static Task AckPingAsync(RawH2Client client, byte[] payload) =>
+        client.SendAsync(o => Http2FrameWriter.WritePing(o, Http2FrameReader.ReadPing(new ReadOnlySequence<byte>(payload)), ack: true));
 
     private static async Task<(int Last, Http2ErrorCode Code)> ExpectGoAwayAsync(RawH2Client client)
     {
