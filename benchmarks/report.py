@@ -208,6 +208,15 @@ for sc in ("h2c /1k", "h2 TLS /1k"):
         a, b = num(h2_r["rps"]), num(h2_h["rps"])
         T.append((f"Reverse proxy {sc} req/s >= 1.0x haproxy (issue 14)", f"{fmt(a)} vs {fmt(b)} = {ratio(a, b)}x",
                   verdict(a is not None and b and a >= b)))
+def h2_cpu(row, key):
+    kv = dict(x.split("=", 1) for x in row["note"].split() if "=" in x)
+    return num(kv.get(key))
+for sc in ("h2c /1k", "h2 TLS /1k"):
+    h2_r, h2_h = find("h2", sc, "rama"), find("h2", sc, "haproxy")
+    if h2_r and h2_h and h2_cpu(h2_r, "cpu_us_per_req") is not None:
+        a, b = h2_cpu(h2_r, "cpu_us_per_req"), h2_cpu(h2_h, "cpu_us_per_req")
+        T.append((f"Reverse proxy {sc}: the proxy's CPU per request against haproxy's (median of the rounds; no ratio set)",
+                  f"{fmt(a, 1)} vs {fmt(b, 1)} us = {ratio(a, b)}x", "measured"))
 for sc in (x for x in sorted({r["scenario"] for r in rows if r["group"] == "h2"}) if "/1m" in x):
     h2_r, h2_h = find("h2", sc, "rama"), find("h2", sc, "haproxy")
     if h2_r and h2_h:
