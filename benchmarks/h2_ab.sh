@@ -12,21 +12,10 @@ TLS=0
 if [ "${1:-}" = "--tls" ]; then TLS=1; shift; fi
 (($#)) || { sed -n 2,9p "$0"; exit 2; }
 ROUNDS=${ROUNDS:-4}; REQUESTS=${REQUESTS:-60000}; WARMUP=${WARMUP:-200000}
-W=$(mktemp -d /tmp/rama-h2-ab.XXXX); mkdir -p $W/www $W/tmp; head -c 1024 /dev/urandom > $W/www/1k; chmod -R a+rX $W; chmod 777 $W/tmp
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost -keyout $W/h2.key -out $W/h2.crt 2>/dev/null
-cat $W/h2.crt $W/h2.key > $W/h2.pem
-P=$(( 20000 + RANDOM % 10000 )); O=$P   # below the ephemeral range: an outgoing connection cannot hold these ports
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill $p 2>/dev/null || true; done; sleep 0.5; for p in "${PIDS[@]}"; do kill -9 $p 2>/dev/null || true; done; rm -rf $W; }
-trap cleanup EXIT
-cat > $W/nginx.conf <<NG
-worker_processes 2; daemon off; pid $W/nginx.pid; error_log $W/err.log; worker_rlimit_nofile 20000;
-events { worker_connections 4096; }
-http { access_log off; client_body_temp_path $W/tmp; proxy_temp_path $W/tmp; fastcgi_temp_path $W/tmp; uwsgi_temp_path $W/tmp; scgi_temp_path $W/tmp;
-  keepalive_timeout 600s; keepalive_requests 10000000; tcp_nodelay on; sendfile on;
-  server { listen 127.0.0.1:$O backlog=4096; root $W/www; } }
-NG
-/usr/sbin/nginx -c $W/nginx.conf -p $W > $W/nginx.out 2>&1 & PIDS+=($!)
+. "$(dirname "$0")/ab_lib.sh"
+ab_setup rama-h2-ab; O=$P
+head -c 1024 /dev/urandom > $W/www/1k
+ab_origin
 cat > $W/haproxy.cfg <<HA
 global
   maxconn 9500
@@ -50,20 +39,18 @@ HA
 names=(haproxy); pids=($!); ports=($((P+1))); tlsports=($((P+2)))
 i=0
 for conf in "$@"; do
-  name=${conf%%=*}; rest=${conf#*=}; bin=${rest%%:*}; envs=(); [ "$rest" != "$bin" ] && IFS=, read -ra envs <<<"${rest#*:}"
-  h2c=$((P + 10 + i*3)); tls=$((h2c + 1)); plain=$((h2c + 2)); i=$((i+1))
-  env DOTNET_TieredPGO=1 Rama__Tls__UpstreamMode=http "${envs[@]}" "$bin" --admin 127.0.0.1:0 --listen 127.0.0.1:$plain \
-    --reverse 127.0.0.1:$h2c=127.0.0.1:$O --tls-listen 127.0.0.1:$tls --upstream 127.0.0.1:$O --cert $W/h2.crt --key $W/h2.key > $W/$name.out 2>&1 &
-  PIDS+=($!); names+=("$name"); pids+=($!); ports+=($h2c); tlsports+=($tls)
+  b=$((P + 10 + i*3)); i=$((i+1))
+  ab_node "$conf" $b
+  names+=("$AB_NAME"); pids+=($AB_PID); ports+=($((b + 1))); tlsports+=($((b + 2)))
 done
 url() { if ((TLS)); then echo "https://127.0.0.1:${tlsports[$1]}/1k"; else echo "http://127.0.0.1:${ports[$1]}/1k"; fi; }
 measure() { # index requests -> "rps cpu_us"
   local pid=${pids[$1]} t0 t1 out
-  t0=$(awk '{print $14+$15}' /proc/$pid/stat)
+  t0=$(proc_cpu $pid)
   out=$(h2load -c 16 -m 10 -t 1 -n $2 "$(url $1)" 2>&1)
-  t1=$(awk '{print $14+$15}' /proc/$pid/stat)
+  t1=$(proc_cpu $pid)
   grep -q "$2 succeeded" <<<"$out" || { echo "${names[$1]}: not every request succeeded" >&2; grep -E "^requests" <<<"$out" >&2; exit 1; }
-  awk -v t=$((t1-t0)) -v n=$2 -v rps="$(awk '/^finished in/ {gsub(",",""); print $4}' <<<"$out")" 'BEGIN {printf "%.0f %.1f", rps, t*10000/n}'
+  awk -v t=$((t1-t0)) -v n=$2 -v hz="$(getconf CLK_TCK)" -v rps="$(awk '/^finished in/ {gsub(",",""); print $4}' <<<"$out")" 'BEGIN {printf "%.0f %.1f", rps, t*1e6/hz/n}'
 }
 for k in "${!pids[@]}"; do
   for _ in $(seq 600); do curl -sk -o /dev/null "$(url $k)" && break; sleep 0.1; done
@@ -79,6 +66,5 @@ for r in $(seq $ROUNDS); do
 done
 for k in "${!pids[@]}"; do
   printf '%-12s req/s %-36s median %6s   CPU us/request %-28s median %5s\n' "${names[$k]}" "${rps[$k]}" \
-    "$(tr ' ' '\n' <<<"${rps[$k]}" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')" "${cpu[$k]}" \
-    "$(tr ' ' '\n' <<<"${cpu[$k]}" | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')"
+    "$(ab_median <<<"${rps[$k]}")" "${cpu[$k]}" "$(ab_median <<<"${cpu[$k]}")"
 done
